@@ -1,0 +1,1 @@
+"""Kafka entrypoints: one module per consumed topic."""

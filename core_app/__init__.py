@@ -1,0 +1,1 @@
+"""LoyalNest Core: the customer-data hub."""

@@ -1,0 +1,3 @@
+from core_app.cli import main
+
+main()

@@ -1,0 +1,77 @@
+"""The Faust application: broker, RocksDB store, partitions, and the services it owns."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import faust
+from mode import ServiceT
+
+from core_app import runtime as runtime_module
+from core_app.kafka_transport import CoreTransport, set_fetch_max_wait_ms
+from core_app.settings import Settings, get_settings
+from core_app.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+class CoreApp(faust.App):
+    """faust.App plus: tuned consumer transport, our HTTP/gRPC servers, and the shared runtime."""
+
+    core_settings: Settings
+    extra_servers: list[ServiceT]
+
+    def _new_transport(self) -> Any:
+        return CoreTransport(self.conf.broker_consumer, self)
+
+    def on_init_dependencies(self) -> Iterable[ServiceT]:
+        return [*super().on_init_dependencies(), *self.extra_servers]
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        # Before any child starts: agents and views rely on the runtime being open.
+        await ensure_topics(self.core_settings)
+        runtime_module.set_runtime(await runtime_module.open_runtime(self.core_settings))
+
+    async def on_started(self) -> None:
+        await super().on_started()
+        runtime_module.get_runtime().tables_recovered = True
+        # `faust worker` leaves the root logger at DEBUG via its spinner handler; that costs 10-20%.
+        logging.getLogger().setLevel(self.core_settings.log_level)
+
+    async def on_shutdown(self) -> None:
+        await super().on_shutdown()
+        current = runtime_module._current
+        if current is not None:
+            await current.close()
+            runtime_module.set_runtime(None)
+
+
+def create_app(settings: Settings) -> CoreApp:
+    set_fetch_max_wait_ms(settings.kafka_fetch_max_wait_ms)
+    core = CoreApp(
+        settings.service_name,
+        broker=settings.kafka_broker,
+        store="rocksdb://",
+        datadir=str(settings.worker_data_dir),
+        topic_partitions=settings.kafka_topic_partitions,
+        topic_replication_factor=settings.kafka_replication_factor,
+        table_standby_replicas=settings.table_standby_replicas,
+        broker_session_timeout=settings.kafka_session_timeout,
+        broker_rebalance_timeout=settings.kafka_rebalance_timeout,
+        broker_heartbeat_interval=settings.kafka_heartbeat_interval,
+        broker_request_timeout=max(90.0, settings.kafka_session_timeout + 30),
+        producer_linger=settings.kafka_producer_linger,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        canonical_url=settings.web_url,
+        autodiscover=False,
+    )
+    core.core_settings = settings
+    core.extra_servers = []
+    return core
+
+
+app = create_app(get_settings())

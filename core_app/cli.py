@@ -1,0 +1,71 @@
+"""`core dev | worker | migrate | schema-registry`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from core_app.settings import ConfigError, load_settings
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    from core_app.logs import configure_logging
+    from core_app.migrate import migrate
+
+    settings = load_settings()
+    configure_logging(settings)
+    applied = migrate(settings)
+    print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+    return 0
+
+
+def _worker(_args: argparse.Namespace) -> int:
+    from core_app.worker import run_worker
+
+    run_worker(load_settings())
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from core_app.devstack import run_dev
+
+    return run_dev(load_settings(), keep_state=args.keep_state)
+
+
+def _schema_registry(args: argparse.Namespace) -> int:
+    from core_app.logs import configure_logging
+    from core_app.schema_registry.run import serve
+
+    settings = load_settings()
+    configure_logging(settings)
+    serve(settings, host=args.host, port=args.port)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="core", description="LoyalNest Core")
+    commands = root.add_subparsers(dest="command", required=True)
+    dev = commands.add_parser("dev", help="run Tansu, a dev schema registry and one worker")
+    dev.add_argument(
+        "--keep-state",
+        action="store_true",
+        help="keep RocksDB state (only with an external broker)",
+    )
+    dev.set_defaults(run=_dev)
+    commands.add_parser("worker", help="run one worker against configured services").set_defaults(run=_worker)
+    commands.add_parser("migrate", help="apply database migrations (idempotent)").set_defaults(run=_migrate)
+    registry = commands.add_parser("schema-registry", help="run the development schema registry")
+    registry.add_argument("--host", default="127.0.0.1")
+    registry.add_argument("--port", type=int, default=8081)
+    registry.set_defaults(run=_schema_registry)
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        code = args.run(args)
+    except ConfigError as exc:
+        print(f"core: {exc}", file=sys.stderr)
+        code = 2
+    sys.exit(code)

@@ -1,0 +1,45 @@
+"""PostgreSQL access: one aiopg pool per process, with the email keys set per connection.
+
+The keys travel in libpq's `options` (as `-c core.email_key=...`), so they never appear in SQL text,
+`pg_stat_activity` or the statement log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiopg
+import psycopg2.extras
+
+from core_app.settings import Settings
+
+
+def _escape_option(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(" ", "\\ ")
+
+
+def connection_options(settings: Settings) -> str:
+    enc = _escape_option(settings.email_encryption_key.get_secret_value())
+    mac = _escape_option(settings.email_hash_key.get_secret_value())
+    return f"-c timezone=UTC -c core.email_key={enc} -c core.email_hash_key={mac}"
+
+
+async def create_pool(settings: Settings, **overrides: Any) -> aiopg.Pool:
+    options: dict[str, Any] = {
+        "minsize": 1,
+        "maxsize": settings.core_db_pool_max,
+        "timeout": 10.0,
+        "options": connection_options(settings),
+    }
+    options.update(overrides)
+    return await aiopg.create_pool(settings.db_dsn, **options)
+
+
+async def fetch_one(pool: aiopg.Pool, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None:
+    async with (
+        pool.acquire() as conn,
+        conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur,
+    ):
+        await cur.execute(sql, params)
+        row = await cur.fetchone()
+        return dict(row) if row is not None else None

@@ -1,0 +1,1 @@
+"""Pure domain code: models, validation, PII sanitising, merges. No I/O lives here."""

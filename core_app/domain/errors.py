@@ -1,0 +1,21 @@
+"""Domain errors carry the field at fault so every transport can name it."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base for errors a caller can fix."""
+
+
+class ValidationFailed(DomainError):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class NotFound(DomainError):
+    def __init__(self, entity: str, key: str) -> None:
+        super().__init__(f"{entity} {key} not found")
+        self.entity = entity
+        self.key = key

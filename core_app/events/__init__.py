@@ -1,0 +1,1 @@
+"""Avro events with Confluent framing, and dead letters."""

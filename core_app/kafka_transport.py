@@ -1,0 +1,36 @@
+"""Faust's aiokafka transport with a configurable consumer fetch wait.
+
+Faust hard-codes `fetch_max_wait_ms=1500`. A real Kafka broker answers a fetch as soon as data
+arrives, but Tansu holds every fetch for its full max-wait, so in dev and tests the wait bounds every
+consume hop. KAFKA_FETCH_MAX_WAIT_MS sets it (default 1500, as Faust).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiokafka
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+
+class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    fetch_max_wait_ms: int = 1500
+
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        # aiokafka reads this attribute when it builds its Fetcher in start().
+        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
+        return consumer
+
+
+class TunedConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> TunedConsumerThread:
+        return TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class CoreTransport(faust_aiokafka.Transport):
+    Consumer = TunedConsumer
+
+
+def set_fetch_max_wait_ms(value: int) -> None:
+    TunedConsumerThread.fetch_max_wait_ms = value

@@ -1,0 +1,37 @@
+"""Structured JSON logs (python-json-logger), tagged with the service name."""
+
+from __future__ import annotations
+
+import logging.config
+from typing import Any
+
+from core_app.settings import Settings
+
+
+def logging_config(settings: Settings) -> dict[str, Any]:
+    formatter: dict[str, Any] = (
+        {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "ts", "levelname": "level", "name": "logger"},
+            "static_fields": {"service_name": settings.service_name},
+        }
+        if settings.log_json
+        else {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "default"}},
+        "root": {"level": settings.log_level, "handlers": ["stderr"]},
+        "loggers": {
+            "aiokafka": {"level": "WARNING"},
+            "faust": {"level": "WARNING" if settings.log_level != "DEBUG" else "DEBUG"},
+            "mode": {"level": "WARNING" if settings.log_level != "DEBUG" else "DEBUG"},
+        },
+    }
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.config.dictConfig(logging_config(settings))

@@ -1,0 +1,17 @@
+"""Prometheus metrics, under the plan's names where the plan names them."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+customers_created = Counter("core_customers_created_total", "Customers created, by merchant", ["merchant_id"])
+events_processed = Counter("core_events_processed_total", "Consumed events applied", ["topic"])
+events_skipped = Counter(
+    "core_events_skipped_total", "Consumed events ignored as stale or duplicate", ["topic"]
+)
+events_failed = Counter("core_events_failed_total", "Consumed events that could not be applied", ["topic"])
+dead_letters = Counter("core_dead_letters_total", "Events sent to the dead-letter topic", ["topic", "kind"])
+reads = Counter("core_customer_reads_total", "Customer reads by the source that answered", ["source"])
+dependency_up = Gauge(
+    "core_dependency_up", "1 when the last health probe reached the dependency", ["dependency"]
+)

@@ -1,0 +1,79 @@
+"""Process-wide resources (PostgreSQL pool, Redis, event codec, health probe), opened once per worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import aiopg
+from redis.asyncio import Redis
+
+from core_app import db
+from core_app.events.codec import EventCodec
+from core_app.migrate import pending_migrations
+from core_app.services.health import HealthProbe
+from core_app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    pool: aiopg.Pool
+    redis: Redis
+    codec: EventCodec
+    health: HealthProbe
+    migrations_applied: bool = False
+    tables_recovered: bool = False
+
+    def redis_key(self, key: str) -> str:
+        return f"{self.settings.redis_key_prefix}{key}"
+
+    async def is_ready(self) -> dict[str, bool]:
+        if not self.migrations_applied:
+            self.migrations_applied = not await asyncio.to_thread(pending_migrations, self.settings)
+        try:
+            redis_ok = bool(await asyncio.wait_for(self.redis.ping(), self.settings.health_timeout))
+        except Exception:
+            redis_ok = False
+        return {
+            "migrations": self.migrations_applied,
+            "redis": redis_ok,
+            "tables": self.tables_recovered,
+        }
+
+    async def close(self) -> None:
+        await self.health.close()
+        await self.redis.aclose()
+        self.pool.close()
+        await self.pool.wait_closed()
+
+
+async def open_runtime(settings: Settings) -> Runtime:
+    # minsize=0: a worker starts (and reports DOWN on /health) even while PostgreSQL is away.
+    pool = await db.create_pool(settings, minsize=0)
+    redis = Redis.from_url(
+        settings.redis_dsn,
+        socket_timeout=settings.health_timeout,
+        socket_connect_timeout=settings.health_timeout,
+    )
+    codec = EventCodec(settings.schema_registry_url, settings.avro_dir)
+    await codec.register_all()
+    health = HealthProbe(pool, redis, settings.kafka_bootstrap, settings.health_timeout)
+    return Runtime(settings=settings, pool=pool, redis=redis, codec=codec, health=health)
+
+
+_current: Runtime | None = None
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    global _current
+    _current = runtime
+
+
+def get_runtime() -> Runtime:
+    if _current is None:
+        raise RuntimeError("the runtime is not open yet (worker still starting)")
+    return _current

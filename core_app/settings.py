@@ -1,0 +1,164 @@
+"""Every environment variable the service reads, typed, validated and with a dev default.
+
+The dev defaults work on a developer machine (PostgreSQL and Redis on localhost, Tansu started by
+`core dev`). Production sets `CORE_ENV=production`, which refuses the dev-only secrets.
+"""
+
+from __future__ import annotations
+
+import socket
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote, urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Dev-only secrets: documented in the README, refused when CORE_ENV=production.
+DEV_EMAIL_ENCRYPTION_KEY = "dev-only-email-encryption-key-change-me-0001"
+DEV_EMAIL_HASH_KEY = "dev-only-email-hash-key-change-me-000000001"
+DEV_SHOPIFY_API_SECRET = "dev-only-shopify-secret"
+_DEV_SECRETS = {DEV_EMAIL_ENCRYPTION_KEY, DEV_EMAIL_HASH_KEY, DEV_SHOPIFY_API_SECRET}
+
+
+class ConfigError(Exception):
+    """Invalid configuration, phrased as one line that names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    core_env: Literal["development", "test", "production"] = "development"
+    service_name: str = "core"
+    worker_id: str = Field(default_factory=socket.gethostname)
+
+    # PostgreSQL: CORE_DB_URL wins over the CORE_DB_* parts.
+    core_db_url: str | None = None
+    core_db_host: str = "127.0.0.1"
+    core_db_port: int = Field(default=5432, ge=1, le=65535)
+    core_db_name: str = "core"
+    core_db_user: str = "postgres"
+    core_db_password: SecretStr = SecretStr("")
+    core_db_pool_max: int = Field(default=10, ge=1)
+
+    # Kafka (Tansu in dev, a real cluster in production).
+    kafka_broker: str = "kafka://127.0.0.1:9092"
+    kafka_topic_partitions: int = Field(default=12, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_fetch_max_wait_ms: int = Field(default=1500, ge=1, le=30000)
+    kafka_session_timeout: float = Field(default=60.0, gt=0)
+    kafka_rebalance_timeout: float = Field(default=60.0, gt=0)
+    kafka_heartbeat_interval: float = Field(default=3.0, gt=0)
+    kafka_producer_linger: float = Field(default=0.005, ge=0)
+    table_standby_replicas: int = Field(default=1, ge=0)
+
+    schema_registry_url: str = "http://127.0.0.1:8081"
+
+    redis_url: str | None = None
+    redis_host: str = "127.0.0.1"
+    redis_port: int = Field(default=6379, ge=1, le=65535)
+    redis_db: int = Field(default=0, ge=0)
+    redis_key_prefix: str = ""
+
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=8080, ge=1, le=65535)
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = Field(default=50051, ge=1, le=65535)
+    # How other workers reach this one (owner routing); defaults to this host and HTTP port.
+    canonical_url: str | None = None
+
+    launchdarkly_sdk_key: SecretStr | None = None
+    shopify_api_key: str = "dev-shopify-key"
+    shopify_api_secret: SecretStr = SecretStr(DEV_SHOPIFY_API_SECRET)
+    email_encryption_key: SecretStr = SecretStr(DEV_EMAIL_ENCRYPTION_KEY)
+    email_hash_key: SecretStr = SecretStr(DEV_EMAIL_HASH_KEY)
+
+    data_dir: Path = REPO_ROOT / "var" / "data"
+    migrations_dir: Path = REPO_ROOT / "migrations"
+    avro_dir: Path = REPO_ROOT / "avro"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+    shutdown_timeout: float = Field(default=15.0, gt=0)
+    health_timeout: float = Field(default=2.0, gt=0)
+
+    @field_validator("kafka_broker")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        first = value.split(";")[0].split(",")[0]
+        if "://" not in first:
+            value = "kafka://" + value
+        parts = urlsplit(value.split(";")[0].split(",")[0])
+        if parts.scheme not in {"kafka", "aiokafka"} or not parts.hostname:
+            raise ValueError("expected kafka://host:port[,host:port...]")
+        return value
+
+    @field_validator("schema_registry_url", "redis_url", "canonical_url")
+    @classmethod
+    def _http_like(cls, value: str | None) -> str | None:
+        if value is not None and not urlsplit(value).hostname:
+            raise ValueError("expected an absolute URL such as http://host:port")
+        return value
+
+    @field_validator("email_encryption_key", "email_hash_key")
+    @classmethod
+    def _long_key(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _no_dev_secrets_in_production(self) -> Settings:
+        if self.core_env == "production":
+            for name in ("email_encryption_key", "email_hash_key", "shopify_api_secret"):
+                if getattr(self, name).get_secret_value() in _DEV_SECRETS:
+                    raise ValueError(f"{name.upper()} still holds its dev-only default")
+        return self
+
+    @property
+    def db_dsn(self) -> str:
+        """libpq DSN of the service database (keys are added per connection, see db.py)."""
+        if self.core_db_url:
+            return self.core_db_url
+        password = quote(self.core_db_password.get_secret_value(), safe="")
+        auth = f"{self.core_db_user}:{password}" if password else self.core_db_user
+        return f"postgresql://{auth}@{self.core_db_host}:{self.core_db_port}/{self.core_db_name}"
+
+    @property
+    def redis_dsn(self) -> str:
+        return self.redis_url or f"redis://{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    @property
+    def kafka_bootstrap(self) -> list[str]:
+        """host:port list for clients that are not Faust (health probe, benches)."""
+        hosts = self.kafka_broker.replace(";", ",").split(",")
+        return [h.split("://", 1)[-1] for h in hosts if h]
+
+    @property
+    def worker_data_dir(self) -> Path:
+        """Each worker gets its own RocksDB directory (faust-streaming #91/#92 LOCK errors)."""
+        return self.data_dir / self.worker_id
+
+    @property
+    def web_url(self) -> str:
+        return self.canonical_url or f"http://{socket.gethostname()}:{self.http_port}"
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "settings"
+    return f"invalid configuration: {field.upper()}: {first['msg']}"
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,51 @@
+"""Topic names and creation. Every customer topic is keyed `{merchant_id}:{customer_id}`."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from core_app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RFM_UPDATED = "rfm.updated"
+POINTS_UPDATED = "points.updated"
+REFERRAL_CREATED = "referral.created"
+GDPR_REQUEST_CREATED = "gdpr_request.created"
+CUSTOMER_CREATED = "customer.created"
+CUSTOMER_UPDATED = "customer.updated"
+IMPORT_INITIATED = "import.initiated"
+DEAD_LETTER = "core.dlq"
+
+CONSUMED = (RFM_UPDATED, POINTS_UPDATED, REFERRAL_CREATED, GDPR_REQUEST_CREATED)
+PRODUCED = (CUSTOMER_CREATED, CUSTOMER_UPDATED, IMPORT_INITIATED, DEAD_LETTER)
+
+
+async def ensure_topics(settings: Settings, names: tuple[str, ...] = CONSUMED + PRODUCED) -> list[str]:
+    """Create missing topics with the configured partition count; returns the names created.
+
+    Consumed topics must have `kafka_topic_partitions` partitions so that they co-partition with the
+    tables. On a cluster where the producers own the topics this finds them all and creates nothing.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in names if name not in existing]
+        if missing:
+            await admin.create_topics(
+                [
+                    NewTopic(
+                        name,
+                        num_partitions=settings.kafka_topic_partitions,
+                        replication_factor=settings.kafka_replication_factor,
+                    )
+                    for name in missing
+                ]
+            )
+            log.info("created topics", extra={"topics": missing})
+        return missing
+    finally:
+        await admin.close()

@@ -1,0 +1,1 @@
+"""Faust tables (RocksDB, changelog-backed) and their read-through."""

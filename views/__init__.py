@@ -1,0 +1,23 @@
+"""aiohttp entrypoints: REST, health/ready/metrics (GraphQL and WebSocket join here)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_async.aio.web import server_stats
+
+from views import customers, health
+from views.errors import error_middleware
+
+ROUTES: list[tuple[str, str, object]] = [
+    ("GET", "/health", health.health),
+    ("GET", "/ready", health.ready),
+    ("GET", "/metrics", server_stats),
+    ("GET", "/core/v1/customers", customers.get_customer),
+]
+
+
+def build_web_app() -> web.Application:
+    web_app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
+    for method, path, handler in ROUTES:
+        web_app.router.add_route(method, path, handler)  # type: ignore[arg-type]
+    return web_app

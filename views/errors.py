@@ -1,0 +1,36 @@
+"""Map domain errors to HTTP: 4xx naming the field, never a 500 for bad input."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from core_app.domain.errors import NotFound, ValidationFailed
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_body(status: int, message: str, field: str | None = None) -> web.Response:
+    error: dict[str, str] = {"message": message}
+    if field is not None:
+        error["field"] = field
+    return web.json_response({"error": error}, status=status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ValidationFailed as exc:
+        return error_body(400, exc.reason, exc.field)
+    except NotFound as exc:
+        return error_body(404, str(exc))
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path})
+        return error_body(500, "internal error")
