@@ -17,7 +17,14 @@ from fastavro import parse_schema
 from schema_registry.client import AsyncSchemaRegistryClient
 from schema_registry.client.schema import AvroSchema
 from schema_registry.serializers import AsyncAvroMessageSerializer
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    before_sleep_log,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+    wait_exponential_jitter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,11 @@ class EventCodec:
         self.serializer = AsyncAvroMessageSerializer(self.client)
         self.contracts = load_contracts(avro_dir)
         self.schema_ids: dict[str, int] = {}
+        self._registry_retry = AsyncRetrying(
+            wait=wait_exponential_jitter(initial=0.2, max=10),
+            before_sleep=before_sleep_log(log, logging.WARNING),
+            reraise=True,
+        )
 
     async def register_all(self, give_up_after: float = 60.0) -> dict[str, int]:
         """Register every contract (idempotent); retries while the registry is starting."""
@@ -78,10 +90,10 @@ class EventCodec:
         magic, schema_id = _HEADER.unpack_from(payload)
         if magic != MAGIC_BYTE:
             raise DecodeError("bad_magic", f"magic byte is {magic}, expected {MAGIC_BYTE}")
-        try:
-            await self.client.get_by_id(schema_id)
-        except Exception as exc:
-            raise DecodeError("unknown_schema", f"schema id {schema_id}: {exc}") from exc
+        # A registry outage is not the event's fault: wait for the registry rather than dead-letter.
+        writer = await self._registry_retry.copy()(self.client.get_by_id, schema_id)
+        if writer is None:
+            raise DecodeError("unknown_schema", f"schema id {schema_id} is not in the registry")
         try:
             record = await self.serializer.decode_message(payload)
         except Exception as exc:

@@ -1,0 +1,116 @@
+"""Test helpers shared by the integration and e2e suites (no fixtures here)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[Any]], timeout: float = 30.0, interval: float = 0.2
+) -> Any:
+    """Await `probe` until it returns a truthy value; fail with its last result or error."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = await probe()
+            if last:
+                return last
+        except (AssertionError, aiohttp.ClientError, OSError) as exc:
+            last = exc
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last result: {last!r}")
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class WorkerProcess:
+    name: str
+    process: subprocess.Popen[bytes]
+    http_port: int
+    grpc_port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def start_worker(name: str, env: dict[str, str]) -> WorkerProcess:
+    """`core worker` as a subprocess, logging to test-artifacts/<name>.log."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    http_port, grpc_port = free_port(), free_port()
+    log_path = ARTIFACTS / f"{name}.log"
+    full_env = {
+        **os.environ,
+        **env,
+        "HTTP_PORT": str(http_port),
+        "GRPC_PORT": str(grpc_port),
+        "WORKER_ID": name,
+        "CANONICAL_URL": f"http://127.0.0.1:{http_port}",
+    }
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "core_app", "worker"],
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return WorkerProcess(name, process, http_port, grpc_port, log_path)
+
+
+async def wait_ready(worker: WorkerProcess, timeout: float = 120.0) -> None:
+    async def ready() -> bool:
+        if worker.process.poll() is not None:
+            raise RuntimeError(f"worker {worker.name} exited:\n{worker.log_tail()}")
+        async with aiohttp.ClientSession() as http, http.get(f"{worker.url}/ready") as response:
+            return response.status == 200
+
+    try:
+        await eventually(ready, timeout=timeout, interval=0.5)
+    except AssertionError:
+        raise AssertionError(f"worker {worker.name} not ready:\n{worker.log_tail()}") from None

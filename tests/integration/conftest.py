@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
+import psycopg2
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from core_app import db
+from core_app.events.codec import EventCodec
+from core_app.settings import Settings
+from tests.helpers import WorkerProcess, start_worker, stop_process, wait_ready
+
+
+@contextmanager
+def pg(settings: Settings) -> Iterator[psycopg2.extensions.connection]:
+    """An autocommit connection with the email keys set, as the service's own."""
+    conn = psycopg2.connect(settings.db_dsn, options=db.connection_options(settings))
+    conn.autocommit = True
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+async def worker(worker_env: dict[str, str]) -> AsyncIterator[WorkerProcess]:
+    process = start_worker("worker-main", worker_env)
+    try:
+        await wait_ready(process)
+        yield process
+    finally:
+        stop_process(process.process)
+
+
+@pytest.fixture(scope="session")
+async def codec(registry_url: str, settings: Settings) -> EventCodec:
+    event_codec = EventCodec(registry_url, settings.avro_dir)
+    await event_codec.register_all()
+    return event_codec
+
+
+@pytest.fixture(scope="session")
+async def producer(tansu: str) -> AsyncIterator[AIOKafkaProducer]:
+    kafka = AIOKafkaProducer(bootstrap_servers=tansu.removeprefix("kafka://"))
+    await kafka.start()
+    yield kafka
+    await kafka.stop()

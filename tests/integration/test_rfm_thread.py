@@ -1,0 +1,209 @@
+"""The first vertical thread against the real broker: rfm.updated on Tansu -> RocksDB table -> REST."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from core_app.events.codec import EventCodec
+from core_app.settings import Settings
+from core_app.topics import DEAD_LETTER, RFM_UPDATED
+from tests.helpers import WorkerProcess, eventually
+from tests.integration.conftest import pg
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def new_customer(settings: Settings) -> tuple[str, str]:
+    merchant_id, customer_id = str(uuid.uuid4()), str(uuid.uuid4())
+    with pg(settings) as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO merchants (id, shop_domain) VALUES (%s, %s)",
+            (merchant_id, f"{merchant_id[:8]}.myshopify.com"),
+        )
+        cur.execute(
+            "INSERT INTO customers (id, merchant_id, email) VALUES (%s, %s, %s)",
+            (customer_id, merchant_id, f"{customer_id[:8]}@example.com"),
+        )
+    return merchant_id, customer_id
+
+
+def rfm_event(merchant_id: str, customer_id: str, score: tuple[int, int, int], at: datetime) -> dict:
+    recency, frequency, monetary = score
+    return {
+        "event_id": str(uuid.uuid4()),
+        "merchant_id": merchant_id,
+        "customer_id": customer_id,
+        "rfm_score": {"recency": recency, "frequency": frequency, "monetary": monetary},
+        "occurred_at": at,
+    }
+
+
+async def send(producer: AIOKafkaProducer, key: str, value: bytes) -> None:
+    await producer.send_and_wait(RFM_UPDATED, key=key.encode(), value=value)
+
+
+async def get_customer(worker: WorkerProcess, merchant_id: str, customer_id: str) -> tuple[int, Any]:
+    params = {"merchant_id": merchant_id, "customer_id": customer_id}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{worker.url}/core/v1/customers", params=params) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def metric(worker: WorkerProcess, line_prefix: str) -> float:
+    async with aiohttp.ClientSession() as http, http.get(f"{worker.url}/metrics") as response:
+        text = await response.text()
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(line_prefix)]
+    return sum(values)
+
+
+async def test_rfm_updated_reaches_the_table_and_rest(
+    worker: WorkerProcess, settings: Settings, codec: EventCodec, producer: AIOKafkaProducer
+) -> None:
+    merchant_id, customer_id = new_customer(settings)
+    key = f"{merchant_id}:{customer_id}"
+    event = rfm_event(merchant_id, customer_id, (12, 4, 870), NOW)
+    await send(producer, key, await codec.encode(RFM_UPDATED, event))
+
+    async def updated() -> dict | None:
+        status, body = await get_customer(worker, merchant_id, customer_id)
+        return body if status == 200 and body["source"] == "table" else None
+
+    body = await eventually(updated, timeout=30)
+    assert body["rfm_score"] == {"recency": 12, "frequency": 4, "monetary": 870}
+    assert body["id"] == customer_id
+    assert body["merchant_id"] == merchant_id
+    assert body["version"] == 1
+    assert "email" not in body and "email_hash" not in body
+
+
+async def test_stale_rfm_event_never_moves_a_customer_backwards(
+    worker: WorkerProcess, settings: Settings, codec: EventCodec, producer: AIOKafkaProducer
+) -> None:
+    merchant_id, customer_id = new_customer(settings)
+    key = f"{merchant_id}:{customer_id}"
+    skipped_before = await metric(worker, 'core_events_skipped_total{topic="rfm.updated"}')
+    await send(
+        producer, key, await codec.encode(RFM_UPDATED, rfm_event(merchant_id, customer_id, (1, 9, 900), NOW))
+    )
+    older = rfm_event(merchant_id, customer_id, (99, 1, 1), NOW - timedelta(hours=1))
+    await send(producer, key, await codec.encode(RFM_UPDATED, older))
+
+    async def stale_skipped() -> bool:
+        skipped = await metric(worker, 'core_events_skipped_total{topic="rfm.updated"}')
+        return skipped >= skipped_before + 1
+
+    await eventually(stale_skipped, timeout=30)
+    status, body = await get_customer(worker, merchant_id, customer_id)
+    assert status == 200
+    assert body["rfm_score"] == {"recency": 1, "frequency": 9, "monetary": 900}
+    assert body["version"] == 1
+
+
+async def dead_letters_for(tansu: str, key: str, count: int) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        DEAD_LETTER,
+        bootstrap_servers=tansu.removeprefix("kafka://"),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+    )
+    await consumer.start()
+    found: list[Any] = []
+    try:
+
+        async def collected() -> bool:
+            batches = await consumer.getmany(timeout_ms=500)
+            found.extend(m for msgs in batches.values() for m in msgs if m.key == key.encode())
+            return len(found) >= count
+
+        await eventually(collected, timeout=30, interval=0)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def test_bad_events_go_to_the_dead_letter_topic_and_the_agent_goes_on(
+    worker: WorkerProcess,
+    settings: Settings,
+    codec: EventCodec,
+    producer: AIOKafkaProducer,
+    tansu: str,
+) -> None:
+    merchant_id, customer_id = new_customer(settings)
+    key = f"{merchant_id}:{customer_id}"
+    good = await codec.encode(RFM_UPDATED, rfm_event(merchant_id, customer_id, (3, 3, 3), NOW))
+    out_of_range = await codec.encode(
+        RFM_UPDATED,
+        rfm_event(merchant_id, customer_id, (3, 3, 3), NOW)
+        | {"rfm_score": {"recency": -5, "frequency": 1, "monetary": 1}},
+    )
+    await send(producer, key, b"not avro at all")
+    await send(producer, key, b"\x00\x00\x0f\x42\x3f" + good[5:])  # schema id 999999
+    await send(producer, key, out_of_range)
+    await send(producer, key, good)
+
+    letters = await dead_letters_for(tansu, key, count=3)
+    kinds = sorted(dict(m.headers)["error_kind"].decode() for m in letters[:3])
+    assert kinds == ["bad_magic", "invalid", "unknown_schema"]
+    for letter in letters:
+        headers = dict(letter.headers)
+        assert headers["source_topic"] == RFM_UPDATED.encode()
+        assert int(headers["source_offset"]) >= 0
+        assert int(headers["source_partition"]) >= 0
+        assert headers["reason"]
+    invalid = next(m for m in letters if dict(m.headers)["error_kind"] == b"invalid")
+    assert b"rfm_score.recency" in dict(invalid.headers)["reason"]
+
+    async def applied() -> bool:
+        status, body = await get_customer(worker, merchant_id, customer_id)
+        return status == 200 and body["rfm_score"] == {"recency": 3, "frequency": 3, "monetary": 3}
+
+    await eventually(applied, timeout=30)
+
+
+async def test_event_for_unknown_customer_is_dead_lettered(
+    worker: WorkerProcess, codec: EventCodec, producer: AIOKafkaProducer, tansu: str
+) -> None:
+    merchant_id, customer_id = str(uuid.uuid4()), str(uuid.uuid4())
+    key = f"{merchant_id}:{customer_id}"
+    await send(
+        producer, key, await codec.encode(RFM_UPDATED, rfm_event(merchant_id, customer_id, (1, 1, 1), NOW))
+    )
+    [letter] = (await dead_letters_for(tansu, key, count=1))[:1]
+    assert dict(letter.headers)["error_kind"] == b"unknown_customer"
+
+
+async def test_customer_read_falls_back_to_postgres(worker: WorkerProcess, settings: Settings) -> None:
+    merchant_id, customer_id = new_customer(settings)
+    status, body = await get_customer(worker, merchant_id, customer_id)
+    assert status == 200
+    assert body["source"] == "postgres"
+    assert body["rfm_score"] == {}
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "field"),
+    [
+        ({"merchant_id": "nope", "customer_id": str(uuid.uuid4())}, 400, "merchant_id"),
+        ({"merchant_id": str(uuid.uuid4())}, 400, "customer_id"),
+        ({"merchant_id": str(uuid.uuid4()), "customer_id": str(uuid.uuid4())}, 404, None),
+    ],
+)
+async def test_bad_or_unknown_reads_get_4xx(
+    worker: WorkerProcess, params: dict, status: int, field: str | None
+) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{worker.url}/core/v1/customers", params=params) as response,
+    ):
+        body = await response.json()
+    assert response.status == status
+    assert body["error"].get("field") == field

@@ -1,0 +1,13 @@
+from core_app.events.codec import load_contracts
+from core_app.settings import REPO_ROOT
+from core_app.topics import RFM_UPDATED
+
+
+def test_every_avro_contract_parses_and_is_named_by_its_topic() -> None:
+    contracts = load_contracts(REPO_ROOT / "avro")
+    assert RFM_UPDATED in contracts
+    rfm = contracts[RFM_UPDATED].raw_schema
+    names = [f["name"] for f in rfm["fields"]]
+    assert names == ["event_id", "merchant_id", "customer_id", "rfm_score", "occurred_at"]
+    assert rfm["fields"][1]["type"]["logicalType"] == "uuid"
+    assert rfm["fields"][4]["type"]["logicalType"] == "timestamp-millis"

@@ -1,0 +1,88 @@
+import subprocess
+import sys
+
+import pytest
+
+from core_app.settings import (
+    DEV_EMAIL_ENCRYPTION_KEY,
+    ConfigError,
+    Settings,
+    load_settings,
+)
+
+
+def test_defaults_work_on_a_dev_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("KAFKA_BROKER", "CORE_DB_URL", "REDIS_URL", "HTTP_PORT", "GRPC_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.kafka_bootstrap == ["127.0.0.1:9092"]
+    assert settings.http_port == 8080
+    assert settings.grpc_port == 50051
+    assert settings.db_dsn == "postgresql://postgres@127.0.0.1:5432/core"
+    assert settings.redis_dsn == "redis://127.0.0.1:6379/0"
+
+
+def test_core_db_url_wins_over_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORE_DB_URL", "postgresql://u:p@db.internal:6543/core")
+    monkeypatch.setenv("CORE_DB_HOST", "ignored")
+    assert load_settings().db_dsn == "postgresql://u:p@db.internal:6543/core"
+
+
+def test_password_is_url_quoted() -> None:
+    settings = Settings(core_db_password="p@ss/word", core_db_url=None)
+    assert "p%40ss%2Fword@" in settings.db_dsn
+
+
+def test_broker_without_scheme_gets_kafka_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BROKER", "b1:9092,b2:9092")
+    settings = load_settings()
+    assert settings.kafka_broker.startswith("kafka://")
+    assert settings.kafka_bootstrap == ["b1:9092", "b2:9092"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("HTTP_PORT", "not-a-port"),
+        ("GRPC_PORT", "70000"),
+        ("KAFKA_BROKER", "http://broker:9092"),
+        ("SCHEMA_REGISTRY_URL", "registry"),
+        ("EMAIL_ENCRYPTION_KEY", "short"),
+        ("CORE_ENV", "staging"),
+    ],
+)
+def test_invalid_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert name in message
+    assert "\n" not in message
+
+
+def test_production_refuses_dev_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORE_ENV", "production")
+    monkeypatch.setenv("EMAIL_HASH_KEY", "x" * 40)
+    monkeypatch.setenv("SHOPIFY_API_SECRET", "real-secret")
+    with pytest.raises(ConfigError, match="EMAIL_ENCRYPTION_KEY"):
+        load_settings()
+    monkeypatch.setenv("EMAIL_ENCRYPTION_KEY", "y" * 40)
+    assert load_settings().email_encryption_key.get_secret_value() != DEV_EMAIL_ENCRYPTION_KEY
+
+
+def test_cli_prints_one_line_and_exits_2_on_bad_config() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "core_app", "migrate"],
+        env={"PATH": "/usr/bin:/bin", "CORE_DB_PORT": "99999"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "CORE_DB_PORT" in lines[0]
+
+
+def test_secrets_do_not_leak_into_repr() -> None:
+    assert DEV_EMAIL_ENCRYPTION_KEY not in repr(Settings())
