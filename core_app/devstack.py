@@ -26,7 +26,6 @@ import redis
 from core_app.migrate import migrate
 from core_app.settings import Settings
 
-DEV_BROKER_PORT = 9092
 # Tansu holds each fetch for its whole max-wait; see docs/decisions.md.
 DEV_WORKER_ENV = {
     "KAFKA_FETCH_MAX_WAIT_MS": "100",
@@ -136,23 +135,24 @@ def _stop_on_signal(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _start_broker(children: Children, settings: Settings, env: dict[str, str], logs: Path) -> None:
-    if port_open("127.0.0.1", DEV_BROKER_PORT):
+def _start_broker(children: Children, settings: Settings, env: dict[str, str], logs: Path) -> str:
+    port = settings.dev_broker_port
+    if port_open("127.0.0.1", port):
         raise DevStackError(
-            f"port {DEV_BROKER_PORT} is already in use. Stop what holds it, or set KAFKA_BROKER "
+            f"port {port} is already in use. Stop what holds it, or set KAFKA_BROKER "
             "to use that broker (then RocksDB state is kept)."
         )
-    url = f"tcp://127.0.0.1:{DEV_BROKER_PORT}"
+    url = f"tcp://127.0.0.1:{port}"
     argv = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
     children.start("tansu", argv, env, log=logs / "tansu.log")
-    wait_until(lambda: port_open("127.0.0.1", DEV_BROKER_PORT), "Tansu")
+    wait_until(lambda: port_open("127.0.0.1", port), "Tansu")
     # The broker is new and empty: RocksDB state from an earlier broker would not match it.
     shutil.rmtree(settings.data_dir, ignore_errors=True)
+    return f"kafka://127.0.0.1:{port}"
 
 
 def _start_registry(children: Children, settings: Settings, env: dict[str, str]) -> str:
-    url = urlsplit(settings.schema_registry_url)
-    port = url.port or 8081
+    port = settings.dev_registry_port
     argv = [sys.executable, "-m", "core_app", "schema-registry", "--port", str(port)]
     children.start("schema-registry", argv, env)
     wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/subjects"), "the schema registry")
@@ -160,7 +160,8 @@ def _start_registry(children: Children, settings: Settings, env: dict[str, str])
 
 
 def run_dev(settings: Settings, keep_state: bool = False) -> int:
-    signal.signal(signal.SIGTERM, _stop_on_signal)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _stop_on_signal)
     logs = settings.data_dir.parent / "log"
     logs.mkdir(parents=True, exist_ok=True)
     children = Children(deadline=settings.shutdown_timeout + 5)
@@ -169,8 +170,7 @@ def run_dev(settings: Settings, keep_state: bool = False) -> int:
         check_postgres(settings)
         check_redis(settings)
         if "KAFKA_BROKER" not in os.environ:
-            _start_broker(children, settings, env, logs)
-            env["KAFKA_BROKER"] = f"kafka://127.0.0.1:{DEV_BROKER_PORT}"
+            env["KAFKA_BROKER"] = _start_broker(children, settings, env, logs)
         elif not keep_state:
             shutil.rmtree(settings.data_dir, ignore_errors=True)
         print(f"core dev: applied {len(migrate(settings))} migration(s)", flush=True)

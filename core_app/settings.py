@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     table_standby_replicas: int = Field(default=1, ge=0)
 
     schema_registry_url: str = "http://127.0.0.1:8081"
+    # Ports `core dev` uses for the broker and registry it starts itself.
+    dev_broker_port: int = Field(default=9092, ge=1, le=65535)
+    dev_registry_port: int = Field(default=8081, ge=1, le=65535)
 
     redis_url: str | None = None
     redis_host: str = "127.0.0.1"
