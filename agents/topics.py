@@ -3,11 +3,13 @@ instead of failing inside Faust's deserializer."""
 
 from __future__ import annotations
 
+from faust.types import TopicT
+
 from core_app import topics
 from core_app.app import app
 
 
-def _raw_topic(name: str) -> object:
+def raw_topic(name: str) -> TopicT:
     return app.topic(
         name,
         key_type=str,
@@ -17,5 +19,12 @@ def _raw_topic(name: str) -> object:
     )
 
 
-rfm_updated = _raw_topic(topics.RFM_UPDATED)
-dead_letter = _raw_topic(topics.DEAD_LETTER)
+rfm_updated = raw_topic(topics.RFM_UPDATED)
+points_updated = raw_topic(topics.POINTS_UPDATED)
+referral_created = raw_topic(topics.REFERRAL_CREATED)
+gdpr_request_created = raw_topic(topics.GDPR_REQUEST_CREATED)
+rekeyed = raw_topic(topics.REKEYED)
+dead_letter = raw_topic(topics.DEAD_LETTER)
+customer_updated = raw_topic(topics.CUSTOMER_UPDATED)
+customer_created = raw_topic(topics.CUSTOMER_CREATED)
+import_initiated = raw_topic(topics.IMPORT_INITIATED)

@@ -21,13 +21,13 @@ class CoreApp(faust.App):
     """faust.App plus: tuned consumer transport, our HTTP/gRPC servers, and the shared runtime."""
 
     core_settings: Settings
-    extra_servers: list[ServiceT]
+    extra_services: list[ServiceT]
 
     def _new_transport(self) -> Any:
         return CoreTransport(self.conf.broker_consumer, self)
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
-        return [*super().on_init_dependencies(), *self.extra_servers]
+        return [*super().on_init_dependencies(), *self.extra_services]
 
     async def on_start(self) -> None:
         await super().on_start()
@@ -70,7 +70,7 @@ def create_app(settings: Settings) -> CoreApp:
         autodiscover=False,
     )
     core.core_settings = settings
-    core.extra_servers = []
+    core.extra_services = []
     return core
 
 

@@ -1,18 +1,37 @@
-"""Wires the Faust app: tables, agents, HTTP and gRPC servers. Import this, not core_app.app."""
+"""Wires the Faust app: tables, agents, sink, HTTP and gRPC servers. Import this, not core_app.app."""
 
 from __future__ import annotations
 
-import agents.rfm_updated  # noqa: F401  (registers the agent)
-import tables.customers  # noqa: F401  (registers the table)
+from agents.gdpr_request_created import gdpr_request_created_agent
+from agents.points_updated import points_updated_agent
+from agents.referral_created import referral_created_agent
+from agents.rekeyed import rekeyed_agent
+from agents.rfm_updated import rfm_updated_agent
 from core_app.app import CoreApp, app
 from core_app.servers import GrpcServer, HttpServer
+from core_app.sink import PostgresSink
+from core_app.sink_sql import SPECS
+from tables.customers import customers_table
+from tables.import_logs import import_logs_table
+from tables.settings import settings_table
 from views import build_web_app
+
+# Importing registers them on the app; listing them keeps the imports explicit.
+AGENTS = (
+    rfm_updated_agent,
+    points_updated_agent,
+    referral_created_agent,
+    gdpr_request_created_agent,
+    rekeyed_agent,
+)
+TABLES = (customers_table, settings_table, import_logs_table)
 
 
 def build() -> CoreApp:
-    if not app.extra_servers:
+    if not app.extra_services:
         settings = app.core_settings
-        app.extra_servers = [
+        app.extra_services = [
+            PostgresSink(settings, SPECS),
             HttpServer(settings, build_web_app()),
             GrpcServer(settings, handlers=[]),
         ]

@@ -7,7 +7,12 @@ from prometheus_client import Counter, Gauge
 customers_created = Counter("core_customers_created_total", "Customers created, by merchant", ["merchant_id"])
 events_processed = Counter("core_events_processed_total", "Consumed events applied", ["topic"])
 events_skipped = Counter(
-    "core_events_skipped_total", "Consumed events ignored as stale or duplicate", ["topic"]
+    "core_events_skipped_total",
+    "Consumed events that changed nothing (stale, replayed, or the customer is redacted)",
+    ["topic", "reason"],
+)
+events_rekeyed = Counter(
+    "core_events_rekeyed_total", "Consumed events re-keyed to {merchant_id}:{customer_id}", ["topic"]
 )
 events_failed = Counter("core_events_failed_total", "Consumed events that could not be applied", ["topic"])
 dead_letters = Counter("core_dead_letters_total", "Events sent to the dead-letter topic", ["topic", "kind"])

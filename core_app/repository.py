@@ -1,24 +1,32 @@
-"""SQL for customers. Every query is scoped by merchant_id: there is no cross-tenant path."""
+"""SQL for customers and audit logs. Every query is scoped by merchant_id: no cross-tenant path."""
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import datetime
 from typing import Any
 
 import aiopg
+import psycopg2.extras
 
 from core_app.db import fetch_one
 from core_app.domain.customer import CustomerState
 
-_SELECT_CUSTOMER = """
-SELECT id::text AS customer_id, merchant_id::text AS merchant_id, email_hash, rfm_score, metadata,
-       version, rfm_as_of, created_at, updated_at
-  FROM customers
- WHERE merchant_id = %s AND id = %s
+_COLUMNS = """
+    id::text AS customer_id, merchant_id::text AS merchant_id, email, email_hash, rfm_score, metadata,
+    version, applied_as_of, redacted_at, created_at, updated_at
 """
+_SELECT_CUSTOMER = f"SELECT {_COLUMNS} FROM customers WHERE merchant_id = %s AND id = %s"
+_SELECT_CUSTOMERS = f"""
+SELECT {_COLUMNS}
+  FROM customers
+  JOIN unnest(%s::uuid[], %s::uuid[]) AS wanted(merchant_id, id) USING (merchant_id, id)
+"""
+_AUDIT_NAMESPACE = uuid.UUID("6b1d4a8e-3c1f-4e8f-9b1e-5c0f8c6b2a10")
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="milliseconds") + "Z" if value is not None else None
 
 
@@ -26,16 +34,51 @@ def _state_from_row(row: dict[str, Any]) -> CustomerState:
     return CustomerState(
         merchant_id=row["merchant_id"],
         customer_id=row["customer_id"],
+        email=row["email"],
         email_hash=row["email_hash"],
         rfm_score=row["rfm_score"] or {},
         metadata=row["metadata"] or {},
         version=row["version"],
-        rfm_as_of=row["rfm_as_of"],
-        created_at=_iso(row["created_at"]),
-        updated_at=_iso(row["updated_at"]),
+        applied_as_of=row["applied_as_of"] or {},
+        redacted_at=iso(row["redacted_at"]),
+        created_at=iso(row["created_at"]),
+        updated_at=iso(row["updated_at"]),
     )
 
 
 async def fetch_customer(pool: aiopg.Pool, merchant_id: str, customer_id: str) -> CustomerState | None:
     row = await fetch_one(pool, _SELECT_CUSTOMER, (merchant_id, customer_id))
     return _state_from_row(row) if row is not None else None
+
+
+async def fetch_customers(pool: aiopg.Pool, keys: list[tuple[str, str]]) -> dict[str, CustomerState]:
+    """Customers for (merchant_id, customer_id) pairs in one query, by customer key."""
+    if not keys:
+        return {}
+    merchants, customers = zip(*keys, strict=True)
+    async with pool.acquire() as conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        await cur.execute(_SELECT_CUSTOMERS, (list(merchants), list(customers)))
+        rows = await cur.fetchall()
+    states = (_state_from_row(dict(row)) for row in rows)
+    return {state.key: state for state in states}
+
+
+async def record_audit(
+    pool: aiopg.Pool,
+    *,
+    merchant_id: str,
+    actor: str,
+    action: str,
+    entity_type: str,
+    entity_id: str,
+    details: dict[str, Any],
+    idempotency_key: str,
+) -> None:
+    """Insert one audit row; the same `idempotency_key` never writes twice (at-least-once safe)."""
+    audit_id = uuid.uuid5(_AUDIT_NAMESPACE, f"{action}:{idempotency_key}")
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            """INSERT INTO audit_logs (id, merchant_id, actor, action, entity_type, entity_id, details)
+               VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING""",
+            (str(audit_id), merchant_id, actor, action, entity_type, entity_id, json.dumps(details)),
+        )

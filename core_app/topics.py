@@ -18,9 +18,11 @@ CUSTOMER_CREATED = "customer.created"
 CUSTOMER_UPDATED = "customer.updated"
 IMPORT_INITIATED = "import.initiated"
 DEAD_LETTER = "core.dlq"
+# Consumed events that arrived keyed some other way, re-keyed {merchant_id}:{customer_id}.
+REKEYED = "core.rekeyed"
 
 CONSUMED = (RFM_UPDATED, POINTS_UPDATED, REFERRAL_CREATED, GDPR_REQUEST_CREATED)
-PRODUCED = (CUSTOMER_CREATED, CUSTOMER_UPDATED, IMPORT_INITIATED, DEAD_LETTER)
+PRODUCED = (CUSTOMER_CREATED, CUSTOMER_UPDATED, IMPORT_INITIATED, DEAD_LETTER, REKEYED)
 
 
 async def ensure_topics(settings: Settings, names: tuple[str, ...] = CONSUMED + PRODUCED) -> list[str]:

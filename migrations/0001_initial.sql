@@ -20,7 +20,8 @@ CREATE TABLE customers (
     rfm_score   JSONB NOT NULL DEFAULT '{}'::jsonb CHECK (jsonb_typeof(rfm_score) = 'object'),
     metadata    JSONB NOT NULL DEFAULT '{}'::jsonb CHECK (jsonb_typeof(metadata) = 'object'),
     version     BIGINT NOT NULL DEFAULT 0 CHECK (version >= 0),
-    rfm_as_of   BIGINT NOT NULL DEFAULT 0 CHECK (rfm_as_of >= 0),
+    -- Per source ("rfm", "points", ...), the occurred-at (epoch ms) of the newest event applied.
+    applied_as_of JSONB NOT NULL DEFAULT '{}'::jsonb CHECK (jsonb_typeof(applied_as_of) = 'object'),
     redacted_at TIMESTAMP(3),
     created_at  TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
     updated_at  TIMESTAMP(3),

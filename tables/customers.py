@@ -6,54 +6,56 @@ truth: a key missing from the table is loaded from PostgreSQL on first touch.
 
 from __future__ import annotations
 
-import logging
+import weakref
+from collections.abc import Iterable
 
 import faust
-import psycopg2
-from tenacity import (
-    AsyncRetrying,
-    before_sleep_log,
-    retry_if_exception_type,
-    wait_exponential_jitter,
-)
+from faust.streams import _current_event
+from faust.types import EventT
 
 from core_app.app import app
 from core_app.domain.customer import CustomerState, customer_key
-from core_app.repository import fetch_customer
+from core_app.repository import fetch_customers
+from core_app.retry import infra_retry
 from core_app.runtime import get_runtime
-
-log = logging.getLogger(__name__)
-
-# While PostgreSQL is away the agent waits (and its partition lags) rather than skipping the event.
-_db_retry = AsyncRetrying(
-    retry=retry_if_exception_type((psycopg2.OperationalError, OSError, TimeoutError)),
-    wait=wait_exponential_jitter(initial=0.2, max=10),
-    before_sleep=before_sleep_log(log, logging.WARNING),
-    reraise=True,
-)
 
 customers_table = app.Table(
     "customers",
     default=None,
     schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
     partitions=app.conf.topic_partitions,
+    help="Customer state by {merchant_id}:{customer_id}",
 )
 
 
 def local_customer(merchant_id: str, customer_id: str) -> CustomerState | None:
     """The table's value if this worker holds the key's partition (active or standby)."""
-    value = customers_table.get(customer_key(merchant_id, customer_id))
+    return local_customer_by_key(customer_key(merchant_id, customer_id))
+
+
+def local_customer_by_key(key: str) -> CustomerState | None:
+    value = customers_table.get(key)
     return CustomerState.from_dict(value) if value is not None else None
 
 
-async def customer_for_write(merchant_id: str, customer_id: str) -> CustomerState | None:
-    """Current state for an agent about to change it: the table, else PostgreSQL (first touch)."""
-    state = local_customer(merchant_id, customer_id)
-    if state is None:
-        pool = get_runtime().pool
-        state = await _db_retry.copy()(fetch_customer, pool, merchant_id, customer_id)
-    return state
+async def load_missing(keys: Iterable[str]) -> dict[str, CustomerState]:
+    """First touch: customers absent from the table, read from PostgreSQL in one query."""
+    missing = [key for key in keys if customers_table.get(key) is None]
+    if not missing:
+        return {}
+    pairs = [tuple(key.split(":", 1)) for key in missing]
+    return await infra_retry()(fetch_customers, get_runtime().pool, pairs)
 
 
-def save_customer(state: CustomerState) -> None:
-    customers_table[state.key] = state.to_dict()
+def save_customer(state: CustomerState, event: EventT) -> None:
+    """Write `state` as part of processing `event`.
+
+    Faust's RocksDB store and changelog pick the partition from the current event. Batched
+    processing runs outside a per-event context, so the event that produced the state is made
+    current for the write: the key's own event, hence the key's own partition.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        customers_table[state.key] = state.to_dict()
+    finally:
+        _current_event.reset(token)

@@ -132,6 +132,7 @@ def worker_env(settings: Settings, tansu: str, registry_url: str, data_root: Pat
         "KAFKA_TOPIC_PARTITIONS": "4",
         "TABLE_STANDBY_REPLICAS": "0",
         "LOG_JSON": "false",
+        "LOG_LEVEL": os.environ.get("TEST_WORKER_LOG_LEVEL", "INFO"),
         "SHUTDOWN_TIMEOUT": "10",
         "PYTHONUNBUFFERED": "1",
     }

@@ -114,3 +114,17 @@ async def wait_ready(worker: WorkerProcess, timeout: float = 120.0) -> None:
         await eventually(ready, timeout=timeout, interval=0.5)
     except AssertionError:
         raise AssertionError(f"worker {worker.name} not ready:\n{worker.log_tail()}") from None
+
+
+async def metric(worker: WorkerProcess, name: str, **labels: str) -> float:
+    """Sum of the worker's samples of `name` whose labels include `labels`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with aiohttp.ClientSession() as http, http.get(f"{worker.url}/metrics") as response:
+        text = await response.text()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )

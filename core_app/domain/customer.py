@@ -1,7 +1,10 @@
 """Customer state as held in the `customers` table and persisted to PostgreSQL.
 
-The state never holds a plaintext email: only its keyed hash. `version` grows by one on every
-applied change; `rfm_as_of` (epoch ms) keeps an older RFM event from overwriting a newer one.
+The state never holds a plaintext email: `email` is the pgcrypto ciphertext PostgreSQL produced when
+the customer was created (or `"redacted"`), `email_hash` its keyed hash. `version` grows by one on
+every applied change, so the PostgreSQL sink can refuse to move a row backwards. `applied_as_of`
+keeps, per source ("rfm", "points", ...), the occurred-at (epoch ms) of the newest event applied, so a
+replayed or older event is recognised and skipped.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from core_app.domain.rfm import RfmScore
+REDACTED_EMAIL = "redacted"
 
 
 def customer_key(merchant_id: str, customer_id: str) -> str:
@@ -21,17 +24,23 @@ def customer_key(merchant_id: str, customer_id: str) -> str:
 class CustomerState:
     merchant_id: str
     customer_id: str
+    email: str | None
     email_hash: str | None
     rfm_score: dict[str, int] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     version: int = 0
-    rfm_as_of: int = 0
+    applied_as_of: dict[str, int] = field(default_factory=dict)
+    redacted_at: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
 
     @property
     def key(self) -> str:
         return customer_key(self.merchant_id, self.customer_id)
+
+    @property
+    def redacted(self) -> bool:
+        return self.redacted_at is not None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -41,17 +50,15 @@ class CustomerState:
         known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
         return cls(**known)
 
+    def is_newer(self, source: str, occurred_at_ms: int) -> bool:
+        return occurred_at_ms > self.applied_as_of.get(source, 0)
 
-def apply_rfm(
-    state: CustomerState, score: RfmScore, occurred_at_ms: int, now_iso: str
-) -> CustomerState | None:
-    """New state with `score`, or None when the event is not newer than what the state holds."""
-    if occurred_at_ms <= state.rfm_as_of:
-        return None
-    return replace(
-        state,
-        rfm_score=score.to_dict(),
-        rfm_as_of=occurred_at_ms,
-        version=state.version + 1,
-        updated_at=now_iso,
-    )
+    def advanced(self, source: str, occurred_at_ms: int, now_iso: str, **changes: Any) -> CustomerState:
+        """A copy with `changes`, the next version and `source` marked as applied up to the event."""
+        return replace(
+            self,
+            version=self.version + 1,
+            applied_as_of={**self.applied_as_of, source: occurred_at_ms},
+            updated_at=now_iso,
+            **changes,
+        )

@@ -1,15 +1,22 @@
-"""Consumed events, parsed from decoded Avro records into validated domain values."""
+"""Consumed events: parsed from decoded Avro records into validated values, and applied to state.
+
+Producers send absolute values (a points balance, a referral total), never deltas, so applying an
+event twice is harmless and the newest event per source wins.
+"""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
-from core_app.domain.customer import customer_key
+from core_app.domain.customer import REDACTED_EMAIL, CustomerState, customer_key
 from core_app.domain.errors import ValidationFailed
+from core_app.domain.pii import sanitize_metadata
 from core_app.domain.rfm import RfmScore
+
+MAX_COUNT = 10**12
 
 
 def parse_uuid(value: Any, field: str) -> str:
@@ -27,24 +34,155 @@ def epoch_millis(value: Any, field: str) -> int:
     raise ValidationFailed(field, "must be a timestamp")
 
 
+def bounded_int(value: Any, field: str, low: int = 0, high: int = MAX_COUNT) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationFailed(field, "must be an integer")
+    if not low <= value <= high:
+        raise ValidationFailed(field, f"must be between {low} and {high}")
+    return value
+
+
+def optional_text(value: Any, field: str, max_length: int = 200) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_length:
+        raise ValidationFailed(field, f"must be a string of at most {max_length} characters")
+    return value
+
+
+def iso_millis(epoch_ms: int) -> str:
+    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 @dataclass(frozen=True, slots=True)
-class RfmUpdated:
+class CustomerEvent:
+    """What every consumed customer event carries."""
+
+    source: ClassVar[str]
     event_id: str
     merchant_id: str
     customer_id: str
-    score: RfmScore
     occurred_at_ms: int
 
     @property
     def key(self) -> str:
         return customer_key(self.merchant_id, self.customer_id)
 
+    @staticmethod
+    def common(record: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "event_id": parse_uuid(record.get("event_id"), "event_id"),
+            "merchant_id": parse_uuid(record.get("merchant_id"), "merchant_id"),
+            "customer_id": parse_uuid(record.get("customer_id"), "customer_id"),
+            "occurred_at_ms": epoch_millis(record.get("occurred_at"), "occurred_at"),
+        }
+
+    def changes(self, state: CustomerState, now_iso: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class RfmUpdated(CustomerEvent):
+    source: ClassVar[str] = "rfm"
+    score: RfmScore
+
     @classmethod
     def parse(cls, record: dict[str, Any]) -> RfmUpdated:
+        return cls(**cls.common(record), score=RfmScore.parse(record.get("rfm_score")))
+
+    def changes(self, state: CustomerState, now_iso: str) -> dict[str, Any]:
+        return {"rfm_score": self.score.to_dict()}
+
+
+@dataclass(frozen=True, slots=True)
+class PointsUpdated(CustomerEvent):
+    source: ClassVar[str] = "points"
+    balance: int
+    lifetime_earned: int
+    tier: str | None
+
+    @classmethod
+    def parse(cls, record: dict[str, Any]) -> PointsUpdated:
         return cls(
-            event_id=parse_uuid(record.get("event_id"), "event_id"),
-            merchant_id=parse_uuid(record.get("merchant_id"), "merchant_id"),
-            customer_id=parse_uuid(record.get("customer_id"), "customer_id"),
-            score=RfmScore.parse(record.get("rfm_score")),
-            occurred_at_ms=epoch_millis(record.get("occurred_at"), "occurred_at"),
+            **cls.common(record),
+            balance=bounded_int(record.get("balance"), "balance"),
+            lifetime_earned=bounded_int(record.get("lifetime_earned"), "lifetime_earned"),
+            tier=optional_text(record.get("tier"), "tier"),
         )
+
+    def changes(self, state: CustomerState, now_iso: str) -> dict[str, Any]:
+        points = {
+            "balance": self.balance,
+            "lifetime_earned": self.lifetime_earned,
+            "tier": self.tier,
+            "as_of": iso_millis(self.occurred_at_ms),
+        }
+        return {"metadata": sanitize_metadata({**state.metadata, "points": points})}
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralCreated(CustomerEvent):
+    """A referral made by `customer_id` (the referrer)."""
+
+    source: ClassVar[str] = "referral"
+    referral_id: str
+    referral_code: str | None
+    total_referrals: int
+
+    @classmethod
+    def parse(cls, record: dict[str, Any]) -> ReferralCreated:
+        return cls(
+            **cls.common(record),
+            referral_id=parse_uuid(record.get("referral_id"), "referral_id"),
+            referral_code=optional_text(record.get("referral_code"), "referral_code", 64),
+            total_referrals=bounded_int(record.get("total_referrals"), "total_referrals"),
+        )
+
+    def changes(self, state: CustomerState, now_iso: str) -> dict[str, Any]:
+        referrals = {
+            "total": self.total_referrals,
+            "last_referral_id": self.referral_id,
+            "code": self.referral_code,
+            "last_at": iso_millis(self.occurred_at_ms),
+        }
+        return {"metadata": sanitize_metadata({**state.metadata, "referrals": referrals})}
+
+
+@dataclass(frozen=True, slots=True)
+class GdprRedactionRequested(CustomerEvent):
+    source: ClassVar[str] = "gdpr"
+    request_id: str
+    requested_by: str
+
+    @classmethod
+    def parse(cls, record: dict[str, Any]) -> GdprRedactionRequested:
+        if record.get("request_type") != "REDACT":
+            raise ValidationFailed("request_type", "only REDACT requests change customer data")
+        return cls(
+            **cls.common(record),
+            request_id=parse_uuid(record.get("request_id"), "request_id"),
+            requested_by=optional_text(record.get("requested_by"), "requested_by") or "unknown",
+        )
+
+    def changes(self, state: CustomerState, now_iso: str) -> dict[str, Any]:
+        return {"email": REDACTED_EMAIL, "email_hash": None, "metadata": {}, "redacted_at": now_iso}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of applying one event: the new state, or why nothing changed."""
+
+    state: CustomerState | None
+    skipped: str | None = None
+
+
+def apply_event(state: CustomerState, event: CustomerEvent, now_iso: str) -> Outcome:
+    """Pure: the state after `event`, or a skip reason (stale, or the customer is redacted)."""
+    if state.redacted:
+        return Outcome(None, "redacted")
+    if not state.is_newer(event.source, event.occurred_at_ms):
+        return Outcome(None, "stale")
+    return Outcome(
+        state.advanced(event.source, event.occurred_at_ms, now_iso, **event.changes(state, now_iso))
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core_app import metrics
+from core_app.domain.customer import CustomerState
 from core_app.domain.errors import NotFound
 from core_app.domain.events import parse_uuid
 from core_app.repository import fetch_customer
@@ -12,14 +13,15 @@ from core_app.runtime import get_runtime
 from tables.customers import local_customer
 
 
-def customer_view(state: Any, source: str) -> dict[str, Any]:
-    """The public shape of a customer (no email hash: it is an internal lookup key)."""
+def customer_view(state: CustomerState, source: str) -> dict[str, Any]:
+    """The public shape of a customer: no email ciphertext or hash, both internal."""
     return {
         "id": state.customer_id,
         "merchant_id": state.merchant_id,
         "rfm_score": state.rfm_score,
         "metadata": state.metadata,
         "version": state.version,
+        "redacted": state.redacted,
         "created_at": state.created_at,
         "updated_at": state.updated_at,
         "source": source,

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from core_app.events.codec import EventCodec
 from core_app.settings import Settings
 from core_app.topics import DEAD_LETTER, RFM_UPDATED
-from tests.helpers import WorkerProcess, eventually
+from tests.helpers import WorkerProcess, eventually, metric
 from tests.integration.conftest import pg
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -57,13 +57,6 @@ async def get_customer(worker: WorkerProcess, merchant_id: str, customer_id: str
         return response.status, await response.json()
 
 
-async def metric(worker: WorkerProcess, line_prefix: str) -> float:
-    async with aiohttp.ClientSession() as http, http.get(f"{worker.url}/metrics") as response:
-        text = await response.text()
-    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(line_prefix)]
-    return sum(values)
-
-
 async def test_rfm_updated_reaches_the_table_and_rest(
     worker: WorkerProcess, settings: Settings, codec: EventCodec, producer: AIOKafkaProducer
 ) -> None:
@@ -89,7 +82,7 @@ async def test_stale_rfm_event_never_moves_a_customer_backwards(
 ) -> None:
     merchant_id, customer_id = new_customer(settings)
     key = f"{merchant_id}:{customer_id}"
-    skipped_before = await metric(worker, 'core_events_skipped_total{topic="rfm.updated"}')
+    skipped_before = await metric(worker, "core_events_skipped_total", topic=RFM_UPDATED, reason="stale")
     await send(
         producer, key, await codec.encode(RFM_UPDATED, rfm_event(merchant_id, customer_id, (1, 9, 900), NOW))
     )
@@ -97,7 +90,7 @@ async def test_stale_rfm_event_never_moves_a_customer_backwards(
     await send(producer, key, await codec.encode(RFM_UPDATED, older))
 
     async def stale_skipped() -> bool:
-        skipped = await metric(worker, 'core_events_skipped_total{topic="rfm.updated"}')
+        skipped = await metric(worker, "core_events_skipped_total", topic=RFM_UPDATED, reason="stale")
         return skipped >= skipped_before + 1
 
     await eventually(stale_skipped, timeout=30)

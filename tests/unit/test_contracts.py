@@ -11,3 +11,17 @@ def test_every_avro_contract_parses_and_is_named_by_its_topic() -> None:
     assert names == ["event_id", "merchant_id", "customer_id", "rfm_score", "occurred_at"]
     assert rfm["fields"][1]["type"]["logicalType"] == "uuid"
     assert rfm["fields"][4]["type"]["logicalType"] == "timestamp-millis"
+
+
+def test_every_consumed_topic_has_an_agent_and_every_table_is_registered() -> None:
+    from core_app.main import AGENTS, TABLES, app
+    from core_app.topics import CONSUMED, REKEYED
+
+    subscribed = {topic for agent in app.agents.values() for topic in agent.channel.topics}
+    assert subscribed == {*CONSUMED, REKEYED}
+    assert len(AGENTS) == len(app.agents)
+    assert (
+        set(app.tables)
+        == {table.name for table in TABLES}
+        == {"customers", "program_settings", "import_logs"}
+    )

@@ -1,11 +1,20 @@
+import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
-from core_app.domain.customer import CustomerState, apply_rfm, customer_key
+from core_app.domain.customer import CustomerState, customer_key
 from core_app.domain.email import email_hash, normalize_email
 from core_app.domain.errors import ValidationFailed
-from core_app.domain.events import RfmUpdated
+from core_app.domain.events import (
+    GdprRedactionRequested,
+    Outcome,
+    PointsUpdated,
+    ReferralCreated,
+    RfmUpdated,
+    apply_event,
+)
 from core_app.domain.pii import sanitize_metadata
 from core_app.domain.rfm import RfmScore
 
@@ -59,22 +68,65 @@ def test_rfm_score_validation_names_the_component() -> None:
         RfmScore.parse([1, 2, 3])
 
 
-def test_apply_rfm_moves_forward_only() -> None:
-    state = CustomerState(merchant_id=M, customer_id=C, email_hash=None)
-    score = RfmScore(5, 6, 7)
-    newer = apply_rfm(state, score, occurred_at_ms=2_000, now_iso="t1")
+def state(**changes) -> CustomerState:
+    base = CustomerState(merchant_id=M, customer_id=C, email="aes256:abc", email_hash="ab" * 32)
+    return replace(base, **changes)
+
+
+def rfm(score: tuple[int, int, int], at: int) -> RfmUpdated:
+    return RfmUpdated(str(uuid.uuid4()), M, C, at, RfmScore(*score))
+
+
+def test_rfm_moves_forward_only() -> None:
+    newer = apply_event(state(), rfm((5, 6, 7), 2_000), "t1").state
     assert newer is not None
     assert newer.rfm_score == {"recency": 5, "frequency": 6, "monetary": 7}
     assert newer.version == 1
-    assert newer.rfm_as_of == 2_000
-    assert apply_rfm(newer, RfmScore(1, 1, 1), occurred_at_ms=1_000, now_iso="t2") is None
-    assert apply_rfm(newer, RfmScore(1, 1, 1), occurred_at_ms=2_000, now_iso="t2") is None
+    assert newer.applied_as_of == {"rfm": 2_000}
+    assert apply_event(newer, rfm((1, 1, 1), 1_000), "t2") == Outcome(None, "stale")
+    assert apply_event(newer, rfm((1, 1, 1), 2_000), "t2") == Outcome(None, "stale")
+
+
+def test_sources_are_versioned_independently() -> None:
+    after_rfm = apply_event(state(), rfm((1, 2, 3), 5_000), "t").state
+    points = PointsUpdated(str(uuid.uuid4()), M, C, 1_000, balance=40, lifetime_earned=90, tier="gold")
+    after_points = apply_event(after_rfm, points, "t").state
+    assert after_points is not None
+    assert after_points.version == 2
+    assert after_points.metadata["points"] == {
+        "balance": 40,
+        "lifetime_earned": 90,
+        "tier": "gold",
+        "as_of": "1970-01-01T00:00:01.000Z",
+    }
+    assert after_points.rfm_score == {"recency": 1, "frequency": 2, "monetary": 3}
+
+
+def test_merges_keep_other_metadata_and_strip_pii() -> None:
+    dirty = state(metadata={"first_name": "Jo", "vip": True, "contact": {"phone": "1"}})
+    referral = ReferralCreated(str(uuid.uuid4()), M, C, 10, str(uuid.uuid4()), "JO10", total_referrals=3)
+    merged = apply_event(dirty, referral, "t").state
+    assert merged is not None
+    assert merged.metadata["vip"] is True
+    assert merged.metadata["contact"] == {}
+    assert "first_name" not in merged.metadata
+    assert merged.metadata["referrals"]["total"] == 3
+
+
+def test_redaction_erases_email_and_metadata_and_freezes_the_customer() -> None:
+    request = GdprRedactionRequested(str(uuid.uuid4()), M, C, 10, str(uuid.uuid4()), "dpo@shop")
+    redacted = apply_event(state(metadata={"tier": "gold"}), request, "t9").state
+    assert redacted is not None
+    assert (redacted.email, redacted.email_hash, redacted.metadata) == ("redacted", None, {})
+    assert redacted.redacted_at == "t9"
+    assert apply_event(redacted, rfm((1, 1, 1), 99), "t") == Outcome(None, "redacted")
+    assert apply_event(redacted, request, "t") == Outcome(None, "redacted")
 
 
 def test_state_round_trips_through_dict() -> None:
-    state = CustomerState(M, C, "ab" * 32, {"recency": 1}, {"tier": "gold"}, 3, 10, "a", "b")
-    assert CustomerState.from_dict(state.to_dict()) == state
-    assert state.key == customer_key(M, C) == f"{M}:{C}"
+    full = state(rfm_score={"recency": 1}, metadata={"tier": "gold"}, version=3, applied_as_of={"rfm": 9})
+    assert CustomerState.from_dict(full.to_dict()) == full
+    assert full.key == customer_key(M, C) == f"{M}:{C}"
 
 
 def test_rfm_event_parses_avro_record() -> None:
@@ -91,3 +143,28 @@ def test_rfm_event_parses_avro_record() -> None:
     with pytest.raises(ValidationFailed) as caught:
         RfmUpdated.parse({**record, "merchant_id": "not-a-uuid"})
     assert caught.value.field == "merchant_id"
+
+
+@pytest.mark.parametrize(
+    ("parser", "record", "field"),
+    [
+        (PointsUpdated.parse, {"balance": -1, "lifetime_earned": 0}, "balance"),
+        (PointsUpdated.parse, {"balance": "10", "lifetime_earned": 0}, "balance"),
+        (ReferralCreated.parse, {"referral_id": "x", "total_referrals": 1}, "referral_id"),
+        (
+            GdprRedactionRequested.parse,
+            {"request_type": "ACCESS", "request_id": str(uuid.uuid4())},
+            "request_type",
+        ),
+    ],
+)
+def test_event_validation_names_the_field(parser, record: dict, field: str) -> None:
+    common = {
+        "event_id": str(uuid.uuid4()),
+        "merchant_id": M,
+        "customer_id": C,
+        "occurred_at": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+    with pytest.raises(ValidationFailed) as caught:
+        parser(common | record)
+    assert caught.value.field == field

@@ -1,0 +1,17 @@
+"""`gdpr_request.created` (AdminCore) -> redact: email and metadata gone from the table, PostgreSQL
+(through the sink) and Redis; an audit row; a PII-free `customer.updated`."""
+
+from __future__ import annotations
+
+from faust.types import StreamT
+
+from agents.pipeline import consume
+from agents.topics import gdpr_request_created
+from core_app import topics
+from core_app.app import app
+from core_app.domain.events import GdprRedactionRequested
+
+
+@app.agent(gdpr_request_created, name="gdpr-request-created")
+async def gdpr_request_created_agent(stream: StreamT) -> None:
+    await consume(stream, topics.GDPR_REQUEST_CREATED, GdprRedactionRequested.parse)

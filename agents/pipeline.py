@@ -1,0 +1,194 @@
+"""Shared processing of consumed customer events, a batch at a time.
+
+decode + validate -> divert (dead letter / re-key) -> first-touch load -> apply and save -> publish.
+
+The apply-and-save step has no `await` in it: several agents (one per topic) update the same
+customers, and asyncio cannot interleave them inside a synchronous section, so no update is lost.
+Each batch coalesces: a key's events are applied in order and the table is written once per key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from faust.types import EventT, StreamT
+
+from agents import topics as faust_topics
+from agents.dead_letter import send_to_dead_letter
+from core_app import metrics, topics
+from core_app.domain.customer import CustomerState
+from core_app.domain.errors import ValidationFailed
+from core_app.domain.events import CustomerEvent, GdprRedactionRequested, apply_event, parse_uuid
+from core_app.events.codec import DecodeError
+from core_app.repository import record_audit
+from core_app.retry import infra_retry
+from core_app.runtime import get_runtime
+from tables.customers import load_missing, local_customer_by_key, save_customer
+
+log = logging.getLogger(__name__)
+
+BATCH_MAX = 500
+BATCH_WITHIN = 0.02  # seconds a partial batch may wait for more events
+
+Parser = Callable[[dict[str, Any]], CustomerEvent]
+CHANGE_KIND = {"rfm": "RFM", "points": "POINTS", "referral": "REFERRAL", "gdpr": "GDPR_REDACTION"}
+
+
+@dataclass
+class KeyChange:
+    state: CustomerState
+    events: list[CustomerEvent]
+
+
+@dataclass
+class BatchResult:
+    changes: list[KeyChange] = field(default_factory=list)
+    unknown: list[tuple[EventT, CustomerEvent]] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def key_route(key: Any, event: CustomerEvent) -> str:
+    """'ok', 'rekey' (keyed some other way) or 'merchant_mismatch' (key names another merchant)."""
+    if key == event.key:
+        return "ok"
+    if isinstance(key, str) and key.count(":") == 1:
+        key_merchant = key.split(":", 1)[0]
+        try:
+            if parse_uuid(key_merchant, "key") != event.merchant_id:
+                return "merchant_mismatch"
+        except ValidationFailed:
+            pass
+    return "rekey"
+
+
+async def parse_or_divert(raw: EventT, topic: str, parser: Parser) -> CustomerEvent | None:
+    """The validated event, or None once it has been dead-lettered or re-keyed."""
+    try:
+        event = parser(await get_runtime().codec.decode(raw.value))
+    except DecodeError as exc:
+        await send_to_dead_letter(raw, exc.kind, exc.reason, topic)
+        return None
+    except ValidationFailed as exc:
+        await send_to_dead_letter(raw, "invalid", str(exc), topic)
+        return None
+    route = key_route(raw.key, event)
+    if route == "merchant_mismatch":
+        reason = f"key {raw.key!r} names another merchant than the event's {event.merchant_id}"
+        await send_to_dead_letter(raw, route, reason, topic)
+        return None
+    if route == "rekey":
+        await faust_topics.rekeyed.send(
+            key=event.key, value=raw.value, headers=[("source_topic", topic.encode())]
+        )
+        metrics.events_rekeyed.labels(topic).inc()
+        return None
+    return event
+
+
+def apply_batch(parsed: list[tuple[EventT, CustomerEvent]], fetched: dict[str, CustomerState]) -> BatchResult:
+    """Synchronous on purpose (see the module docstring)."""
+    result = BatchResult()
+    by_key: dict[str, list[tuple[EventT, CustomerEvent]]] = defaultdict(list)
+    for raw, event in parsed:
+        by_key[event.key].append((raw, event))
+    now = now_iso()
+    for key, items in by_key.items():
+        state = local_customer_by_key(key) or fetched.get(key)
+        if state is None:
+            result.unknown.extend(items)
+            continue
+        applied: list[tuple[EventT, CustomerEvent]] = []
+        for raw, event in items:
+            outcome = apply_event(state, event, now)
+            if outcome.state is None:
+                result.skipped[outcome.skipped or "unknown"] += 1
+                continue
+            state = outcome.state
+            applied.append((raw, event))
+        if applied:
+            save_customer(state, applied[-1][0])
+            result.changes.append(KeyChange(state, [event for _, event in applied]))
+    return result
+
+
+def customer_updated_record(change: KeyChange) -> dict[str, Any]:
+    state = change.state
+    return {
+        "event_id": str(uuid.uuid4()),
+        "customer_id": state.customer_id,
+        "merchant_id": state.merchant_id,
+        "rfm_score": state.rfm_score or None,
+        "metadata": json.dumps(state.metadata, sort_keys=True),
+        "version": state.version,
+        "changes": sorted({CHANGE_KIND[event.source] for event in change.events}),
+        "redacted": state.redacted,
+        "updated_at": datetime.now(UTC),
+    }
+
+
+async def publish(result: BatchResult, topic: str) -> None:
+    runtime = get_runtime()
+    for raw, event in result.unknown:
+        await send_to_dead_letter(raw, "unknown_customer", f"no customer {event.key}", topic)
+    for change in result.changes:
+        for event in change.events:
+            if isinstance(event, GdprRedactionRequested):
+                await complete_redaction(event)
+        value = await runtime.codec.encode(topics.CUSTOMER_UPDATED, customer_updated_record(change))
+        await faust_topics.customer_updated.send(key=change.state.key, value=value)
+        metrics.events_processed.labels(topic).inc(len(change.events))
+    for reason, count in result.skipped.items():
+        metrics.events_skipped.labels(topic, reason).inc(count)
+
+
+async def complete_redaction(event: GdprRedactionRequested) -> None:
+    """What a redaction needs beyond the table: the audit row and the Redis cache entry."""
+    runtime = get_runtime()
+    await infra_retry()(
+        record_audit,
+        runtime.pool,
+        merchant_id=event.merchant_id,
+        actor=event.requested_by,
+        action="gdpr.redact",
+        entity_type="customer",
+        entity_id=event.customer_id,
+        details={"request_id": event.request_id, "event_id": event.event_id},
+        idempotency_key=event.request_id,
+    )
+    cache_key = runtime.redis_key(f"customer:{event.merchant_id}:{event.customer_id}")
+    await infra_retry()(runtime.redis.delete, cache_key)
+
+
+async def process_batch(raw_events: Sequence[EventT], topic: str, parser: Parser) -> None:
+    parsed: list[tuple[EventT, CustomerEvent]] = []
+    for raw in raw_events:
+        event = await parse_or_divert(raw, topic, parser)
+        if event is not None:
+            parsed.append((raw, event))
+    if not parsed:
+        return
+    fetched = await load_missing({event.key for _, event in parsed})
+    await publish(apply_batch(parsed, fetched), topic)
+
+
+async def consume(stream: StreamT, topic: str, parser: Parser) -> None:
+    """The agent loop: batches in, never crashes on one bad batch, never drops it silently."""
+    async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+        try:
+            await process_batch(batch, topic, parser)
+        except Exception as exc:
+            log.exception("batch failed; dead-lettering it", extra={"topic": topic, "size": len(batch)})
+            metrics.events_failed.labels(topic).inc(len(batch))
+            for raw in batch:
+                await send_to_dead_letter(raw, "processing_error", repr(exc), topic)

@@ -1,0 +1,16 @@
+"""`referral.created` (Referrals) -> the referrer's `metadata.referrals`, sanitised."""
+
+from __future__ import annotations
+
+from faust.types import StreamT
+
+from agents.pipeline import consume
+from agents.topics import referral_created
+from core_app import topics
+from core_app.app import app
+from core_app.domain.events import ReferralCreated
+
+
+@app.agent(referral_created, name="referral-created")
+async def referral_created_agent(stream: StreamT) -> None:
+    await consume(stream, topics.REFERRAL_CREATED, ReferralCreated.parse)

@@ -1,0 +1,33 @@
+"""Retry policy for transient infrastructure failures (PostgreSQL, Redis, network).
+
+An agent that hits one waits and retries with jittered backoff, forever: its partition lags (and the
+lag metrics show it) but no event is skipped or lost.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg2
+import redis.exceptions
+from tenacity import AsyncRetrying, before_sleep_log, retry_if_exception_type, wait_exponential_jitter
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_ERRORS = (
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,
+    TimeoutError,
+)
+
+
+def infra_retry(max_wait: float = 10.0) -> AsyncRetrying:
+    return AsyncRetrying(
+        retry=retry_if_exception_type(TRANSIENT_ERRORS),
+        wait=wait_exponential_jitter(initial=0.2, max=max_wait),
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    )
