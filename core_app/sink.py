@@ -107,12 +107,13 @@ class PostgresSink(Service):
         for topic, records in by_spec.items():
             spec = self.specs[topic]
             rows = coalesce(spec, records)
-            if rows:
-                await self._upsert_or_isolate(spec, rows, records)
-                sink_batch_rows.labels(spec.table).observe(len(rows))
-                sink_rows.labels(spec.table).inc(len(rows))
-        if any(self.specs[t].table == "customers" for t in by_spec):
-            await self._invalidate_cache(by_spec)
+            if not rows:
+                continue
+            await self._upsert_or_isolate(spec, rows, records)
+            sink_batch_rows.labels(spec.table).observe(len(rows))
+            sink_rows.labels(spec.table).inc(len(rows))
+            if spec.table == "customers":
+                await self._invalidate_cache(rows)
 
     async def _upsert_or_isolate(
         self, spec: SinkSpec, rows: list[dict[str, Any]], records: list[ConsumerRecord]
@@ -158,14 +159,10 @@ class PostgresSink(Service):
         sink_rejected.labels(spec.table).inc()
         log.error("sink rejected a row", extra={"table": spec.table, "reason": reason})
 
-    async def _invalidate_cache(self, by_spec: dict[str, list[ConsumerRecord]]) -> None:
+    async def _invalidate_cache(self, customer_rows: list[dict[str, Any]]) -> None:
         runtime = get_runtime()
         keys = {
-            runtime.redis_key(f"customer:{record.key.decode()}")
-            for topic, records in by_spec.items()
-            if self.specs[topic].table == "customers"
-            for record in records
-            if record.key
+            runtime.redis_key(f"customer:{row['merchant_id']}:{row['customer_id']}") for row in customer_rows
         }
         if not keys:
             return

@@ -9,7 +9,6 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterable
 
-import faust
 from faust.streams import _current_event
 from faust.types import EventT
 
@@ -22,7 +21,7 @@ from core_app.runtime import get_runtime
 customers_table = app.Table(
     "customers",
     default=None,
-    schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+    key_type=str,  # changelog keys and values are JSON
     partitions=app.conf.topic_partitions,
     help="Customer state by {merchant_id}:{customer_id}",
 )

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import faust
-
 from core_app.app import app
 
 import_logs_table = app.Table(
     "import_logs",
     default=None,
-    schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+    key_type=str,  # changelog keys and values are JSON
     partitions=app.conf.topic_partitions,
     help="Customer import logs by import_id",
 )

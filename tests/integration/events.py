@@ -1,0 +1,142 @@
+"""Builders and Kafka/PostgreSQL helpers for the event-pipeline tests."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg2.extras
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+
+from core_app.events.codec import EventCodec
+from core_app.settings import Settings
+from core_app.topics import GDPR_REQUEST_CREATED, POINTS_UPDATED, REFERRAL_CREATED, RFM_UPDATED
+from tests.helpers import eventually
+from tests.integration.conftest import pg
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def at(step: int) -> datetime:
+    return T0 + timedelta(seconds=step)
+
+
+def new_merchant(settings: Settings) -> str:
+    merchant_id = str(uuid.uuid4())
+    with pg(settings) as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO merchants (id, shop_domain) VALUES (%s, %s)",
+            (merchant_id, f"{merchant_id[:12]}.myshopify.com"),
+        )
+    return merchant_id
+
+
+def insert_customers(
+    settings: Settings, merchant_id: str, count: int, metadata: str = "{}"
+) -> list[tuple[str, str]]:
+    """`count` customers of one merchant; returns (customer_id, email) pairs."""
+    rows = [(str(uuid.uuid4()), merchant_id) for _ in range(count)]
+    people = [(cid, f"person-{cid[:13]}@example.com") for cid, _ in rows]
+    with pg(settings) as conn, conn.cursor() as cur:
+        psycopg2.extras.execute_values(
+            cur,
+            "INSERT INTO customers (id, merchant_id, email, metadata) VALUES %s",
+            [(cid, merchant_id, email, metadata) for cid, email in people],
+            page_size=1000,
+        )
+    return people
+
+
+def common(merchant_id: str, customer_id: str, when: datetime) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "merchant_id": merchant_id,
+        "customer_id": customer_id,
+        "occurred_at": when,
+    }
+
+
+def rfm(m: str, c: str, score: tuple[int, int, int], when: datetime) -> tuple[str, dict[str, Any]]:
+    recency, frequency, monetary = score
+    body = {"rfm_score": {"recency": recency, "frequency": frequency, "monetary": monetary}}
+    return RFM_UPDATED, common(m, c, when) | body
+
+
+def points(
+    m: str, c: str, balance: int, when: datetime, tier: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    body = {"balance": balance, "lifetime_earned": balance * 2, "tier": tier}
+    return POINTS_UPDATED, common(m, c, when) | body
+
+
+def referral(m: str, c: str, total: int, when: datetime) -> tuple[str, dict[str, Any]]:
+    body = {"referral_id": str(uuid.uuid4()), "referral_code": f"REF{total}", "total_referrals": total}
+    return REFERRAL_CREATED, common(m, c, when) | body
+
+
+def gdpr(m: str, c: str, when: datetime) -> tuple[str, dict[str, Any]]:
+    body = {"request_id": str(uuid.uuid4()), "request_type": "REDACT", "requested_by": "dpo@shop"}
+    return GDPR_REQUEST_CREATED, common(m, c, when) | body
+
+
+async def produce(
+    producer: AIOKafkaProducer,
+    codec: EventCodec,
+    events: Iterable[tuple[str, dict[str, Any]]],
+    key: Callable[[dict[str, Any]], bytes | None] | None = None,
+) -> None:
+    """Send (topic, record) pairs keyed {merchant_id}:{customer_id} unless `key` says otherwise."""
+    futures = []
+    for topic, record in events:
+        record_key = key(record) if key else f"{record['merchant_id']}:{record['customer_id']}".encode()
+        futures.append(await producer.send(topic, key=record_key, value=await codec.encode(topic, record)))
+    await asyncio.gather(*futures)
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    wanted: Callable[[ConsumerRecord], bool],
+    count: int,
+    timeout: float = 60.0,
+) -> list[ConsumerRecord]:
+    """Records of `topic` (from the start) that match `wanted`, once at least `count` are there."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap.removeprefix("kafka://"),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+    )
+    await consumer.start()
+    found: list[ConsumerRecord] = []
+    try:
+
+        async def enough() -> bool:
+            batches = await consumer.getmany(timeout_ms=300, max_records=5000)
+            found.extend(r for records in batches.values() for r in records if wanted(r))
+            return len(found) >= count
+
+        try:
+            await eventually(enough, timeout=timeout, interval=0)
+        except AssertionError:
+            raise AssertionError(
+                f"{topic}: {len(found)} of {count} wanted records after {timeout}s"
+            ) from None
+    finally:
+        await consumer.stop()
+    return found
+
+
+def customer_rows(settings: Settings, merchant_id: str) -> dict[str, dict[str, Any]]:
+    with pg(settings) as conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(
+            """SELECT id::text AS id, email, email_hash, rfm_score, metadata, version, redacted_at,
+                      c::text AS row_text
+                 FROM customers c WHERE merchant_id = %s""",
+            (merchant_id,),
+        )
+        return {row["id"]: dict(row) for row in cur.fetchall()}

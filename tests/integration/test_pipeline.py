@@ -1,0 +1,314 @@
+"""The event pipeline against Tansu, PostgreSQL, Redis and the registry:
+event -> table -> PostgreSQL (through the sink) -> produced customer.updated."""
+
+from __future__ import annotations
+
+import json
+import struct
+import uuid
+from typing import Any
+
+import aiohttp
+import pytest
+from aiokafka import AIOKafkaProducer
+from schema_registry.client.schema import AvroSchema
+
+from core_app.events.codec import EventCodec
+from core_app.settings import Settings
+from core_app.topics import CUSTOMER_UPDATED, DEAD_LETTER, RFM_UPDATED
+from tests.helpers import WorkerProcess, eventually
+from tests.integration.conftest import pg
+from tests.integration.events import (
+    at,
+    customer_rows,
+    gdpr,
+    insert_customers,
+    new_merchant,
+    points,
+    produce,
+    read_topic,
+    referral,
+    rfm,
+)
+
+TOPIC_CASES = {
+    "rfm.updated": (
+        lambda m, c: rfm(m, c, (7, 3, 420), at(10)),
+        lambda state: state["rfm_score"] == {"recency": 7, "frequency": 3, "monetary": 420},
+        "RFM",
+    ),
+    "points.updated": (
+        lambda m, c: points(m, c, 150, at(10), tier="gold"),
+        lambda state: (
+            state["metadata"]["points"]["balance"] == 150 and state["metadata"]["points"]["tier"] == "gold"
+        ),
+        "POINTS",
+    ),
+    "referral.created": (
+        lambda m, c: referral(m, c, 4, at(10)),
+        lambda state: state["metadata"]["referrals"]["total"] == 4,
+        "REFERRAL",
+    ),
+    "gdpr_request.created": (
+        lambda m, c: gdpr(m, c, at(10)),
+        lambda state: state["metadata"] == {} and state.get("redacted", True),
+        "GDPR_REDACTION",
+    ),
+}
+
+
+async def rest_customer(worker: WorkerProcess, merchant_id: str, customer_id: str) -> dict[str, Any]:
+    params = {"merchant_id": merchant_id, "customer_id": customer_id}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{worker.url}/core/v1/customers", params=params) as response,
+    ):
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
+def keyed(*keys: str):
+    wanted = {key.encode() for key in keys}
+    return lambda record: record.key in wanted
+
+
+@pytest.mark.parametrize("topic", list(TOPIC_CASES))
+async def test_event_reaches_table_then_postgres_then_customer_updated(
+    topic: str,
+    worker: WorkerProcess,
+    settings: Settings,
+    codec: EventCodec,
+    producer: AIOKafkaProducer,
+    tansu: str,
+) -> None:
+    build, holds, change = TOPIC_CASES[topic]
+    merchant_id = new_merchant(settings)
+    [(customer_id, _email)] = insert_customers(settings, merchant_id, 1, metadata='{"vip": true}')
+    await produce(producer, codec, [build(merchant_id, customer_id)])
+
+    async def in_table() -> dict | None:
+        state = await rest_customer(worker, merchant_id, customer_id)
+        return state if state["source"] == "table" and holds(state) else None
+
+    table_state = await eventually(in_table)
+    assert table_state["version"] == 1
+
+    async def in_postgres() -> dict | None:
+        row = customer_rows(settings, merchant_id)[customer_id]
+        return row if row["version"] == 1 and holds(row) else None
+
+    row = await eventually(in_postgres)
+    assert row["metadata"] == table_state["metadata"]
+    assert row["rfm_score"] == table_state["rfm_score"]
+
+    [produced] = await read_topic(tansu, CUSTOMER_UPDATED, keyed(f"{merchant_id}:{customer_id}"), 1)
+    event = await codec.decode(produced.value)
+    assert str(event["customer_id"]) == customer_id
+    assert str(event["merchant_id"]) == merchant_id
+    assert event["changes"] == [change]
+    assert event["version"] == 1
+    assert json.loads(event["metadata"]) == table_state["metadata"]
+    if topic == "gdpr_request.created":
+        assert row["email"] == "redacted" and row["email_hash"] is None
+        assert row["redacted_at"] is not None
+        assert event["redacted"] is True
+        with pg(settings) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT action, actor FROM audit_logs WHERE entity_id = %s AND merchant_id = %s",
+                (customer_id, merchant_id),
+            )
+            assert cur.fetchall() == [("gdpr.redact", "dpo@shop")]
+    else:
+        assert row["metadata"]["vip"] is True  # merges keep what was there
+
+
+async def test_gdpr_leaves_no_email_or_first_name_anywhere(
+    worker: WorkerProcess,
+    settings: Settings,
+    codec: EventCodec,
+    producer: AIOKafkaProducer,
+    tansu: str,
+) -> None:
+    merchant_id = new_merchant(settings)
+    first_name = "Adelheid"
+    [(customer_id, email)] = insert_customers(
+        settings, merchant_id, 1, metadata=json.dumps({"first_name": first_name, "tier": "gold"})
+    )
+    key = f"{merchant_id}:{customer_id}"
+    runtime_key = f"{settings.redis_key_prefix}customer:{merchant_id}:{customer_id}"
+    import redis.asyncio as aioredis
+
+    redis = aioredis.Redis.from_url(settings.redis_dsn)
+    await redis.set(runtime_key, json.dumps({"metadata": {"tier": "gold"}, "first_name": first_name}))
+    await produce(producer, codec, [rfm(merchant_id, customer_id, (1, 2, 3), at(1))])
+    await produce(producer, codec, [points(merchant_id, customer_id, 10, at(2))])
+
+    async def both_applied() -> bool:  # topics are not ordered with each other
+        return (await rest_customer(worker, merchant_id, customer_id))["version"] == 2
+
+    await eventually(both_applied)
+    await produce(producer, codec, [gdpr(merchant_id, customer_id, at(3))])
+
+    async def redacted_in_postgres() -> dict | None:
+        row = customer_rows(settings, merchant_id)[customer_id]
+        return row if row["redacted_at"] is not None else None
+
+    row = await eventually(redacted_in_postgres)
+    needles = [email.lower(), email.split("@")[0], first_name.lower()]
+
+    def clean(text: str) -> bool:
+        return not any(needle in text.lower() for needle in needles)
+
+    assert clean(row["row_text"]) and row["email"] == "redacted" and row["metadata"] == {}
+    assert clean(json.dumps(await rest_customer(worker, merchant_id, customer_id)))
+
+    changelog_key = json.dumps(key).encode()  # Faust writes table keys as JSON
+    changelog = await read_topic(tansu, "core-customers-changelog", lambda r: r.key == changelog_key, 3)
+    assert all(clean(record.value.decode()) for record in changelog)
+    latest = json.loads(changelog[-1].value)
+    assert (latest["email"], latest["email_hash"], latest["metadata"]) == ("redacted", None, {})
+
+    updates = await read_topic(tansu, CUSTOMER_UPDATED, keyed(key), 3)
+    for record in updates:
+        decoded = await codec.decode(record.value)
+        assert clean(json.dumps(decoded, default=str))
+
+    assert await redis.get(runtime_key) is None
+    async for cache_key in redis.scan_iter(match=f"{settings.redis_key_prefix}*"):
+        value = await redis.get(cache_key)
+        assert value is None or clean(value.decode(errors="replace"))
+    await redis.aclose()
+
+
+def expected_final(events: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per customer: the newest rfm score and points balance, and how many events apply."""
+    final: dict[str, dict[str, Any]] = {}
+    for topic, record in events:
+        state = final.setdefault(record["customer_id"], {"rfm": (None, None), "points": (None, None)})
+        if topic == RFM_UPDATED:
+            state["rfm"] = max(state["rfm"], (record["occurred_at"], record["rfm_score"]), key=_when)
+        else:
+            state["points"] = max(state["points"], (record["occurred_at"], record["balance"]), key=_when)
+    return final
+
+
+def _when(pair: tuple[Any, Any]) -> Any:
+    return pair[0] or at(-(10**6))
+
+
+def mixed_stream(merchant_id: str, customers: list[str], per_source: int) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    for step in range(per_source):
+        for n, customer_id in enumerate(customers):
+            events.append(rfm(merchant_id, customer_id, (step, n % 50, step * 10 + n), at(step)))
+            events.append(points(merchant_id, customer_id, step * 100 + n, at(step)))
+    return events
+
+
+async def wait_for_postgres(
+    settings: Settings, merchant_id: str, expected: dict, version: int | None
+) -> None:
+    async def matches() -> bool:
+        rows = customer_rows(settings, merchant_id)
+        for customer_id, want in expected.items():
+            row = rows[customer_id]
+            if (
+                row["rfm_score"] != want["rfm"][1]
+                or row["metadata"]["points"]["balance"] != want["points"][1]
+            ):
+                return False
+            if version is not None and row["version"] != version:
+                return False
+        return True
+
+    await eventually(matches, timeout=120, interval=1)
+
+
+async def test_replayed_and_stale_events_leave_the_final_state(
+    worker: WorkerProcess, settings: Settings, codec: EventCodec, producer: AIOKafkaProducer
+) -> None:
+    merchant_id = new_merchant(settings)
+    customers = [cid for cid, _ in insert_customers(settings, merchant_id, 100)]
+    events = mixed_stream(merchant_id, customers, per_source=5)
+    assert len(events) == 1000
+    await produce(producer, codec, events)
+    await produce(producer, codec, events)  # the same 1,000 events again
+    await produce(producer, codec, [rfm(merchant_id, customers[0], (99, 99, 99), at(-5))])  # stale
+
+    final = expected_final(events)
+    await wait_for_postgres(settings, merchant_id, final, version=10)
+    for customer_id in customers:
+        state = await rest_customer(worker, merchant_id, customer_id)
+        assert state["source"] == "table"
+        assert state["rfm_score"] == final[customer_id]["rfm"][1]
+        assert state["metadata"]["points"]["balance"] == final[customer_id]["points"][1]
+        assert state["version"] == 10
+
+
+async def test_poison_events_are_dead_lettered_and_good_ones_all_applied(
+    worker: WorkerProcess,
+    settings: Settings,
+    codec: EventCodec,
+    producer: AIOKafkaProducer,
+    tansu: str,
+    registry_url: str,
+) -> None:
+    from schema_registry.client import AsyncSchemaRegistryClient
+
+    merchant_id, other_merchant = new_merchant(settings), str(uuid.uuid4())
+    customers = [cid for cid, _ in insert_customers(settings, merchant_id, 500)]
+    good = mixed_stream(merchant_id, customers, per_source=5)
+    assert len(good) == 5000
+
+    # A schema whose `recency` is a string: a registered id, a decodable body, the wrong field type.
+    wrong_type = AvroSchema(
+        {
+            "type": "record",
+            "name": "RfmUpdatedWrong",
+            "fields": [
+                {"name": "merchant_id", "type": "string"},
+                {"name": "customer_id", "type": "string"},
+                {"name": "rfm_score", "type": {"type": "map", "values": "string"}},
+            ],
+        }
+    )
+    wrong_id = await AsyncSchemaRegistryClient(url=registry_url).register("poison-wrong-type", wrong_type)
+    valid = await codec.encode(RFM_UPDATED, rfm(merchant_id, customers[0], (1, 1, 1), at(0))[1])
+    poison: list[tuple[bytes, bytes, str]] = []
+    for n in range(10):
+        customer_id = customers[n]
+        key = f"{merchant_id}:{customer_id}".encode()
+        out_of_range = rfm(merchant_id, customer_id, (1, 1, 1), at(n))[1]
+        out_of_range["rfm_score"]["monetary"] = -5
+        wrong = await codec.serializer.encode_record_with_schema_id(
+            wrong_id, {"merchant_id": merchant_id, "customer_id": customer_id, "rfm_score": {"recency": "x"}}
+        )
+        poison += [
+            (key, b"\x07" + valid[1:], "bad_magic"),
+            (key, struct.pack(">bI", 0, 987_654) + valid[5:], "unknown_schema"),
+            (key, wrong, "invalid"),
+            (key, await codec.encode(RFM_UPDATED, out_of_range), "invalid"),
+            (f"{other_merchant}:{customer_id}".encode(), valid, "merchant_mismatch"),
+        ]
+    assert len(poison) == 50
+
+    await produce(producer, codec, good[:2500])
+    await __import__("asyncio").gather(
+        *[await producer.send(RFM_UPDATED, key=key, value=value) for key, value, _ in poison]
+    )
+    await produce(producer, codec, good[2500:])
+
+    mine = {key for key, _, _ in poison}
+    letters = await read_topic(tansu, DEAD_LETTER, lambda r: r.key in mine, 50)
+    by_origin = {
+        (dict(r.headers)["source_partition"], dict(r.headers)["source_offset"]): dict(r.headers)
+        for r in letters
+    }
+    assert len(by_origin) == 50
+    kinds = sorted(headers["error_kind"].decode() for headers in by_origin.values())
+    assert kinds == sorted(kind for _, _, kind in poison)
+    assert all(
+        headers["reason"] and headers["source_topic"] == b"rfm.updated" for headers in by_origin.values()
+    )
+
+    await wait_for_postgres(settings, merchant_id, expected_final(good), version=10)
