@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterable
 from typing import Any
 
@@ -47,6 +48,33 @@ class CoreApp(faust.App):
         if current is not None:
             await current.close()
             runtime_module.set_runtime(None)
+        # Tables are closed by now: the local state matches what the changelogs hold.
+        mark_clean_shutdown(self.core_settings)
+
+
+CLEAN_MARKER = "CLEAN_SHUTDOWN"
+
+
+def mark_clean_shutdown(settings: Settings) -> None:
+    settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
+    (settings.worker_data_dir / CLEAN_MARKER).touch()
+
+
+def discard_state_after_crash(settings: Settings) -> bool:
+    """Wipe local table state unless the last run shut down cleanly; True if it was wiped.
+
+    After a crash RocksDB can hold writes whose changelog records were never sent. Re-processed
+    events would then be skipped as already applied and never reach the changelog or PostgreSQL.
+    Rebuilding from the changelogs, which Faust flushes before it commits source offsets, is safe.
+    """
+    state_dir = settings.worker_data_dir
+    marker = state_dir / CLEAN_MARKER
+    dirty = state_dir.exists() and not marker.exists() and any(state_dir.iterdir())
+    if dirty:
+        log.warning("last run did not shut down cleanly; rebuilding tables from changelogs")
+        shutil.rmtree(state_dir)
+    marker.unlink(missing_ok=True)
+    return dirty
 
 
 def create_app(settings: Settings) -> CoreApp:

@@ -14,7 +14,7 @@ from typing import Any
 
 import faust
 
-from core_app.logs import logging_config
+from core_app.logs import configure_logging, logging_config
 from core_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,12 @@ class DeadlineWorker(faust.Worker):
 
 
 def run_worker(settings: Settings) -> None:
+    from core_app.app import discard_state_after_crash
     from core_app.main import build
 
+    configure_logging(settings)
     app = build()
+    discard_state_after_crash(settings)
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
     worker = DeadlineWorker(
         app,

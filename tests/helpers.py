@@ -92,7 +92,7 @@ def start_worker(name: str, env: dict[str, str]) -> WorkerProcess:
         "WORKER_ID": name,
         "CANONICAL_URL": f"http://127.0.0.1:{http_port}",
     }
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "core_app", "worker"],
             env=full_env,

@@ -140,3 +140,47 @@ def customer_rows(settings: Settings, merchant_id: str) -> dict[str, dict[str, A
             (merchant_id,),
         )
         return {row["id"]: dict(row) for row in cur.fetchall()}
+
+
+def expected_final_state(events: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per customer: the newest rfm score and points balance, and how many events apply."""
+    final: dict[str, dict[str, Any]] = {}
+    for topic, record in events:
+        state = final.setdefault(record["customer_id"], {"rfm": (None, None), "points": (None, None)})
+        if topic == RFM_UPDATED:
+            state["rfm"] = max(state["rfm"], (record["occurred_at"], record["rfm_score"]), key=_when)
+        else:
+            state["points"] = max(state["points"], (record["occurred_at"], record["balance"]), key=_when)
+    return final
+
+
+def _when(pair: tuple[Any, Any]) -> Any:
+    return pair[0] or at(-(10**6))
+
+
+def mixed_stream(merchant_id: str, customers: list[str], per_source: int) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    for step in range(per_source):
+        for n, customer_id in enumerate(customers):
+            events.append(rfm(merchant_id, customer_id, (step, n % 50, step * 10 + n), at(step)))
+            events.append(points(merchant_id, customer_id, step * 100 + n, at(step)))
+    return events
+
+
+async def wait_for_postgres(
+    settings: Settings, merchant_id: str, expected: dict, version: int | None
+) -> None:
+    async def matches() -> bool:
+        rows = customer_rows(settings, merchant_id)
+        for customer_id, want in expected.items():
+            row = rows[customer_id]
+            if (
+                row["rfm_score"] != want["rfm"][1]
+                or row["metadata"]["points"]["balance"] != want["points"][1]
+            ):
+                return False
+            if version is not None and row["version"] != version:
+                return False
+        return True
+
+    await eventually(matches, timeout=120, interval=1)

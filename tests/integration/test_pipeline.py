@@ -21,14 +21,17 @@ from tests.integration.conftest import pg
 from tests.integration.events import (
     at,
     customer_rows,
+    expected_final_state,
     gdpr,
     insert_customers,
+    mixed_stream,
     new_merchant,
     points,
     produce,
     read_topic,
     referral,
     rfm,
+    wait_for_postgres,
 )
 
 TOPIC_CASES = {
@@ -180,50 +183,6 @@ async def test_gdpr_leaves_no_email_or_first_name_anywhere(
     await redis.aclose()
 
 
-def expected_final(events: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """Per customer: the newest rfm score and points balance, and how many events apply."""
-    final: dict[str, dict[str, Any]] = {}
-    for topic, record in events:
-        state = final.setdefault(record["customer_id"], {"rfm": (None, None), "points": (None, None)})
-        if topic == RFM_UPDATED:
-            state["rfm"] = max(state["rfm"], (record["occurred_at"], record["rfm_score"]), key=_when)
-        else:
-            state["points"] = max(state["points"], (record["occurred_at"], record["balance"]), key=_when)
-    return final
-
-
-def _when(pair: tuple[Any, Any]) -> Any:
-    return pair[0] or at(-(10**6))
-
-
-def mixed_stream(merchant_id: str, customers: list[str], per_source: int) -> list[tuple[str, dict[str, Any]]]:
-    events = []
-    for step in range(per_source):
-        for n, customer_id in enumerate(customers):
-            events.append(rfm(merchant_id, customer_id, (step, n % 50, step * 10 + n), at(step)))
-            events.append(points(merchant_id, customer_id, step * 100 + n, at(step)))
-    return events
-
-
-async def wait_for_postgres(
-    settings: Settings, merchant_id: str, expected: dict, version: int | None
-) -> None:
-    async def matches() -> bool:
-        rows = customer_rows(settings, merchant_id)
-        for customer_id, want in expected.items():
-            row = rows[customer_id]
-            if (
-                row["rfm_score"] != want["rfm"][1]
-                or row["metadata"]["points"]["balance"] != want["points"][1]
-            ):
-                return False
-            if version is not None and row["version"] != version:
-                return False
-        return True
-
-    await eventually(matches, timeout=120, interval=1)
-
-
 async def test_replayed_and_stale_events_leave_the_final_state(
     worker: WorkerProcess, settings: Settings, codec: EventCodec, producer: AIOKafkaProducer
 ) -> None:
@@ -235,7 +194,7 @@ async def test_replayed_and_stale_events_leave_the_final_state(
     await produce(producer, codec, events)  # the same 1,000 events again
     await produce(producer, codec, [rfm(merchant_id, customers[0], (99, 99, 99), at(-5))])  # stale
 
-    final = expected_final(events)
+    final = expected_final_state(events)
     await wait_for_postgres(settings, merchant_id, final, version=10)
     for customer_id in customers:
         state = await rest_customer(worker, merchant_id, customer_id)
@@ -311,4 +270,4 @@ async def test_poison_events_are_dead_lettered_and_good_ones_all_applied(
         headers["reason"] and headers["source_topic"] == b"rfm.updated" for headers in by_origin.values()
     )
 
-    await wait_for_postgres(settings, merchant_id, expected_final(good), version=10)
+    await wait_for_postgres(settings, merchant_id, expected_final_state(good), version=10)

