@@ -30,11 +30,13 @@ from core_app.events.codec import DecodeError
 from core_app.repository import record_audit
 from core_app.retry import infra_retry
 from core_app.runtime import get_runtime
-from tables.customers import load_missing, local_customer_by_key, save_customer
+from tables.customers import load_missing, read_customer, save_customer
 
 log = logging.getLogger(__name__)
 
-BATCH_MAX = 500
+# Faust's producer buffer makes the conductor wait once more than 100 changelog records are pending
+# (ProducerBuffer.max_messages); a batch larger than that stalls message delivery to every agent.
+BATCH_MAX = 100
 BATCH_WITHIN = 0.02  # seconds a partial batch may wait for more events
 
 Parser = Callable[[dict[str, Any]], CustomerEvent]
@@ -96,15 +98,15 @@ async def parse_or_divert(raw: EventT, topic: str, parser: Parser) -> CustomerEv
     return event
 
 
-def apply_batch(parsed: list[tuple[EventT, CustomerEvent]], fetched: dict[str, CustomerState]) -> BatchResult:
+ByKey = dict[str, list[tuple[EventT, CustomerEvent]]]
+
+
+def apply_batch(by_key: ByKey, fetched: dict[str, CustomerState]) -> BatchResult:
     """Synchronous on purpose (see the module docstring)."""
     result = BatchResult()
-    by_key: dict[str, list[tuple[EventT, CustomerEvent]]] = defaultdict(list)
-    for raw, event in parsed:
-        by_key[event.key].append((raw, event))
     now = now_iso()
     for key, items in by_key.items():
-        state = local_customer_by_key(key) or fetched.get(key)
+        state = read_customer(key, items[-1][0]) or fetched.get(key)
         if state is None:
             result.unknown.extend(items)
             continue
@@ -171,15 +173,15 @@ async def complete_redaction(event: GdprRedactionRequested) -> None:
 
 
 async def process_batch(raw_events: Sequence[EventT], topic: str, parser: Parser) -> None:
-    parsed: list[tuple[EventT, CustomerEvent]] = []
+    by_key: ByKey = defaultdict(list)
     for raw in raw_events:
         event = await parse_or_divert(raw, topic, parser)
         if event is not None:
-            parsed.append((raw, event))
-    if not parsed:
+            by_key[event.key].append((raw, event))
+    if not by_key:
         return
-    fetched = await load_missing({event.key for _, event in parsed})
-    await publish(apply_batch(parsed, fetched), topic)
+    fetched = await load_missing({key: items[-1][0] for key, items in by_key.items()})
+    await publish(apply_batch(by_key, fetched), topic)
 
 
 async def consume(stream: StreamT, topic: str, parser: Parser) -> None:

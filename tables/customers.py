@@ -7,7 +7,8 @@ truth: a key missing from the table is loaded from PostgreSQL on first touch.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from faust.streams import _current_event
 from faust.types import EventT
@@ -29,32 +30,45 @@ customers_table = app.Table(
 
 def local_customer(merchant_id: str, customer_id: str) -> CustomerState | None:
     """The table's value if this worker holds the key's partition (active or standby)."""
-    return local_customer_by_key(customer_key(merchant_id, customer_id))
-
-
-def local_customer_by_key(key: str) -> CustomerState | None:
-    value = customers_table.get(key)
+    value = customers_table.get(customer_key(merchant_id, customer_id))
     return CustomerState.from_dict(value) if value is not None else None
 
 
-async def load_missing(keys: Iterable[str]) -> dict[str, CustomerState]:
+@contextmanager
+def processing(event: EventT) -> Iterator[None]:
+    """Make `event` current for table access.
+
+    Faust's RocksDB store and changelog pick the partition from the current event, which batched
+    processing does not have. With the key's own event current, reads go straight to the key's
+    partition (instead of probing every partition) and writes land where Faust expects them.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def read_customer(key: str, event: EventT) -> CustomerState | None:
+    with processing(event):
+        value = customers_table.get(key)
+    return CustomerState.from_dict(value) if value is not None else None
+
+
+def save_customer(state: CustomerState, event: EventT) -> None:
+    """Write `state` as part of processing `event` (the key's own event, hence its partition)."""
+    with processing(event):
+        customers_table[state.key] = state.to_dict()
+
+
+async def load_missing(last_event_by_key: dict[str, EventT]) -> dict[str, CustomerState]:
     """First touch: customers absent from the table, read from PostgreSQL in one query."""
-    missing = [key for key in keys if customers_table.get(key) is None]
+    missing = []
+    for key, event in last_event_by_key.items():
+        with processing(event):
+            if key not in customers_table:
+                missing.append(key)
     if not missing:
         return {}
     pairs = [tuple(key.split(":", 1)) for key in missing]
     return await infra_retry()(fetch_customers, get_runtime().pool, pairs)
-
-
-def save_customer(state: CustomerState, event: EventT) -> None:
-    """Write `state` as part of processing `event`.
-
-    Faust's RocksDB store and changelog pick the partition from the current event. Batched
-    processing runs outside a per-event context, so the event that produced the state is made
-    current for the write: the key's own event, hence the key's own partition.
-    """
-    token = _current_event.set(weakref.ref(event))
-    try:
-        customers_table[state.key] = state.to_dict()
-    finally:
-        _current_event.reset(token)

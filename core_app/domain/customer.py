@@ -9,7 +9,7 @@ replayed or older event is recognised and skipped.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 REDACTED_EMAIL = "redacted"
@@ -43,7 +43,8 @@ class CustomerState:
         return self.redacted_at is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow on purpose (dataclasses.asdict deep-copies): this runs once per event.
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CustomerState:

@@ -7,13 +7,14 @@ for our own schemas. Foreign writer schemas are fetched once by id with the asyn
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import struct
 from pathlib import Path
 from typing import Any
 
-from fastavro import parse_schema
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from schema_registry.client import AsyncSchemaRegistryClient
 from schema_registry.client.schema import AvroSchema
 from schema_registry.serializers import AsyncAvroMessageSerializer
@@ -57,6 +58,8 @@ class EventCodec:
         self.serializer = AsyncAvroMessageSerializer(self.client)
         self.contracts = load_contracts(avro_dir)
         self.schema_ids: dict[str, int] = {}
+        # schema id -> parsed schema; filled at start for our contracts, on first sight for others.
+        self._parsed: dict[int, Any] = {}
         self._registry_retry = AsyncRetrying(
             wait=wait_exponential_jitter(initial=0.2, max=10),
             before_sleep=before_sleep_log(log, logging.WARNING),
@@ -74,7 +77,9 @@ class EventCodec:
             with attempt:
                 for topic, schema in self.contracts.items():
                     if topic not in self.schema_ids:
-                        self.schema_ids[topic] = await self.client.register(f"{topic}-value", schema)
+                        schema_id = await self.client.register(f"{topic}-value", schema)
+                        self.schema_ids[topic] = schema_id
+                        self._parsed[schema_id] = parse_schema(schema.raw_schema)
         log.info("schemas registered", extra={"schema_ids": self.schema_ids})
         return self.schema_ids
 
@@ -82,7 +87,10 @@ class EventCodec:
         schema_id = self.schema_ids.get(topic)
         if schema_id is None:
             raise KeyError(f"no registered schema for topic {topic!r}")
-        return await self.serializer.encode_record_with_schema_id(schema_id, record)
+        out = io.BytesIO()
+        out.write(_HEADER.pack(MAGIC_BYTE, schema_id))
+        schemaless_writer(out, self._parsed[schema_id], record)
+        return out.getvalue()
 
     async def decode(self, payload: bytes | None) -> dict[str, Any]:
         if not payload or len(payload) < _HEADER.size:
@@ -90,14 +98,19 @@ class EventCodec:
         magic, schema_id = _HEADER.unpack_from(payload)
         if magic != MAGIC_BYTE:
             raise DecodeError("bad_magic", f"magic byte is {magic}, expected {MAGIC_BYTE}")
-        # A registry outage is not the event's fault: wait for the registry rather than dead-letter.
-        writer = await self._registry_retry.copy()(self.client.get_by_id, schema_id)
-        if writer is None:
-            raise DecodeError("unknown_schema", f"schema id {schema_id} is not in the registry")
+        writer = self._parsed.get(schema_id) or await self._fetch_writer(schema_id)
         try:
-            record = await self.serializer.decode_message(payload)
+            record = schemaless_reader(io.BytesIO(payload[_HEADER.size :]), writer, None)
         except Exception as exc:
             raise DecodeError("bad_body", f"body does not match schema id {schema_id}: {exc}") from exc
         if not isinstance(record, dict):
             raise DecodeError("bad_body", f"schema id {schema_id} is not a record schema")
         return record
+
+    async def _fetch_writer(self, schema_id: int) -> Any:
+        # A registry outage is not the event's fault: wait for the registry rather than dead-letter.
+        schema = await self._registry_retry.copy()(self.client.get_by_id, schema_id)
+        if schema is None:
+            raise DecodeError("unknown_schema", f"schema id {schema_id} is not in the registry")
+        parsed = self._parsed[schema_id] = parse_schema(schema.raw_schema)
+        return parsed
