@@ -271,3 +271,70 @@ async def test_poison_events_are_dead_lettered_and_good_ones_all_applied(
     )
 
     await wait_for_postgres(settings, merchant_id, expected_final_state(good), version=10)
+
+
+async def test_events_keyed_another_way_are_rekeyed_then_applied(
+    worker: WorkerProcess, settings: Settings, codec: EventCodec, producer: AIOKafkaProducer
+) -> None:
+    merchant_id = new_merchant(settings)
+    customers = [cid for cid, _ in insert_customers(settings, merchant_id, 3)]
+    odd_keys = {customers[0]: None, customers[1]: customers[1].encode(), customers[2]: b"order-42"}
+    for customer_id, key in odd_keys.items():
+        await produce(
+            producer, codec, [rfm(merchant_id, customer_id, (5, 5, 5), at(1))], key=lambda _r, k=key: k
+        )
+
+    async def all_applied() -> bool:
+        states = [await rest_customer(worker, merchant_id, cid) for cid in customers]
+        return all(
+            s["source"] == "table" and s["rfm_score"] == {"recency": 5, "frequency": 5, "monetary": 5}
+            for s in states
+        )
+
+    await eventually(all_applied)
+    from tests.helpers import metric
+
+    assert await metric(worker, "core_events_rekeyed_total", topic=RFM_UPDATED) >= 3
+
+
+async def test_sink_dead_letters_a_row_postgres_refuses_and_goes_on(
+    worker: WorkerProcess, settings: Settings, producer: AIOKafkaProducer, tansu: str
+) -> None:
+    merchant_id = new_merchant(settings)
+    [(good_id, _)] = insert_customers(settings, merchant_id, 1)
+    orphan_merchant, orphan_id = str(uuid.uuid4()), str(uuid.uuid4())  # no such merchant: FK violation
+
+    def state(m: str, c: str, version: int) -> bytes:
+        return json.dumps(
+            {
+                "merchant_id": m,
+                "customer_id": c,
+                "email": "redacted",
+                "email_hash": None,
+                "rfm_score": {},
+                "metadata": {"n": version},
+                "version": version,
+                "applied_as_of": {},
+                "redacted_at": None,
+                "created_at": None,
+                "updated_at": None,
+            }
+        ).encode()
+
+    changelog = "core-customers-changelog"
+    orphan_key = json.dumps(f"{orphan_merchant}:{orphan_id}").encode()
+    await producer.send_and_wait(
+        changelog, key=orphan_key, value=state(orphan_merchant, orphan_id, 1), partition=0
+    )
+    good_key = json.dumps(f"{merchant_id}:{good_id}").encode()
+    await producer.send_and_wait(changelog, key=good_key, value=state(merchant_id, good_id, 7), partition=0)
+
+    [letter] = (await read_topic(tansu, DEAD_LETTER, lambda r: r.key == orphan_key, 1))[:1]
+    headers = dict(letter.headers)
+    assert headers["error_kind"] == b"sink_rejected"
+    assert b"foreign key" in headers["reason"]
+
+    async def good_row_written() -> bool:
+        return customer_rows(settings, merchant_id)[good_id]["version"] == 7
+
+    await eventually(good_row_written)
