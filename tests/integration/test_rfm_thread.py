@@ -8,13 +8,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from core_app.events.codec import EventCodec
 from core_app.settings import Settings
 from core_app.topics import DEAD_LETTER, RFM_UPDATED
 from tests.helpers import WorkerProcess, eventually, metric
 from tests.integration.conftest import pg
+from tests.integration.events import get_customer, read_topic
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -46,15 +47,6 @@ def rfm_event(merchant_id: str, customer_id: str, score: tuple[int, int, int], a
 
 async def send(producer: AIOKafkaProducer, key: str, value: bytes) -> None:
     await producer.send_and_wait(RFM_UPDATED, key=key.encode(), value=value)
-
-
-async def get_customer(worker: WorkerProcess, merchant_id: str, customer_id: str) -> tuple[int, Any]:
-    params = {"merchant_id": merchant_id, "customer_id": customer_id}
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{worker.url}/core/v1/customers", params=params) as response,
-    ):
-        return response.status, await response.json()
 
 
 async def test_rfm_updated_reaches_the_table_and_rest(
@@ -101,26 +93,7 @@ async def test_stale_rfm_event_never_moves_a_customer_backwards(
 
 
 async def dead_letters_for(tansu: str, key: str, count: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        DEAD_LETTER,
-        bootstrap_servers=tansu.removeprefix("kafka://"),
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_wait_ms=100,
-    )
-    await consumer.start()
-    found: list[Any] = []
-    try:
-
-        async def collected() -> bool:
-            batches = await consumer.getmany(timeout_ms=500)
-            found.extend(m for msgs in batches.values() for m in msgs if m.key == key.encode())
-            return len(found) >= count
-
-        await eventually(collected, timeout=30, interval=0)
-    finally:
-        await consumer.stop()
-    return found
+    return await read_topic(tansu, DEAD_LETTER, lambda record: record.key == key.encode(), count, timeout=30)
 
 
 async def test_bad_events_go_to_the_dead_letter_topic_and_the_agent_goes_on(
