@@ -8,6 +8,7 @@ from agents.referral_created import referral_created_agent
 from agents.rekeyed import rekeyed_agent
 from agents.rfm_updated import rfm_updated_agent
 from core_app.app import CoreApp, app
+from core_app.rpc.core_service import CoreService
 from core_app.servers import GrpcServer, HttpServer
 from core_app.sink import PostgresSink
 from core_app.sink_sql import SPECS
@@ -33,6 +34,6 @@ def build() -> CoreApp:
         app.extra_services = [
             PostgresSink(settings, SPECS),
             HttpServer(settings, build_web_app()),
-            GrpcServer(settings, handlers=[]),
+            GrpcServer(settings, handlers=[CoreService()]),
         ]
     return app

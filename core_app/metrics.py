@@ -20,3 +20,5 @@ reads = Counter("core_customer_reads_total", "Customer reads by the source that 
 dependency_up = Gauge(
     "core_dependency_up", "1 when the last health probe reached the dependency", ["dependency"]
 )
+rfm_reads = Counter("core_rfm_reads_total", "RFM score reads", ["source"])
+cache_errors = Counter("core_cache_errors_total", "Redis cache reads or writes that failed", ["operation"])

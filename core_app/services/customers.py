@@ -1,7 +1,13 @@
-"""Customer use cases, shared by REST, GraphQL and gRPC."""
+"""Customer use cases, shared by REST, GraphQL and gRPC.
+
+Reads go table -> Redis (`customer:{merchant_id}:{customer_id}`, 24 h) -> PostgreSQL, and a
+PostgreSQL hit is cached in Redis. The sink deletes the Redis entry after each persisted change.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
 from core_app import metrics
@@ -9,11 +15,15 @@ from core_app.domain.customer import CustomerState
 from core_app.domain.errors import NotFound
 from core_app.domain.events import parse_uuid
 from core_app.repository import fetch_customer
-from core_app.runtime import get_runtime
+from core_app.runtime import Runtime, get_runtime
 from tables.customers import local_customer
 
+log = logging.getLogger(__name__)
 
-def customer_view(state: CustomerState, source: str) -> dict[str, Any]:
+CUSTOMER_CACHE_TTL = 24 * 3600
+
+
+def customer_view(state: CustomerState) -> dict[str, Any]:
     """The public shape of a customer: no email ciphertext or hash, both internal."""
     return {
         "id": state.customer_id,
@@ -24,19 +34,62 @@ def customer_view(state: CustomerState, source: str) -> dict[str, Any]:
         "redacted": state.redacted,
         "created_at": state.created_at,
         "updated_at": state.updated_at,
-        "source": source,
     }
+
+
+def cache_key(runtime: Runtime, merchant_id: str, customer_id: str) -> str:
+    return runtime.redis_key(f"customer:{merchant_id}:{customer_id}")
+
+
+async def _from_cache(runtime: Runtime, key: str) -> dict[str, Any] | None:
+    try:
+        cached = await runtime.redis.get(key)
+    except Exception as exc:  # a cache outage degrades to PostgreSQL, it never fails the read
+        metrics.cache_errors.labels("get").inc()
+        log.warning("cache read failed", extra={"error": str(exc)})
+        return None
+    return json.loads(cached) if cached is not None else None
+
+
+async def _to_cache(runtime: Runtime, key: str, view: dict[str, Any]) -> None:
+    try:
+        await runtime.redis.set(key, json.dumps(view), ex=CUSTOMER_CACHE_TTL)
+    except Exception as exc:
+        metrics.cache_errors.labels("set").inc()
+        log.warning("cache write failed", extra={"error": str(exc)})
+
+
+async def read_customer(merchant_id: str, customer_id: str) -> tuple[dict[str, Any], str]:
+    """The customer's view and the source that answered: table, redis or postgres."""
+    state = local_customer(merchant_id, customer_id)
+    if state is not None:
+        return customer_view(state), "table"
+    runtime = get_runtime()
+    key = cache_key(runtime, merchant_id, customer_id)
+    cached = await _from_cache(runtime, key)
+    if cached is not None:
+        return cached, "redis"
+    state = await fetch_customer(runtime.pool, merchant_id, customer_id)
+    if state is None:
+        raise NotFound("customer", customer_id)
+    view = customer_view(state)
+    await _to_cache(runtime, key, view)
+    return view, "postgres"
 
 
 async def get_customer(merchant_id: Any, customer_id: Any) -> dict[str, Any]:
     merchant_id = parse_uuid(merchant_id, "merchant_id")
     customer_id = parse_uuid(customer_id, "customer_id")
-    state = local_customer(merchant_id, customer_id)
-    source = "table"
-    if state is None:
-        state = await fetch_customer(get_runtime().pool, merchant_id, customer_id)
-        source = "postgres"
-    if state is None:
-        raise NotFound("customer", customer_id)
+    view, source = await read_customer(merchant_id, customer_id)
     metrics.reads.labels(source).inc()
-    return customer_view(state, source)
+    return view | {"source": source}
+
+
+async def get_customer_rfm(merchant_id: Any, customer_id: Any) -> dict[str, int]:
+    merchant_id = parse_uuid(merchant_id, "merchant_id")
+    customer_id = parse_uuid(customer_id, "customer_id")
+    view, source = await read_customer(merchant_id, customer_id)
+    metrics.rfm_reads.labels(source).inc()
+    if not view["rfm_score"]:
+        raise NotFound("RFM score of customer", customer_id)
+    return dict(view["rfm_score"])

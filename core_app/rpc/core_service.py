@@ -1,0 +1,80 @@
+"""gRPC `core.v1.CoreService`: a thin adapter over the service layer.
+
+Domain errors map to gRPC status codes: bad input INVALID_ARGUMENT (naming the field), unknown ids
+NOT_FOUND, an unreachable dependency UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg2
+from google.protobuf.struct_pb2 import Struct
+from grpclib import GRPCError
+from grpclib.const import Status
+from grpclib.server import Stream
+
+from core_app.domain.errors import NotFound, ValidationFailed
+from core_app.rpc.generated.core.v1 import core_pb2 as pb
+from core_app.rpc.generated.core.v1.core_grpc import CoreServiceBase
+from core_app.services import customers
+
+
+@asynccontextmanager
+async def grpc_errors() -> AsyncIterator[None]:
+    try:
+        yield
+    except ValidationFailed as exc:
+        raise GRPCError(Status.INVALID_ARGUMENT, f"{exc.field}: {exc.reason}") from None
+    except NotFound as exc:
+        raise GRPCError(Status.NOT_FOUND, str(exc)) from None
+    except (psycopg2.OperationalError, OSError, TimeoutError) as exc:
+        raise GRPCError(Status.UNAVAILABLE, f"a dependency is unavailable: {type(exc).__name__}") from None
+
+
+def rfm_message(score: dict[str, int]) -> pb.RFMScore:
+    return pb.RFMScore(recency=score["recency"], frequency=score["frequency"], monetary=score["monetary"])
+
+
+class CoreService(CoreServiceBase):
+    async def GetCustomer(self, stream: Stream[pb.GetCustomerRequest, pb.GetCustomerResponse]) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        async with grpc_errors():
+            customer = await customers.get_customer(request.merchant_id, request.customer_id)
+        metadata = Struct()
+        metadata.update(customer["metadata"])
+        reply = pb.GetCustomerResponse(metadata=metadata, version=customer["version"])
+        if customer["rfm_score"]:
+            reply.rfm_score.CopyFrom(rfm_message(customer["rfm_score"]))
+        await stream.send_message(reply)
+
+    async def GetCustomerRFM(
+        self, stream: Stream[pb.GetCustomerRFMRequest, pb.GetCustomerRFMResponse]
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        async with grpc_errors():
+            score = await customers.get_customer_rfm(request.merchant_id, request.customer_id)
+        await stream.send_message(pb.GetCustomerRFMResponse(rfm_score=rfm_message(score)))
+
+    # The write RPCs arrive with the owner-routed write path (issue 4); until then they say so.
+    async def CreateCustomer(
+        self, stream: Stream[pb.CreateCustomerRequest, pb.CreateCustomerResponse]
+    ) -> None:
+        raise GRPCError(Status.UNIMPLEMENTED, "CreateCustomer is not served yet")
+
+    async def UpdateCustomer(
+        self, stream: Stream[pb.UpdateCustomerRequest, pb.UpdateCustomerResponse]
+    ) -> None:
+        raise GRPCError(Status.UNIMPLEMENTED, "UpdateCustomer is not served yet")
+
+    async def UpdateProgramSettings(self, stream: Stream[Any, Any]) -> None:
+        raise GRPCError(Status.UNIMPLEMENTED, "UpdateProgramSettings is not served yet")
+
+    async def ImportCustomers(
+        self, stream: Stream[pb.ImportCustomersRequest, pb.ImportCustomersResponse]
+    ) -> None:
+        raise GRPCError(Status.UNIMPLEMENTED, "ImportCustomers is not served yet")

@@ -1,0 +1,54 @@
+"""Generate the Python for grpc/**/*.proto into core_app/rpc/generated (protobuf + grpclib stubs).
+
+    .venv/bin/python scripts/gen_proto.py [OUT_DIR]
+
+protoc names modules after the proto path (`core.v1.core_pb2`); the imports are rewritten to the
+installed package path so `grpc/` stays a contract folder and nothing shadows another package.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from grpc_tools import protoc
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTO_ROOT = ROOT / "grpc"
+PACKAGE = "core_app.rpc.generated"
+
+
+def generate(out_dir: Path) -> list[Path]:
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
+    include = str(Path(protoc.__file__).parent / "_proto")
+    args = [
+        "protoc",
+        f"-I{PROTO_ROOT}",
+        f"-I{include}",
+        f"--python_out={out_dir}",
+        f"--grpclib_python_out={out_dir}",
+    ]
+    if protoc.main([*args, *protos]) != 0:
+        raise SystemExit("protoc failed")
+    written = sorted(out_dir.rglob("*.py"))
+    packages = {p.split("/")[0] for p in protos}
+    pattern = re.compile(rf"\b({'|'.join(sorted(packages))})\.(\w+)\.(\w+_pb2)\b")
+    for path in written:
+        text = path.read_text()
+        text = pattern.sub(rf"{PACKAGE}.\1.\2.\3", text)
+        path.write_text(text)
+    for directory in {out_dir, *(p.parent for p in written)}:
+        while directory != out_dir.parent:
+            (directory / "__init__.py").touch()
+            directory = directory.parent
+    return written
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "core_app" / "rpc" / "generated"
+    for path in generate(target):
+        print(path.relative_to(target.parent))
