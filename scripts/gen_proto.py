@@ -25,8 +25,11 @@ def generate(out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True)
     protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
     include = str(Path(protoc.__file__).parent / "_proto")
+    # The plugin sits next to the interpreter; PATH may not include the virtualenv's bin.
+    plugin = Path(sys.executable).parent / "protoc-gen-grpclib_python"
     args = [
         "protoc",
+        f"--plugin=protoc-gen-grpclib_python={plugin}",
         f"-I{PROTO_ROOT}",
         f"-I{include}",
         f"--python_out={out_dir}",
