@@ -8,6 +8,7 @@ PostgreSQL refuses for good (a constraint) is dead-lettered with the reason and 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Iterable
@@ -35,6 +36,7 @@ sink_batch_rows = Histogram(
 )
 sink_rows = Counter("core_sink_rows_total", "Rows upserted by the sink", ["table"])
 sink_rejected = Counter("core_sink_rejected_total", "Rows PostgreSQL refused, dead-lettered", ["table"])
+sink_failures = Counter("core_sink_failures_total", "Sink batches that failed and were retried")
 cache_invalidation_failures = Counter(
     "core_cache_invalidation_failures_total", "Redis keys the sink could not invalidate"
 )
@@ -46,17 +48,29 @@ def changelog_topic(app_id: str, table: str) -> str:
     return f"{app_id}-{table}-changelog"
 
 
-def coalesce(spec: SinkSpec, records: Iterable[ConsumerRecord]) -> list[dict[str, Any]]:
-    """The newest state per row of a batch (highest version); tombstones are skipped."""
-    newest: dict[tuple[Any, ...], dict[str, Any]] = {}
+Row = tuple[dict[str, Any], ConsumerRecord]  # a row and the changelog record it came from
+
+
+def coalesce(spec: SinkSpec, records: Iterable[ConsumerRecord]) -> tuple[list[Row], list[ConsumerRecord]]:
+    """The newest state per row of a batch (highest version), and the records that are not rows.
+
+    Tombstones (deleted keys) are skipped: Core redacts customers, it never deletes them.
+    """
+    newest: dict[tuple[Any, ...], Row] = {}
+    undecodable: list[ConsumerRecord] = []
     for record in records:
         if record.value is None:
             continue
-        row = json.loads(record.value)
+        try:
+            row = json.loads(record.value)
+            version = row.get("version", 0)
+        except (ValueError, AttributeError):
+            undecodable.append(record)
+            continue
         key = spec.key_of(row)
-        if key not in newest or row.get("version", 0) >= newest[key].get("version", 0):
-            newest[key] = row
-    return list(newest.values())
+        if key not in newest or version >= newest[key][0].get("version", 0):
+            newest[key] = (row, record)
+    return list(newest.values()), undecodable
 
 
 class PostgresSink(Service):
@@ -89,16 +103,30 @@ class PostgresSink(Service):
 
     async def _run(self) -> None:
         assert self.consumer is not None
+        failures = 0
         while not self.should_stop:
-            batches = await self.consumer.getmany(timeout_ms=500, max_records=MAX_RECORDS)
-            if batches:
-                await self.persist(batches)
-                try:
-                    await self.consumer.commit()
-                except (CommitFailedError, KafkaError) as exc:
-                    # Rebalanced meanwhile: the new owner re-reads and re-applies (idempotent).
-                    log.warning("sink commit failed; records will be re-applied", extra={"error": str(exc)})
-            await self._report_lag()
+            try:
+                await self._step()
+                failures = 0
+            except Exception:
+                # Never die quietly: report, go back to the last committed offsets and try again.
+                failures += 1
+                sink_failures.inc()
+                log.exception("sink batch failed; retrying from the committed offsets")
+                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+                await self.consumer.seek_to_committed()
+
+    async def _step(self) -> None:
+        assert self.consumer is not None
+        batches = await self.consumer.getmany(timeout_ms=500, max_records=MAX_RECORDS)
+        if batches:
+            await self.persist(batches)
+            try:
+                await self.consumer.commit()
+            except (CommitFailedError, KafkaError) as exc:
+                # Rebalanced meanwhile: the new owner re-reads and re-applies (idempotent).
+                log.warning("sink commit failed; records will be re-applied", extra={"error": str(exc)})
+        await self._report_lag()
 
     async def persist(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         by_spec: dict[str, list[ConsumerRecord]] = {}
@@ -106,27 +134,30 @@ class PostgresSink(Service):
             by_spec.setdefault(tp.topic, []).extend(records)
         for topic, records in by_spec.items():
             spec = self.specs[topic]
-            rows = coalesce(spec, records)
+            rows, undecodable = coalesce(spec, records)
+            for record in undecodable:
+                await self._dead_letter(record, "sink_undecodable", "changelog value is not a JSON object")
             if not rows:
                 continue
-            await self._upsert_or_isolate(spec, rows, records)
+            await self._upsert_or_isolate(spec, rows)
             sink_batch_rows.labels(spec.table).observe(len(rows))
             sink_rows.labels(spec.table).inc(len(rows))
             if spec.table == "customers":
-                await self._invalidate_cache(rows)
+                await self._invalidate_cache([row for row, _ in rows])
 
-    async def _upsert_or_isolate(
-        self, spec: SinkSpec, rows: list[dict[str, Any]], records: list[ConsumerRecord]
-    ) -> None:
+    async def _upsert_or_isolate(self, spec: SinkSpec, rows: list[Row]) -> None:
         try:
-            await infra_retry()(self._upsert, spec, rows)
+            await infra_retry()(self._upsert, spec, [row for row, _ in rows])
         except (psycopg2.DataError, psycopg2.IntegrityError):
             # One bad row must not hold back the others: retry them one by one.
-            for row in rows:
+            for row, record in rows:
                 try:
                     await infra_retry()(self._upsert, spec, [row])
                 except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
-                    await self._reject(spec, row, records, exc)
+                    reason = str(exc).strip().splitlines()[0][:500]
+                    await self._dead_letter(record, "sink_rejected", reason)
+                    sink_rejected.labels(spec.table).inc()
+                    log.error("sink rejected a row", extra={"table": spec.table, "reason": reason})
 
     async def _upsert(self, spec: SinkSpec, rows: list[dict[str, Any]]) -> None:
         async with get_runtime().pool.acquire() as conn, conn.cursor() as cur:
@@ -139,25 +170,17 @@ class PostgresSink(Service):
                     await cur.execute("ROLLBACK")
                 raise
 
-    async def _reject(
-        self, spec: SinkSpec, row: dict[str, Any], records: list[ConsumerRecord], exc: Exception
-    ) -> None:
+    async def _dead_letter(self, record: ConsumerRecord, kind: str, reason: str) -> None:
         from agents.topics import dead_letter
 
-        source = next(
-            r for r in reversed(records) if r.value and spec.key_of(json.loads(r.value)) == spec.key_of(row)
-        )
-        reason = str(exc).strip().splitlines()[0][:500]
         headers = [
-            ("source_topic", source.topic.encode()),
-            ("source_partition", str(source.partition).encode()),
-            ("source_offset", str(source.offset).encode()),
-            ("error_kind", b"sink_rejected"),
+            ("source_topic", record.topic.encode()),
+            ("source_partition", str(record.partition).encode()),
+            ("source_offset", str(record.offset).encode()),
+            ("error_kind", kind.encode()),
             ("reason", reason.encode()),
         ]
-        await dead_letter.send(key=source.key, value=source.value, headers=headers)
-        sink_rejected.labels(spec.table).inc()
-        log.error("sink rejected a row", extra={"table": spec.table, "reason": reason})
+        await dead_letter.send(key=record.key, value=record.value, headers=headers)
 
     async def _invalidate_cache(self, customer_rows: list[dict[str, Any]]) -> None:
         runtime = get_runtime()
