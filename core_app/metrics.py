@@ -22,3 +22,6 @@ dependency_up = Gauge(
 )
 rfm_reads = Counter("core_rfm_reads_total", "RFM score reads", ["source"])
 cache_errors = Counter("core_cache_errors_total", "Redis cache reads or writes that failed", ["operation"])
+owner_read_errors = Counter(
+    "core_owner_read_errors_total", "Reads routed to the owner worker that failed and fell back", ["reason"]
+)

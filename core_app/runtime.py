@@ -6,6 +6,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+import aiohttp
 import aiopg
 from redis.asyncio import Redis
 
@@ -27,6 +28,14 @@ class Runtime:
     health: HealthProbe
     migrations_applied: bool = False
     tables_recovered: bool = False
+    _peers: aiohttp.ClientSession | None = None
+
+    def peers(self) -> aiohttp.ClientSession:
+        """HTTP client for internal calls to other workers (owner reads)."""
+        if self._peers is None or self._peers.closed:
+            timeout = aiohttp.ClientTimeout(total=self.settings.peer_timeout)
+            self._peers = aiohttp.ClientSession(timeout=timeout)
+        return self._peers
 
     def redis_key(self, key: str) -> str:
         return f"{self.settings.redis_key_prefix}{key}"
@@ -45,6 +54,8 @@ class Runtime:
         }
 
     async def close(self) -> None:
+        if self._peers is not None:
+            await self._peers.close()
         await self.health.close()
         await self.redis.aclose()
         self.pool.close()

@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     log_json: bool = True
     shutdown_timeout: float = Field(default=15.0, gt=0)
     health_timeout: float = Field(default=2.0, gt=0)
+    peer_timeout: float = Field(default=1.0, gt=0)  # an owner read that takes longer falls back
 
     @field_validator("kafka_broker")
     @classmethod

@@ -15,6 +15,7 @@ import psycopg2
 import pytest
 
 from core_app.devstack import tansu_argv
+from core_app.events.codec import EventCodec
 from core_app.settings import Settings
 from tests.helpers import free_port, stop_process, wait_for_port
 
@@ -107,6 +108,14 @@ async def registry_url(settings: Settings) -> AsyncIterator[str]:
     runner = await start_registry(settings, "127.0.0.1", port)
     yield f"http://127.0.0.1:{port}"
     await runner.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def codec(registry_url: str, settings: Settings) -> EventCodec:
+    """The service's own Avro codec, with every contract registered in the test registry."""
+    event_codec = EventCodec(registry_url, settings.avro_dir)
+    await event_codec.register_all()
+    return event_codec
 
 
 @pytest.fixture(scope="session")

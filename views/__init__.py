@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_async.aio.web import server_stats
 
-from views import customers, health
+from views import customers, health, internal
 from views.errors import error_middleware
 
 ROUTES: list[tuple[str, str, object]] = [
@@ -13,6 +13,7 @@ ROUTES: list[tuple[str, str, object]] = [
     ("GET", "/ready", health.ready),
     ("GET", "/metrics", server_stats),
     ("GET", "/core/v1/customers", customers.get_customer),
+    ("GET", "/internal/v1/customers/{merchant_id}/{customer_id}", internal.owner_customer),
 ]
 
 

@@ -10,11 +10,15 @@ import json
 import logging
 from typing import Any
 
+import aiohttp
+
 from core_app import metrics
-from core_app.domain.customer import CustomerState
+from core_app.app import app
+from core_app.domain.customer import CustomerState, customer_key
 from core_app.domain.errors import NotFound
 from core_app.domain.events import parse_uuid
 from core_app.repository import fetch_customer
+from core_app.routing import owner_url, same_worker
 from core_app.runtime import Runtime, get_runtime
 from tables.customers import local_customer
 
@@ -59,12 +63,43 @@ async def _to_cache(runtime: Runtime, key: str, view: dict[str, Any]) -> None:
         log.warning("cache write failed", extra={"error": str(exc)})
 
 
-async def read_customer(merchant_id: str, customer_id: str) -> tuple[dict[str, Any], str]:
-    """The customer's view and the source that answered: table, redis or postgres."""
+def local_view(merchant_id: str, customer_id: str) -> dict[str, Any] | None:
+    """This worker's table value, for the internal owner route."""
     state = local_customer(merchant_id, customer_id)
-    if state is not None:
-        return customer_view(state), "table"
+    return customer_view(state) if state is not None else None
+
+
+async def _from_owner(
+    runtime: Runtime, owner: str, merchant_id: str, customer_id: str
+) -> dict[str, Any] | None:
+    url = f"{owner.rstrip('/')}/internal/v1/customers/{merchant_id}/{customer_id}"
+    try:
+        async with runtime.peers().get(url) as response:
+            if response.status == 200:
+                return dict(await response.json())
+            if response.status != 404:
+                metrics.owner_read_errors.labels(str(response.status)).inc()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        metrics.owner_read_errors.labels(type(exc).__name__).inc()
+    return None
+
+
+async def read_customer(merchant_id: str, customer_id: str) -> tuple[dict[str, Any], str]:
+    """The customer's view and the source that answered: table, owner, redis or postgres.
+
+    The local table answers when this worker holds the key's partition; otherwise the owner worker
+    is asked over the internal route. Either can miss a customer that no event has touched yet.
+    """
     runtime = get_runtime()
+    owner = owner_url(app, "customers", customer_key(merchant_id, customer_id))
+    if owner is None or same_worker(owner, runtime.settings.web_url):
+        view = local_view(merchant_id, customer_id)
+        if view is not None:
+            return view, "table"
+    else:
+        view = await _from_owner(runtime, owner, merchant_id, customer_id)
+        if view is not None:
+            return view, "owner"
     key = cache_key(runtime, merchant_id, customer_id)
     cached = await _from_cache(runtime, key)
     if cached is not None:

@@ -8,7 +8,6 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from core_app import db
-from core_app.events.codec import EventCodec
 from core_app.settings import Settings
 from tests.helpers import WorkerProcess, start_worker, stop_process, wait_ready
 
@@ -32,13 +31,6 @@ async def worker(worker_env: dict[str, str]) -> AsyncIterator[WorkerProcess]:
         yield process
     finally:
         stop_process(process.process)
-
-
-@pytest.fixture(scope="session")
-async def codec(registry_url: str, settings: Settings) -> EventCodec:
-    event_codec = EventCodec(registry_url, settings.avro_dir)
-    await event_codec.register_all()
-    return event_codec
 
 
 @pytest.fixture(scope="session")

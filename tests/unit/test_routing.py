@@ -1,0 +1,17 @@
+import uuid
+
+from aiokafka.partitioner import DefaultPartitioner
+
+from core_app.routing import key_partition, same_worker
+
+
+def test_partition_is_what_kafkas_default_partitioner_picks_for_the_raw_key() -> None:
+    partitions = list(range(12))
+    for _ in range(200):
+        key = f"{uuid.uuid4()}:{uuid.uuid4()}"
+        assert key_partition(key, 12) == DefaultPartitioner()(key.encode(), partitions, partitions)
+
+
+def test_same_worker_ignores_a_trailing_slash() -> None:
+    assert same_worker("http://10.0.0.5:8080/", "http://10.0.0.5:8080")
+    assert not same_worker("http://10.0.0.6:8080", "http://10.0.0.5:8080")
