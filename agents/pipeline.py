@@ -40,7 +40,13 @@ BATCH_MAX = 100
 BATCH_WITHIN = 0.02  # seconds a partial batch may wait for more events
 
 Parser = Callable[[dict[str, Any]], CustomerEvent]
-CHANGE_KIND = {"rfm": "RFM", "points": "POINTS", "referral": "REFERRAL", "gdpr": "GDPR_REDACTION"}
+CHANGE_KIND = {
+    "rfm": "RFM",
+    "points": "POINTS",
+    "referral": "REFERRAL",
+    "gdpr": "GDPR_REDACTION",
+    "profile": "PROFILE",
+}
 
 
 @dataclass
@@ -125,7 +131,11 @@ def apply_batch(by_key: ByKey, fetched: dict[str, CustomerState]) -> BatchResult
 
 
 def customer_updated_record(change: KeyChange) -> dict[str, Any]:
-    state = change.state
+    return state_record(change.state, sorted({CHANGE_KIND[event.source] for event in change.events}))
+
+
+def state_record(state: CustomerState, changes: list[str]) -> dict[str, Any]:
+    """A `customer.updated` value: the state after `changes`, without PII."""
     return {
         "event_id": str(uuid.uuid4()),
         "customer_id": state.customer_id,
@@ -133,7 +143,7 @@ def customer_updated_record(change: KeyChange) -> dict[str, Any]:
         "rfm_score": state.rfm_score or None,
         "metadata": json.dumps(state.metadata, sort_keys=True),
         "version": state.version,
-        "changes": sorted({CHANGE_KIND[event.source] for event in change.events}),
+        "changes": changes,
         "redacted": state.redacted,
         "updated_at": datetime.now(UTC),
     }
@@ -169,7 +179,11 @@ async def complete_redaction(event: GdprRedactionRequested) -> None:
         idempotency_key=event.request_id,
     )
     cache_key = runtime.redis_key(f"customer:{event.merchant_id}:{event.customer_id}")
-    await infra_retry()(runtime.redis.delete, cache_key)
+
+    async def drop_cache_entry() -> None:
+        await runtime.redis.delete(cache_key)
+
+    await infra_retry()(drop_cache_entry)
 
 
 async def process_batch(raw_events: Sequence[EventT], topic: str, parser: Parser) -> None:

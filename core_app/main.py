@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agents.customer_commands import customer_commands_agent
 from agents.gdpr_request_created import gdpr_request_created_agent
 from agents.points_updated import points_updated_agent
 from agents.referral_created import referral_created_agent
@@ -24,6 +25,7 @@ AGENTS = (
     referral_created_agent,
     gdpr_request_created_agent,
     rekeyed_agent,
+    customer_commands_agent,
 )
 TABLES = (customers_table, settings_table, import_logs_table)
 

@@ -82,3 +82,38 @@ async def record_audit(
                VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING""",
             (str(audit_id), merchant_id, actor, action, entity_type, entity_id, json.dumps(details)),
         )
+
+
+_INSERT_CUSTOMER = f"""
+INSERT INTO customers (id, merchant_id, email, metadata) VALUES (%s, %s, %s, %s)
+ON CONFLICT (merchant_id, id) DO NOTHING
+RETURNING {_COLUMNS}
+"""
+
+
+async def insert_customer(
+    pool: aiopg.Pool, merchant_id: str, customer_id: str, email: str, metadata: dict[str, Any]
+) -> CustomerState:
+    """Create the row (the trigger encrypts and hashes the email). Replaying the same id is a no-op.
+
+    Raises psycopg2 UniqueViolation when the merchant already has this email, ForeignKeyViolation
+    when the merchant does not exist.
+    """
+    row = await fetch_one(pool, _INSERT_CUSTOMER, (customer_id, merchant_id, email, json.dumps(metadata)))
+    if row is not None:
+        return _state_from_row(row)
+    existing = await fetch_customer(pool, merchant_id, customer_id)
+    assert existing is not None, "ON CONFLICT on the primary key means the row exists"
+    return existing
+
+
+async def change_email(pool: aiopg.Pool, merchant_id: str, customer_id: str, email: str) -> tuple[str, str]:
+    """Store a new email; returns (ciphertext, hash). Raises UniqueViolation if another customer has it."""
+    row = await fetch_one(
+        pool,
+        "UPDATE customers SET email = %s WHERE merchant_id = %s AND id = %s RETURNING email, email_hash",
+        (email, merchant_id, customer_id),
+    )
+    if row is None:
+        raise LookupError(customer_id)
+    return row["email"], row["email_hash"]

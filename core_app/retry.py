@@ -25,6 +25,11 @@ TRANSIENT_ERRORS = (
 
 
 def infra_retry(max_wait: float = 10.0) -> AsyncRetrying:
+    """Call as `await infra_retry()(async_fn, *args)`.
+
+    `async_fn` must be an `async def`: tenacity calls anything else synchronously, and a plain
+    function that merely returns a coroutine (redis-py's commands) would never be awaited.
+    """
     return AsyncRetrying(
         retry=retry_if_exception_type(TRANSIENT_ERRORS),
         wait=wait_exponential_jitter(initial=0.2, max=max_wait),

@@ -20,9 +20,11 @@ IMPORT_INITIATED = "import.initiated"
 DEAD_LETTER = "core.dlq"
 # Consumed events that arrived keyed some other way, re-keyed {merchant_id}:{customer_id}.
 REKEYED = "core.rekeyed"
+# API writes, sent to the agent that owns the customer's partition (JSON, keyed like the table).
+CUSTOMER_COMMANDS = "core.customer.commands"
 
 CONSUMED = (RFM_UPDATED, POINTS_UPDATED, REFERRAL_CREATED, GDPR_REQUEST_CREATED)
-PRODUCED = (CUSTOMER_CREATED, CUSTOMER_UPDATED, IMPORT_INITIATED, DEAD_LETTER, REKEYED)
+PRODUCED = (CUSTOMER_CREATED, CUSTOMER_UPDATED, IMPORT_INITIATED, DEAD_LETTER, REKEYED, CUSTOMER_COMMANDS)
 
 
 async def ensure_topics(settings: Settings, names: tuple[str, ...] = CONSUMED + PRODUCED) -> list[str]:

@@ -13,6 +13,7 @@ ROUTES: list[tuple[str, str, object]] = [
     ("GET", "/ready", health.ready),
     ("GET", "/metrics", server_stats),
     ("GET", "/core/v1/customers", customers.get_customer),
+    ("POST", "/core/v1/customers", customers.create_customer),
     ("GET", "/internal/v1/customers/{merchant_id}/{customer_id}", internal.owner_customer),
 ]
 

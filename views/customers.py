@@ -20,3 +20,14 @@ async def get_customer(request: web.Request) -> web.Response:
         _required(request, "merchant_id"), _required(request, "customer_id")
     )
     return web.json_response(customer)
+
+
+async def create_customer(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ValidationFailed("body", "must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise ValidationFailed("body", "must be a JSON object")
+    customer = await service.create_customer(body.get("merchant_id"), body.get("email"), body.get("metadata"))
+    return web.json_response(customer, status=201)

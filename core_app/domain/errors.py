@@ -19,3 +19,16 @@ class NotFound(DomainError):
         super().__init__(f"{entity} {key} not found")
         self.entity = entity
         self.key = key
+
+
+class Conflict(DomainError):
+    """The request contradicts existing state (a taken email, a redacted customer)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class Unavailable(DomainError):
+    """A dependency did not answer in time; the caller may retry."""

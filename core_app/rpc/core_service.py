@@ -11,12 +11,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg2
+from google.protobuf.json_format import MessageToDict
 from google.protobuf.struct_pb2 import Struct
 from grpclib import GRPCError
 from grpclib.const import Status
 from grpclib.server import Stream
 
-from core_app.domain.errors import NotFound, ValidationFailed
+from core_app.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from core_app.rpc.generated.core.v1 import core_pb2 as pb
 from core_app.rpc.generated.core.v1.core_grpc import CoreServiceBase
 from core_app.services import customers
@@ -30,6 +31,11 @@ async def grpc_errors() -> AsyncIterator[None]:
         raise GRPCError(Status.INVALID_ARGUMENT, f"{exc.field}: {exc.reason}") from None
     except NotFound as exc:
         raise GRPCError(Status.NOT_FOUND, str(exc)) from None
+    except Conflict as exc:
+        status = Status.ALREADY_EXISTS if exc.field == "email" else Status.FAILED_PRECONDITION
+        raise GRPCError(status, f"{exc.field}: {exc.reason}") from None
+    except Unavailable as exc:
+        raise GRPCError(Status.UNAVAILABLE, str(exc)) from None
     except (psycopg2.OperationalError, OSError, TimeoutError) as exc:
         raise GRPCError(Status.UNAVAILABLE, f"a dependency is unavailable: {type(exc).__name__}") from None
 
@@ -60,16 +66,29 @@ class CoreService(CoreServiceBase):
             score = await customers.get_customer_rfm(request.merchant_id, request.customer_id)
         await stream.send_message(pb.GetCustomerRFMResponse(rfm_score=rfm_message(score)))
 
-    # The write RPCs arrive with the owner-routed write path (issue 4); until then they say so.
     async def CreateCustomer(
         self, stream: Stream[pb.CreateCustomerRequest, pb.CreateCustomerResponse]
     ) -> None:
-        raise GRPCError(Status.UNIMPLEMENTED, "CreateCustomer is not served yet")
+        request = await stream.recv_message()
+        assert request is not None
+        async with grpc_errors():
+            customer = await customers.create_customer(
+                request.merchant_id, request.email, MessageToDict(request.metadata)
+            )
+        await stream.send_message(pb.CreateCustomerResponse(customer_id=customer["id"]))
 
     async def UpdateCustomer(
         self, stream: Stream[pb.UpdateCustomerRequest, pb.UpdateCustomerResponse]
     ) -> None:
-        raise GRPCError(Status.UNIMPLEMENTED, "UpdateCustomer is not served yet")
+        request = await stream.recv_message()
+        assert request is not None
+        async with grpc_errors():
+            customer = await customers.update_customer(
+                request.merchant_id, request.customer_id, None, MessageToDict(request.metadata)
+            )
+        await stream.send_message(pb.UpdateCustomerResponse(customer_id=customer["id"]))
+
+    # The settings and import RPCs arrive with their use cases; until then they say so.
 
     async def UpdateProgramSettings(self, stream: Stream[Any, Any]) -> None:
         raise GRPCError(Status.UNIMPLEMENTED, "UpdateProgramSettings is not served yet")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+import uuid
 from typing import Any
 
 import aiohttp
@@ -17,9 +19,11 @@ from core_app.app import app
 from core_app.domain.customer import CustomerState, customer_key
 from core_app.domain.errors import NotFound
 from core_app.domain.events import parse_uuid
+from core_app.domain.profile import CustomerInput
 from core_app.repository import fetch_customer
 from core_app.routing import owner_url, same_worker
 from core_app.runtime import Runtime, get_runtime
+from core_app.services.commands import ask_owner
 from tables.customers import local_customer
 
 log = logging.getLogger(__name__)
@@ -128,3 +132,21 @@ async def get_customer_rfm(merchant_id: Any, customer_id: Any) -> dict[str, int]
     if not view["rfm_score"]:
         raise NotFound("RFM score of customer", customer_id)
     return dict(view["rfm_score"])
+
+
+async def create_customer(merchant_id: Any, email: Any, metadata: Any) -> dict[str, Any]:
+    merchant_id = parse_uuid(merchant_id, "merchant_id")
+    given = CustomerInput.parse(email, metadata, email_required=True)
+    customer_id = str(uuid.uuid4())
+    command = {"kind": "create", "merchant_id": merchant_id, "customer_id": customer_id}
+    command |= {"email": given.email, "metadata": given.metadata}
+    return await ask_owner(customer_key(merchant_id, customer_id), command)
+
+
+async def update_customer(merchant_id: Any, customer_id: Any, email: Any, metadata: Any) -> dict[str, Any]:
+    merchant_id = parse_uuid(merchant_id, "merchant_id")
+    customer_id = parse_uuid(customer_id, "customer_id")
+    given = CustomerInput.parse(email, metadata, email_required=False)
+    command = {"kind": "update", "merchant_id": merchant_id, "customer_id": customer_id}
+    command |= {"email": given.email, "metadata": given.metadata, "requested_at_ms": int(time.time() * 1000)}
+    return await ask_owner(customer_key(merchant_id, customer_id), command)

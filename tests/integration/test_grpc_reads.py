@@ -66,9 +66,9 @@ async def test_bad_or_unknown_ids_get_grpc_status_codes(
     assert text in (caught.value.message or "")
 
 
-async def test_write_rpcs_say_they_are_not_served_yet(stub: CoreServiceStub) -> None:
+async def test_rpcs_without_a_use_case_yet_say_so(stub: CoreServiceStub) -> None:
     with pytest.raises(GRPCError) as caught:
-        await stub.CreateCustomer(pb.CreateCustomerRequest(merchant_id=str(uuid.uuid4()), email="a@b.co"))
+        await stub.UpdateProgramSettings(pb.UpdateProgramSettingsRequest(merchant_id=str(uuid.uuid4())))
     assert caught.value.status == Status.UNIMPLEMENTED
 
 

@@ -45,7 +45,10 @@ def test_email_normalised_and_hashed_with_key() -> None:
     assert len(email_hash("foo@example.com", "k" * 32)) == 64
 
 
-@pytest.mark.parametrize("bad", ["", "no-at-sign", "a@b", "two@@x.io", "sp ace@x.io", "x" * 250 + "@x.io"])
+@pytest.mark.parametrize(
+    "bad",
+    ["", "no-at-sign", "a@b", "two@@x.io", "sp ace@x.io", "x" * 250 + "@x.io", "nul\x00@x.io", "\udc00@x.io"],
+)
 def test_bad_email_is_rejected_naming_the_field(bad: str) -> None:
     with pytest.raises(ValidationFailed) as caught:
         normalize_email(bad, field="input.email")
@@ -168,3 +171,14 @@ def test_event_validation_names_the_field(parser, record: dict, field: str) -> N
     with pytest.raises(ValidationFailed) as caught:
         parser(common | record)
     assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    "bad", [{"a": "x\x00y"}, {"k\x00": 1}, {"a": ["\udc00"]}, {"nested": {"b": "\ud800"}}]
+)
+def test_metadata_postgres_cannot_store_is_a_validation_error(bad: dict) -> None:
+    from core_app.domain.profile import validate_metadata
+
+    with pytest.raises(ValidationFailed) as caught:
+        validate_metadata(bad)
+    assert caught.value.field == "metadata"

@@ -1,0 +1,133 @@
+"""`core.customer.commands`: API writes, applied by the agent that owns the customer's partition.
+
+One writer per key: a create or update travels to the owner as a command, the owner changes its
+table (and PostgreSQL where only PostgreSQL can decide: email uniqueness), produces the event, and
+replies on the Redis channel the caller waits on. A replayed command is answered again, not re-applied.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg2.errors
+from faust.types import EventT, StreamT
+
+from agents import topics as faust_topics
+from agents.pipeline import now_iso, state_record
+from core_app import metrics, topics
+from core_app.app import app
+from core_app.domain.customer import CustomerState
+from core_app.domain.errors import Conflict, DomainError, NotFound, ValidationFailed
+from core_app.domain.pii import sanitize_metadata
+from core_app.repository import change_email, fetch_customer, insert_customer
+from core_app.retry import infra_retry
+from core_app.runtime import get_runtime
+from core_app.services.customers import customer_view
+from tables.customers import read_customer, save_customer
+
+log = logging.getLogger(__name__)
+_EVENT_NAMESPACE = uuid.UUID("0b7b3d1e-9a55-4a43-8c6a-3f1f5d0c2e77")
+
+
+def error_reply(exc: DomainError) -> dict[str, Any]:
+    kind = {ValidationFailed: "invalid", NotFound: "not_found", Conflict: "conflict"}.get(type(exc), "error")
+    return {"ok": False, "kind": kind, "field": getattr(exc, "field", None), "message": str(exc)}
+
+
+async def create(command: dict[str, Any], event: EventT) -> CustomerState:
+    merchant_id, customer_id = command["merchant_id"], command["customer_id"]
+    existing = read_customer(command["key"], event)
+    if existing is not None:  # a replayed command
+        return existing
+    try:
+        state = await infra_retry()(
+            insert_customer,
+            get_runtime().pool,
+            merchant_id,
+            customer_id,
+            command["email"],
+            command["metadata"],
+        )
+    except psycopg2.errors.UniqueViolation:
+        raise Conflict("email", "another customer of this merchant has this email") from None
+    except psycopg2.errors.ForeignKeyViolation:
+        raise NotFound("merchant", merchant_id) from None
+    state = state.advanced("profile", int(time.time() * 1000), now_iso())
+    save_customer(state, event)
+    record = {
+        "event_id": str(uuid.uuid5(_EVENT_NAMESPACE, command["request_id"])),
+        "customer_id": customer_id,
+        "merchant_id": merchant_id,
+        "email_hash": state.email_hash,
+        "created_at": datetime.now(UTC),
+    }
+    value = await get_runtime().codec.encode(topics.CUSTOMER_CREATED, record)
+    await faust_topics.customer_created.send(key=state.key, value=value)
+    metrics.customers_created.labels(merchant_id).inc()
+    return state
+
+
+async def update(command: dict[str, Any], event: EventT) -> CustomerState:
+    merchant_id, customer_id = command["merchant_id"], command["customer_id"]
+    runtime = get_runtime()
+    state = read_customer(command["key"], event) or await infra_retry()(
+        fetch_customer, runtime.pool, merchant_id, customer_id
+    )
+    if state is None:
+        raise NotFound("customer", customer_id)
+    if state.redacted:
+        raise Conflict("customer_id", "the customer was erased on a GDPR request")
+    if state.applied_as_of.get("profile", 0) >= command["requested_at_ms"]:
+        return state  # a replayed command
+    changes: dict[str, Any] = {"metadata": sanitize_metadata({**state.metadata, **command["metadata"]})}
+    if command.get("email"):
+        try:
+            email, email_hash = await infra_retry()(
+                change_email, runtime.pool, merchant_id, customer_id, command["email"]
+            )
+        except psycopg2.errors.UniqueViolation:
+            raise Conflict("email", "another customer of this merchant has this email") from None
+        changes |= {"email": email, "email_hash": email_hash}
+    # Re-read: the awaits above let event agents change this customer meanwhile.
+    state = read_customer(command["key"], event) or state
+    state = state.advanced("profile", command["requested_at_ms"], now_iso(), **changes)
+    save_customer(state, event)
+    value = await runtime.codec.encode(topics.CUSTOMER_UPDATED, state_record(state, ["PROFILE"]))
+    await faust_topics.customer_updated.send(key=state.key, value=value)
+    return state
+
+
+HANDLERS = {"create": create, "update": update}
+
+
+async def handle(event: EventT) -> None:
+    command = json.loads(event.value)
+    try:
+        state = await HANDLERS[command["kind"]](command, event)
+        reply: dict[str, Any] = {"ok": True, "customer": customer_view(state)}
+    except DomainError as exc:
+        reply = error_reply(exc)
+    except Exception as exc:
+        log.exception("customer command failed", extra={"kind": command.get("kind")})
+        reply = {
+            "ok": False,
+            "kind": "error",
+            "field": None,
+            "message": f"internal error: {type(exc).__name__}",
+        }
+
+    async def send_reply() -> None:
+        await get_runtime().redis.publish(command["reply_to"], json.dumps(reply))
+
+    await infra_retry()(send_reply)
+
+
+@app.agent(faust_topics.customer_commands, name="customer-commands")
+async def customer_commands_agent(stream: StreamT) -> None:
+    async for event in stream.events():
+        await handle(event)

@@ -1,0 +1,59 @@
+"""Validation of customer input from the API (create and update)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from core_app.domain.email import normalize_email
+from core_app.domain.errors import ValidationFailed
+from core_app.domain.pii import sanitize_metadata
+
+MAX_METADATA_BYTES = 16 * 1024
+
+
+def _storable_text(value: Any) -> bool:
+    """PostgreSQL's jsonb refuses NUL and unpaired surrogates; they must be a 400, not a failure later."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_storable_text(k) and _storable_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable_text(item) for item in value)
+    return True
+
+
+def validate_metadata(raw: Any, field: str = "metadata") -> dict[str, Any]:
+    """A JSON object of bounded size and storable text, with PII keys removed."""
+    if not isinstance(raw, dict):
+        raise ValidationFailed(field, "must be a JSON object")
+    if not _storable_text(raw):
+        raise ValidationFailed(field, "must not contain NUL characters or unpaired surrogates")
+    if len(json.dumps(raw, default=str)) > MAX_METADATA_BYTES:
+        raise ValidationFailed(field, f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
+    return sanitize_metadata(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerInput:
+    email: str | None
+    metadata: dict[str, Any]
+
+    @classmethod
+    def parse(cls, email: Any, metadata: Any, email_required: bool) -> CustomerInput:
+        if email is None or email == "":
+            if email_required:
+                raise ValidationFailed("email", "is required")
+            normalized = None
+        elif not isinstance(email, str):
+            raise ValidationFailed("email", "must be a string")
+        else:
+            normalized = normalize_email(email)
+        return cls(email=normalized, metadata=validate_metadata({} if metadata is None else metadata))
