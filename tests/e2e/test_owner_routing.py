@@ -95,3 +95,28 @@ async def test_reads_on_either_worker_see_the_owners_fresh_state(
                 assert reply.rfm_score.monetary == n * 10
         finally:
             channel.close()
+
+
+async def test_a_write_on_one_worker_is_read_at_once_on_both(
+    two_workers: tuple[WorkerProcess, WorkerProcess], settings: Settings
+) -> None:
+    import aiohttp
+
+    first, second = two_workers
+    merchant_id = new_merchant(settings)
+    created: list[dict] = []
+    async with aiohttp.ClientSession() as http:
+        for n in range(8):  # enough customers that both workers own some
+            writer = (first, second)[n % 2]
+            body = {"merchant_id": merchant_id, "email": f"rw{n}@example.com", "metadata": {"n": n}}
+            async with http.post(f"{writer.url}/core/v1/customers", json=body) as response:
+                assert response.status == 201, await response.text()
+                created.append(await response.json())
+    sources = set()
+    for customer in created:
+        for reader in (first, second):
+            status, body = await get_customer(reader, merchant_id, customer["id"])
+            assert status == 200
+            assert body["metadata"] == customer["metadata"]
+            sources.add(body["source"])
+    assert sources == {"table", "owner"}
