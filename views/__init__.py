@@ -7,6 +7,7 @@ from prometheus_async.aio.web import server_stats
 
 from views import customers, health, internal
 from views.errors import error_middleware
+from views.graphql import graphql_handler
 
 ROUTES: list[tuple[str, str, object]] = [
     ("GET", "/health", health.health),
@@ -22,4 +23,5 @@ def build_web_app() -> web.Application:
     web_app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
     for method, path, handler in ROUTES:
         web_app.router.add_route(method, path, handler)  # type: ignore[arg-type]
+    web_app.router.add_route("*", "/graphql", graphql_handler())
     return web_app

@@ -11,7 +11,9 @@ def served_routes() -> set[tuple[str, str]]:
     return {
         (route.method, route.resource.canonical)
         for route in app.router.routes()
-        if route.method != "HEAD" and not route.resource.canonical.startswith("/internal/")
+        if route.method != "HEAD"
+        and not route.resource.canonical.startswith("/internal/")
+        and route.resource.canonical != "/graphql"  # GraphQL's contract is schema.graphql
     }
 
 

@@ -1,0 +1,126 @@
+"""GraphQL at /graphql: the plan's schema (schema.graphql, verbatim), resolved by the service layer.
+
+Served by graphql-server's aiohttp view (queries, mutations, GraphiQL on GET, and the
+graphql-transport-ws protocol for subscriptions). Domain errors become GraphQL errors whose
+`extensions` carry a `code` and the `field` at fault.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any
+
+from aiohttp import web
+from graphql import GraphQLError, GraphQLSchema, build_schema
+from graphql_server.aiohttp.views import GraphQLView
+from prometheus_client import Histogram
+
+from core_app.domain.errors import Conflict, DomainError, NotFound, Unavailable, ValidationFailed
+from core_app.services import customers
+from core_app.settings import REPO_ROOT
+
+SCHEMA_PATH = REPO_ROOT / "schema.graphql"
+query_duration = Histogram("graphql_query_duration_seconds", "GraphQL request latency", ["operation_type"])
+
+Resolver = Callable[..., Awaitable[Any]]
+
+
+def domain_errors(resolver: Resolver) -> Resolver:
+    @wraps(resolver)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await resolver(*args, **kwargs)
+        except ValidationFailed as exc:
+            raise GraphQLError(
+                exc.reason, extensions={"code": "BAD_USER_INPUT", "field": exc.field}
+            ) from None
+        except NotFound as exc:
+            raise GraphQLError(str(exc), extensions={"code": "NOT_FOUND"}) from None
+        except Conflict as exc:
+            raise GraphQLError(exc.reason, extensions={"code": "CONFLICT", "field": exc.field}) from None
+        except (Unavailable, DomainError) as exc:
+            raise GraphQLError(str(exc), extensions={"code": "UNAVAILABLE"}) from None
+
+    return wrapper
+
+
+def graphql_customer(view: dict[str, Any]) -> dict[str, Any]:
+    # Core never hands out a plaintext email; the non-null field stays empty (docs/decisions.md D32).
+    return view | {"email": "", "created_at": view.get("created_at") or ""}
+
+
+@domain_errors
+async def get_customer(_root: Any, _info: Any, merchant_id: str, customer_id: str) -> dict[str, Any]:
+    return graphql_customer(await customers.get_customer(merchant_id, customer_id))
+
+
+@domain_errors
+async def get_customer_rfm(_root: Any, _info: Any, merchant_id: str, customer_id: str) -> dict[str, int]:
+    return await customers.get_customer_rfm(merchant_id, customer_id)
+
+
+@domain_errors
+async def create_customer(_root: Any, _info: Any, merchant_id: str, input: dict[str, Any]) -> dict[str, Any]:
+    return graphql_customer(await customers.create_customer(merchant_id, input["email"], input["metadata"]))
+
+
+@domain_errors
+async def update_customer(
+    _root: Any,
+    _info: Any,
+    merchant_id: str,
+    customer_id: str,
+    input: dict[str, Any],
+) -> dict[str, Any]:
+    view = await customers.update_customer(merchant_id, customer_id, input["email"], input["metadata"])
+    return graphql_customer(view)
+
+
+async def not_served_yet(_root: Any, info: Any, **_kwargs: Any) -> Any:
+    raise GraphQLError(f"{info.field_name} is not served yet", extensions={"code": "NOT_IMPLEMENTED"})
+
+
+async def not_served_stream(_root: Any, info: Any, **_kwargs: Any) -> Any:
+    raise GraphQLError(f"{info.field_name} is not served yet", extensions={"code": "NOT_IMPLEMENTED"})
+
+
+def _json_scalar(schema: GraphQLSchema) -> None:
+    from graphql import value_from_ast_untyped
+
+    scalar = schema.type_map["JSON"]
+    scalar.serialize = lambda value: value  # type: ignore[attr-defined]
+    scalar.parse_value = lambda value: value  # type: ignore[attr-defined]
+    scalar.parse_literal = lambda node, variables=None: value_from_ast_untyped(node, variables)  # type: ignore[attr-defined]
+
+
+def build_graphql_schema() -> GraphQLSchema:
+    schema = build_schema(SCHEMA_PATH.read_text())
+    _json_scalar(schema)
+    resolvers = {
+        "Query": {"getCustomer": get_customer, "getCustomerRFM": get_customer_rfm},
+        "Mutation": {"createCustomer": create_customer, "updateCustomer": update_customer},
+    }
+    for type_name in ("Query", "Mutation"):
+        for name, field in schema.type_map[type_name].fields.items():  # type: ignore[attr-defined]
+            field.resolve = resolvers[type_name].get(name, not_served_yet)
+    for field in schema.type_map["Subscription"].fields.values():  # type: ignore[attr-defined]
+        field.subscribe = not_served_stream
+    return schema
+
+
+def graphql_handler() -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    view = GraphQLView(schema=build_graphql_schema(), graphql_ide="graphiql")
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        try:
+            return await view(request)
+        finally:
+            kind = (
+                "subscription" if request.headers.get("Upgrade", "").lower() == "websocket" else "operation"
+            )
+            query_duration.labels(kind).observe(time.perf_counter() - started)
+
+    return handle
