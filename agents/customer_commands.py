@@ -8,7 +8,6 @@ replies on the Redis channel the caller waits on. A replayed command is answered
 from __future__ import annotations
 
 import json
-import logging
 import time
 import uuid
 from datetime import UTC, datetime
@@ -19,10 +18,11 @@ from faust.types import EventT, StreamT
 
 from agents import topics as faust_topics
 from agents.pipeline import now_iso, state_record
+from agents.replies import run_and_reply
 from core_app import metrics, topics
 from core_app.app import app
 from core_app.domain.customer import CustomerState
-from core_app.domain.errors import Conflict, DomainError, NotFound, ValidationFailed
+from core_app.domain.errors import Conflict, NotFound
 from core_app.domain.pii import sanitize_metadata
 from core_app.repository import change_email, fetch_customer, insert_customer
 from core_app.retry import infra_retry
@@ -30,13 +30,7 @@ from core_app.runtime import get_runtime
 from core_app.services.customers import customer_view
 from tables.customers import read_customer, save_customer
 
-log = logging.getLogger(__name__)
 _EVENT_NAMESPACE = uuid.UUID("0b7b3d1e-9a55-4a43-8c6a-3f1f5d0c2e77")
-
-
-def error_reply(exc: DomainError) -> dict[str, Any]:
-    kind = {ValidationFailed: "invalid", NotFound: "not_found", Conflict: "conflict"}.get(type(exc), "error")
-    return {"ok": False, "kind": kind, "field": getattr(exc, "field", None), "message": str(exc)}
 
 
 async def create(command: dict[str, Any], event: EventT) -> CustomerState:
@@ -107,24 +101,11 @@ HANDLERS = {"create": create, "update": update}
 
 async def handle(event: EventT) -> None:
     command = json.loads(event.value)
-    try:
-        state = await HANDLERS[command["kind"]](command, event)
-        reply: dict[str, Any] = {"ok": True, "customer": customer_view(state)}
-    except DomainError as exc:
-        reply = error_reply(exc)
-    except Exception as exc:
-        log.exception("customer command failed", extra={"kind": command.get("kind")})
-        reply = {
-            "ok": False,
-            "kind": "error",
-            "field": None,
-            "message": f"internal error: {type(exc).__name__}",
-        }
 
-    async def send_reply() -> None:
-        await get_runtime().redis.publish(command["reply_to"], json.dumps(reply))
+    async def work() -> dict[str, Any]:
+        return customer_view(await HANDLERS[command["kind"]](command, event))
 
-    await infra_retry()(send_reply)
+    await run_and_reply(command, work())
 
 
 @app.agent(faust_topics.customer_commands, name="customer-commands")

@@ -27,6 +27,9 @@ class CoreApp(faust.App):
     def _new_transport(self) -> Any:
         return CoreTransport(self.conf.broker_consumer, self)
 
+    def _new_producer_transport(self) -> Any:
+        return CoreTransport(self.conf.broker_producer, self)
+
     def on_init_dependencies(self) -> Iterable[ServiceT]:
         return [*super().on_init_dependencies(), *self.extra_services]
 

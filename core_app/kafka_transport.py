@@ -7,10 +7,14 @@ consume hop. KAFKA_FETCH_MAX_WAIT_MS sets it (default 1500, as Faust).
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+log = logging.getLogger(__name__)
 
 
 class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -28,8 +32,28 @@ class TunedConsumer(faust_aiokafka.Consumer):
         return TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+class FlushingProducer(faust_aiokafka.Producer):
+    """Faust's producer, whose flush really empties the buffer.
+
+    Faust flushes the producer before it commits source offsets. Its buffer's `flush_atmost()` gives
+    up after waiting 0.1 s for one message, so under load the flush could return with changelog
+    records still buffered, the offsets were committed, and a crash lost those records (seen as a
+    flaky SIGKILL test). Looping until the buffer is empty keeps commit-after-produce true.
+    """
+
+    async def flush(self) -> None:
+        started = time.monotonic()
+        while self.buffer.size:
+            await self.buffer.flush_atmost(self.buffer.size)
+            if time.monotonic() - started > 5:
+                log.warning("producer flush is slow", extra={"pending": self.buffer.size})
+                started = time.monotonic()
+        await super().flush()
+
+
 class CoreTransport(faust_aiokafka.Transport):
     Consumer = TunedConsumer
+    Producer = FlushingProducer
 
 
 def set_fetch_max_wait_ms(value: int) -> None:

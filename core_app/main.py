@@ -8,6 +8,7 @@ from agents.points_updated import points_updated_agent
 from agents.referral_created import referral_created_agent
 from agents.rekeyed import rekeyed_agent
 from agents.rfm_updated import rfm_updated_agent
+from agents.settings_commands import settings_commands_agent
 from core_app.app import CoreApp, app
 from core_app.rpc.core_service import CoreService
 from core_app.servers import GrpcServer, HttpServer
@@ -26,6 +27,7 @@ AGENTS = (
     gdpr_request_created_agent,
     rekeyed_agent,
     customer_commands_agent,
+    settings_commands_agent,
 )
 TABLES = (customers_table, settings_table, import_logs_table)
 

@@ -117,3 +117,21 @@ async def change_email(pool: aiopg.Pool, merchant_id: str, customer_id: str, ema
     if row is None:
         raise LookupError(customer_id)
     return row["email"], row["email_hash"]
+
+
+_SELECT_SETTINGS = """
+SELECT id::text AS id, merchant_id::text AS merchant_id, rfm_thresholds, loyalty_config, version,
+       created_at, updated_at
+  FROM program_settings WHERE merchant_id = %s
+"""
+
+
+async def fetch_settings(pool: aiopg.Pool, merchant_id: str) -> dict[str, Any] | None:
+    row = await fetch_one(pool, _SELECT_SETTINGS, (merchant_id,))
+    if row is None:
+        return None
+    return row | {"created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"])}
+
+
+async def merchant_exists(pool: aiopg.Pool, merchant_id: str) -> bool:
+    return await fetch_one(pool, "SELECT 1 AS found FROM merchants WHERE id = %s", (merchant_id,)) is not None

@@ -142,8 +142,7 @@ class PostgresSink(Service):
             await self._upsert_or_isolate(spec, rows)
             sink_batch_rows.labels(spec.table).observe(len(rows))
             sink_rows.labels(spec.table).inc(len(rows))
-            if spec.table == "customers":
-                await self._invalidate_cache([row for row, _ in rows])
+            await self._invalidate_cache(spec, [row for row, _ in rows])
 
     async def _upsert_or_isolate(self, spec: SinkSpec, rows: list[Row]) -> None:
         try:
@@ -182,11 +181,9 @@ class PostgresSink(Service):
         ]
         await dead_letter.send(key=record.key, value=record.value, headers=headers)
 
-    async def _invalidate_cache(self, customer_rows: list[dict[str, Any]]) -> None:
+    async def _invalidate_cache(self, spec: SinkSpec, rows: list[dict[str, Any]]) -> None:
         runtime = get_runtime()
-        keys = {
-            runtime.redis_key(f"customer:{row['merchant_id']}:{row['customer_id']}") for row in customer_rows
-        }
+        keys = {runtime.redis_key(key) for row in rows if (key := spec.cache_key(row))}
         if not keys:
             return
         try:

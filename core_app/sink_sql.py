@@ -16,14 +16,19 @@ class SinkSpec:
     table: str  # the Faust table whose changelog is consumed
     sql: str
     row_key: tuple[str, ...]  # fields that identify a row, for coalescing a batch
+    cache_key_format: str | None = None  # the Redis entry a persisted row makes stale
 
     def key_of(self, row: dict[str, Any]) -> tuple[Any, ...]:
         return tuple(row.get(name) for name in self.row_key)
+
+    def cache_key(self, row: dict[str, Any]) -> str | None:
+        return self.cache_key_format.format(**row) if self.cache_key_format else None
 
 
 CUSTOMERS = SinkSpec(
     table="customers",
     row_key=("merchant_id", "customer_id"),
+    cache_key_format="customer:{merchant_id}:{customer_id}",
     sql="""
 INSERT INTO customers AS c (id, merchant_id, email, email_hash, rfm_score, metadata, version,
                             applied_as_of, redacted_at, created_at)
@@ -45,6 +50,7 @@ ON CONFLICT (merchant_id, id) DO UPDATE
 PROGRAM_SETTINGS = SinkSpec(
     table="program_settings",
     row_key=("merchant_id",),
+    cache_key_format="settings:{merchant_id}",
     sql="""
 INSERT INTO program_settings AS s (id, merchant_id, rfm_thresholds, loyalty_config, version,
                                    created_at)

@@ -22,12 +22,16 @@ DEAD_LETTER = "core.dlq"
 REKEYED = "core.rekeyed"
 # API writes, sent to the agent that owns the customer's partition (JSON, keyed like the table).
 CUSTOMER_COMMANDS = "core.customer.commands"
+SETTINGS_COMMANDS = "core.settings.commands"  # keyed by merchant_id, like the settings table
 
 CONSUMED = (RFM_UPDATED, POINTS_UPDATED, REFERRAL_CREATED, GDPR_REQUEST_CREATED)
-PRODUCED = (CUSTOMER_CREATED, CUSTOMER_UPDATED, IMPORT_INITIATED, DEAD_LETTER, REKEYED, CUSTOMER_COMMANDS)
+PRODUCED = (CUSTOMER_CREATED, CUSTOMER_UPDATED, IMPORT_INITIATED, DEAD_LETTER)
+INTERNAL = (REKEYED, CUSTOMER_COMMANDS, SETTINGS_COMMANDS)
 
 
-async def ensure_topics(settings: Settings, names: tuple[str, ...] = CONSUMED + PRODUCED) -> list[str]:
+async def ensure_topics(
+    settings: Settings, names: tuple[str, ...] = CONSUMED + PRODUCED + INTERNAL
+) -> list[str]:
     """Create missing topics with the configured partition count; returns the names created.
 
     Consumed topics must have `kafka_topic_partitions` partitions so that they co-partition with the

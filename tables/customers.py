@@ -6,11 +6,6 @@ truth: a key missing from the table is loaded from PostgreSQL on first touch.
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-from faust.streams import _current_event
 from faust.types import EventT
 
 from core_app.app import app
@@ -18,6 +13,7 @@ from core_app.domain.customer import CustomerState, customer_key
 from core_app.repository import fetch_customers
 from core_app.retry import infra_retry
 from core_app.runtime import get_runtime
+from tables.context import processing
 from tables.rocksdb import rocksdb_options
 
 customers_table = app.Table(
@@ -34,21 +30,6 @@ def local_customer(merchant_id: str, customer_id: str) -> CustomerState | None:
     """The table's value if this worker holds the key's partition (active or standby)."""
     value = customers_table.get(customer_key(merchant_id, customer_id))
     return CustomerState.from_dict(value) if value is not None else None
-
-
-@contextmanager
-def processing(event: EventT) -> Iterator[None]:
-    """Make `event` current for table access.
-
-    Faust's RocksDB store and changelog pick the partition from the current event, which batched
-    processing does not have. With the key's own event current, reads go straight to the key's
-    partition (instead of probing every partition) and writes land where Faust expects them.
-    """
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 
 
 def read_customer(key: str, event: EventT) -> CustomerState | None:

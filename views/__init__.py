@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_async.aio.web import server_stats
 
-from views import customers, health, internal
+from views import customers, health, internal, settings
 from views.errors import error_middleware
 from views.graphql import graphql_handler
 
@@ -15,7 +15,10 @@ ROUTES: list[tuple[str, str, object]] = [
     ("GET", "/metrics", server_stats),
     ("GET", "/core/v1/customers", customers.get_customer),
     ("POST", "/core/v1/customers", customers.create_customer),
+    ("GET", "/core/v1/settings", settings.get_settings),
+    ("POST", "/core/v1/settings", settings.update_settings),
     ("GET", "/internal/v1/customers/{merchant_id}/{customer_id}", internal.owner_customer),
+    ("GET", "/internal/v1/settings/{merchant_id}", internal.owner_settings),
 ]
 
 

@@ -19,6 +19,7 @@ from prometheus_client import Histogram
 
 from core_app.domain.errors import Conflict, DomainError, NotFound, Unavailable, ValidationFailed
 from core_app.services import customers
+from core_app.services import settings as settings_service
 from core_app.settings import REPO_ROOT
 
 SCHEMA_PATH = REPO_ROOT / "schema.graphql"
@@ -78,6 +79,20 @@ async def update_customer(
     return graphql_customer(view)
 
 
+@domain_errors
+async def get_program_settings(_root: Any, _info: Any, merchant_id: str) -> dict[str, Any]:
+    return await settings_service.get_program_settings(merchant_id)
+
+
+@domain_errors
+async def update_program_settings(
+    _root: Any, _info: Any, merchant_id: str, input: dict[str, Any]
+) -> dict[str, Any]:
+    return await settings_service.update_program_settings(
+        merchant_id, input["rfm_thresholds"], input["loyalty_config"]
+    )
+
+
 async def not_served_yet(_root: Any, info: Any, **_kwargs: Any) -> Any:
     raise GraphQLError(f"{info.field_name} is not served yet", extensions={"code": "NOT_IMPLEMENTED"})
 
@@ -99,8 +114,16 @@ def build_graphql_schema() -> GraphQLSchema:
     schema = build_schema(SCHEMA_PATH.read_text())
     _json_scalar(schema)
     resolvers = {
-        "Query": {"getCustomer": get_customer, "getCustomerRFM": get_customer_rfm},
-        "Mutation": {"createCustomer": create_customer, "updateCustomer": update_customer},
+        "Query": {
+            "getCustomer": get_customer,
+            "getCustomerRFM": get_customer_rfm,
+            "getProgramSettings": get_program_settings,
+        },
+        "Mutation": {
+            "createCustomer": create_customer,
+            "updateCustomer": update_customer,
+            "updateProgramSettings": update_program_settings,
+        },
     }
     for type_name in ("Query", "Mutation"):
         for name, field in schema.type_map[type_name].fields.items():  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from core_app.domain.events import parse_uuid
 from core_app.services.customers import local_view
+from tables.settings import local_settings
 
 
 async def owner_customer(request: web.Request) -> web.Response:
@@ -16,3 +17,11 @@ async def owner_customer(request: web.Request) -> web.Response:
     if view is None:
         raise web.HTTPNotFound()
     return web.json_response(view)
+
+
+async def owner_settings(request: web.Request) -> web.Response:
+    merchant_id = parse_uuid(request.match_info["merchant_id"], "merchant_id")
+    found = local_settings(merchant_id)
+    if found is None:
+        raise web.HTTPNotFound()
+    return web.json_response(found)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import psycopg2
 from google.protobuf.json_format import MessageToDict
@@ -21,6 +20,7 @@ from core_app.domain.errors import Conflict, NotFound, Unavailable, ValidationFa
 from core_app.rpc.generated.core.v1 import core_pb2 as pb
 from core_app.rpc.generated.core.v1.core_grpc import CoreServiceBase
 from core_app.services import customers
+from core_app.services import settings as program_settings
 
 
 @asynccontextmanager
@@ -88,10 +88,20 @@ class CoreService(CoreServiceBase):
             )
         await stream.send_message(pb.UpdateCustomerResponse(customer_id=customer["id"]))
 
-    # The settings and import RPCs arrive with their use cases; until then they say so.
+    # The import RPC arrives with its use case; until then it says so.
 
-    async def UpdateProgramSettings(self, stream: Stream[Any, Any]) -> None:
-        raise GRPCError(Status.UNIMPLEMENTED, "UpdateProgramSettings is not served yet")
+    async def UpdateProgramSettings(
+        self, stream: Stream[pb.UpdateProgramSettingsRequest, pb.UpdateProgramSettingsResponse]
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        async with grpc_errors():
+            saved = await program_settings.update_program_settings(
+                request.merchant_id,
+                MessageToDict(request.rfm_thresholds),
+                MessageToDict(request.loyalty_config),
+            )
+        await stream.send_message(pb.UpdateProgramSettingsResponse(settings_id=saved["id"]))
 
     async def ImportCustomers(
         self, stream: Stream[pb.ImportCustomersRequest, pb.ImportCustomersResponse]

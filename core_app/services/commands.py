@@ -12,15 +12,19 @@ import json
 import uuid
 from typing import Any
 
-from agents.topics import customer_commands
+from faust.types import TopicT
+
 from core_app.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from core_app.runtime import get_runtime
 
 REPLY_TIMEOUT = 15.0
 
 
-async def ask_owner(key: str, command: dict[str, Any]) -> dict[str, Any]:
-    """The owner's reply; raises the domain error it reports, or Unavailable on timeout."""
+async def ask_owner(topic: TopicT, key: str, command: dict[str, Any]) -> dict[str, Any]:
+    """Send `command` on `topic` keyed `key`; the owner's result, or the domain error it reports.
+
+    Raises Unavailable when no reply comes within REPLY_TIMEOUT.
+    """
     runtime = get_runtime()
     request_id = str(uuid.uuid4())
     channel = runtime.redis_key(f"reply:{request_id}")
@@ -28,7 +32,7 @@ async def ask_owner(key: str, command: dict[str, Any]) -> dict[str, Any]:
     await pubsub.subscribe(channel)
     try:
         body = command | {"request_id": request_id, "reply_to": channel, "key": key}
-        await customer_commands.send(key=key, value=json.dumps(body).encode())
+        await topic.send(key=key, value=json.dumps(body).encode())
         async with asyncio.timeout(REPLY_TIMEOUT):
             while True:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
@@ -43,7 +47,7 @@ async def ask_owner(key: str, command: dict[str, Any]) -> dict[str, Any]:
 
 def raise_for_error(reply: dict[str, Any]) -> dict[str, Any]:
     if reply.get("ok"):
-        return dict(reply["customer"])
+        return dict(reply["result"])
     field, message = reply.get("field") or "request", reply.get("message", "")
     reason = message.split(": ", 1)[-1]
     match reply.get("kind"):

@@ -12,8 +12,7 @@ import time
 import uuid
 from typing import Any
 
-import aiohttp
-
+from agents.topics import customer_commands
 from core_app import metrics
 from core_app.app import app
 from core_app.domain.customer import CustomerState, customer_key
@@ -24,6 +23,7 @@ from core_app.repository import fetch_customer
 from core_app.routing import owner_url, same_worker
 from core_app.runtime import Runtime, get_runtime
 from core_app.services.commands import ask_owner
+from core_app.services.owners import owner_get
 from tables.customers import local_customer
 
 log = logging.getLogger(__name__)
@@ -73,21 +73,6 @@ def local_view(merchant_id: str, customer_id: str) -> dict[str, Any] | None:
     return customer_view(state) if state is not None else None
 
 
-async def _from_owner(
-    runtime: Runtime, owner: str, merchant_id: str, customer_id: str
-) -> dict[str, Any] | None:
-    url = f"{owner.rstrip('/')}/internal/v1/customers/{merchant_id}/{customer_id}"
-    try:
-        async with runtime.peers().get(url) as response:
-            if response.status == 200:
-                return dict(await response.json())
-            if response.status != 404:
-                metrics.owner_read_errors.labels(str(response.status)).inc()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        metrics.owner_read_errors.labels(type(exc).__name__).inc()
-    return None
-
-
 async def read_customer(merchant_id: str, customer_id: str) -> tuple[dict[str, Any], str]:
     """The customer's view and the source that answered: table, owner, redis or postgres.
 
@@ -101,7 +86,7 @@ async def read_customer(merchant_id: str, customer_id: str) -> tuple[dict[str, A
         if view is not None:
             return view, "table"
     else:
-        view = await _from_owner(runtime, owner, merchant_id, customer_id)
+        view = await owner_get(runtime, owner, f"/internal/v1/customers/{merchant_id}/{customer_id}")
         if view is not None:
             return view, "owner"
     key = cache_key(runtime, merchant_id, customer_id)
@@ -140,7 +125,7 @@ async def create_customer(merchant_id: Any, email: Any, metadata: Any) -> dict[s
     customer_id = str(uuid.uuid4())
     command = {"kind": "create", "merchant_id": merchant_id, "customer_id": customer_id}
     command |= {"email": given.email, "metadata": given.metadata}
-    return await ask_owner(customer_key(merchant_id, customer_id), command)
+    return await ask_owner(customer_commands, customer_key(merchant_id, customer_id), command)
 
 
 async def update_customer(merchant_id: Any, customer_id: Any, email: Any, metadata: Any) -> dict[str, Any]:
@@ -149,4 +134,4 @@ async def update_customer(merchant_id: Any, customer_id: Any, email: Any, metada
     given = CustomerInput.parse(email, metadata, email_required=False)
     command = {"kind": "update", "merchant_id": merchant_id, "customer_id": customer_id}
     command |= {"email": given.email, "metadata": given.metadata, "requested_at_ms": int(time.time() * 1000)}
-    return await ask_owner(customer_key(merchant_id, customer_id), command)
+    return await ask_owner(customer_commands, customer_key(merchant_id, customer_id), command)

@@ -171,20 +171,29 @@ def mixed_stream(merchant_id: str, customers: list[str], per_source: int) -> lis
 async def wait_for_postgres(
     settings: Settings, merchant_id: str, expected: dict, version: int | None
 ) -> None:
+    mismatches: list[str] = []
+
     async def matches() -> bool:
         rows = customer_rows(settings, merchant_id)
+        mismatches.clear()
         for customer_id, want in expected.items():
             row = rows[customer_id]
+            balance = (row["metadata"].get("points") or {}).get("balance")
             if (
                 row["rfm_score"] != want["rfm"][1]
-                or row["metadata"]["points"]["balance"] != want["points"][1]
+                or balance != want["points"][1]
+                or (version is not None and row["version"] != version)
             ):
-                return False
-            if version is not None and row["version"] != version:
-                return False
-        return True
+                mismatches.append(
+                    f"{customer_id}: rfm {row['rfm_score']} want {want['rfm'][1]}, points {balance} "
+                    f"want {want['points'][1]}, version {row['version']} want {version}"
+                )
+        return not mismatches
 
-    await eventually(matches, timeout=120, interval=1)
+    try:
+        await eventually(matches, timeout=120, interval=1)
+    except AssertionError:
+        raise AssertionError(f"{len(mismatches)} rows differ, e.g. {mismatches[:3]}") from None
 
 
 async def get_customer(worker: WorkerProcess, merchant_id: str, customer_id: str) -> tuple[int, Any]:

@@ -68,7 +68,7 @@ async def test_bad_or_unknown_ids_get_grpc_status_codes(
 
 async def test_rpcs_without_a_use_case_yet_say_so(stub: CoreServiceStub) -> None:
     with pytest.raises(GRPCError) as caught:
-        await stub.UpdateProgramSettings(pb.UpdateProgramSettingsRequest(merchant_id=str(uuid.uuid4())))
+        await stub.ImportCustomers(pb.ImportCustomersRequest(merchant_id=str(uuid.uuid4()), source="custom"))
     assert caught.value.status == Status.UNIMPLEMENTED
 
 

@@ -16,6 +16,8 @@ def test_openapi_document_holds_under_generated_requests(worker: WorkerProcess) 
             binary, "run", str(REPO_ROOT / "docs" / "openapi.yaml"),
             "--url", worker.url,
             "--checks", "all",
+            # min <= max cannot be said in JSON Schema: such schema-valid bodies are rightly a 400.
+            "--exclude-checks", "positive_data_acceptance",
             "--max-examples", "40",
             "--seed", "1",
         ],

@@ -15,10 +15,10 @@ def test_every_avro_contract_parses_and_is_named_by_its_topic() -> None:
 
 def test_every_consumed_topic_has_an_agent_and_every_table_is_registered() -> None:
     from core_app.main import AGENTS, TABLES, app
-    from core_app.topics import CONSUMED, CUSTOMER_COMMANDS, REKEYED
+    from core_app.topics import CONSUMED, INTERNAL
 
     subscribed = {topic for agent in app.agents.values() for topic in agent.channel.topics}
-    assert subscribed == {*CONSUMED, REKEYED, CUSTOMER_COMMANDS}
+    assert subscribed == {*CONSUMED, *INTERNAL}
     assert len(AGENTS) == len(app.agents)
     assert (
         set(app.tables)

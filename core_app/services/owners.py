@@ -1,0 +1,23 @@
+"""Reads answered by the worker that owns a key, over the internal HTTP route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from core_app import metrics
+from core_app.runtime import Runtime
+
+
+async def owner_get(runtime: Runtime, owner: str, path: str) -> dict[str, Any] | None:
+    """The owner's table value, or None when it has none or cannot be reached in time (counted)."""
+    try:
+        async with runtime.peers().get(f"{owner.rstrip('/')}{path}") as response:
+            if response.status == 200:
+                return dict(await response.json())
+            if response.status != 404:
+                metrics.owner_read_errors.labels(str(response.status)).inc()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        metrics.owner_read_errors.labels(type(exc).__name__).inc()
+    return None

@@ -1,0 +1,64 @@
+"""Program-settings use cases, shared by REST, GraphQL and gRPC.
+
+Reads: the owner of the merchant's key (table), then Redis `settings:{merchant_id}` (7 days), then
+PostgreSQL, cached. Writes: validated here, applied by the owner agent (core.settings.commands).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agents.topics import settings_commands
+from core_app.app import app
+from core_app.domain.errors import NotFound
+from core_app.domain.events import parse_uuid
+from core_app.domain.program_settings import rtl_languages, validate_loyalty_config, validate_rfm_thresholds
+from core_app.repository import fetch_settings
+from core_app.routing import owner_url, same_worker
+from core_app.runtime import get_runtime
+from core_app.services.commands import ask_owner
+from core_app.services.owners import owner_get
+from tables.settings import local_settings
+
+SETTINGS_CACHE_TTL = 7 * 24 * 3600
+
+
+def settings_view(settings: dict[str, Any]) -> dict[str, Any]:
+    """The public shape: no internal bookkeeping, and the configured RTL languages marked."""
+    view = {k: v for k, v in settings.items() if k != "request_id"}
+    return view | {"rtl_languages": rtl_languages(settings.get("loyalty_config") or {})}
+
+
+async def get_program_settings(merchant_id: Any) -> dict[str, Any]:
+    merchant_id = parse_uuid(merchant_id, "merchant_id")
+    runtime = get_runtime()
+    owner = owner_url(app, "program_settings", merchant_id)
+    if owner is None or same_worker(owner, runtime.settings.web_url):
+        found = local_settings(merchant_id)
+    else:
+        found = await owner_get(runtime, owner, f"/internal/v1/settings/{merchant_id}")
+    if found is not None:
+        return settings_view(found)
+    cache_key = runtime.redis_key(f"settings:{merchant_id}")
+    cached = await runtime.redis.get(cache_key)
+    if cached is not None:
+        return settings_view(json.loads(cached))
+    found = await fetch_settings(runtime.pool, merchant_id)
+    if found is None:
+        raise NotFound("program settings of merchant", merchant_id)
+    await runtime.redis.set(cache_key, json.dumps(found), ex=SETTINGS_CACHE_TTL)
+    return settings_view(found)
+
+
+async def update_program_settings(
+    merchant_id: Any, rfm_thresholds: Any, loyalty_config: Any
+) -> dict[str, Any]:
+    merchant_id = parse_uuid(merchant_id, "merchant_id")
+    command = {
+        "kind": "update_settings",
+        "merchant_id": merchant_id,
+        "rfm_thresholds": validate_rfm_thresholds(rfm_thresholds),
+        "loyalty_config": validate_loyalty_config(loyalty_config),
+    }
+    return settings_view(await ask_owner(settings_commands, merchant_id, command))
