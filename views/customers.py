@@ -6,6 +6,7 @@ from aiohttp import web
 
 from core_app.domain.errors import ValidationFailed
 from core_app.services import customers as service
+from views.errors import json_object
 
 
 def _required(request: web.Request, name: str) -> str:
@@ -23,11 +24,6 @@ async def get_customer(request: web.Request) -> web.Response:
 
 
 async def create_customer(request: web.Request) -> web.Response:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ValidationFailed("body", "must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise ValidationFailed("body", "must be a JSON object")
+    body = await json_object(request)
     customer = await service.create_customer(body.get("merchant_id"), body.get("email"), body.get("metadata"))
     return web.json_response(customer, status=201)

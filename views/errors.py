@@ -14,6 +14,17 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+async def json_object(request: web.Request) -> dict[str, object]:
+    """The request body as a JSON object, or a 400 naming `body`."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ValidationFailed("body", "must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise ValidationFailed("body", "must be a JSON object")
+    return body
+
+
 def error_body(status: int, message: str, field: str | None = None) -> web.Response:
     error: dict[str, str] = {"message": message}
     if field is not None:

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from core_app.domain.errors import ValidationFailed
 from core_app.services import settings as service
+from views.errors import json_object
 
 
 async def get_settings(request: web.Request) -> web.Response:
@@ -16,12 +17,7 @@ async def get_settings(request: web.Request) -> web.Response:
 
 
 async def update_settings(request: web.Request) -> web.Response:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ValidationFailed("body", "must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise ValidationFailed("body", "must be a JSON object")
+    body = await json_object(request)
     settings = await service.update_program_settings(
         body.get("merchant_id"), body.get("rfm_thresholds"), body.get("loyalty_config")
     )

@@ -8,6 +8,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from core_app import db
+from core_app.rpc.generated.core.v1.core_grpc import CoreServiceStub
 from core_app.settings import Settings
 from tests.helpers import WorkerProcess, start_worker, stop_process, wait_ready
 
@@ -39,3 +40,13 @@ async def producer(tansu: str) -> AsyncIterator[AIOKafkaProducer]:
     await kafka.start()
     yield kafka
     await kafka.stop()
+
+
+@pytest.fixture
+async def stub(worker: WorkerProcess) -> AsyncIterator[CoreServiceStub]:
+    """A gRPC client of the session worker."""
+    from grpclib.client import Channel
+
+    channel = Channel("127.0.0.1", worker.grpc_port)
+    yield CoreServiceStub(channel)
+    channel.close()

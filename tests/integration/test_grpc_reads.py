@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from grpclib import GRPCError
-from grpclib.client import Channel
 from grpclib.const import Status
 
 from core_app.events.codec import EventCodec
@@ -17,13 +15,6 @@ from core_app.rpc.generated.core.v1.core_grpc import CoreServiceStub
 from core_app.settings import Settings
 from tests.helpers import WorkerProcess, eventually
 from tests.integration.events import at, get_customer, insert_customers, new_merchant, produce, rfm
-
-
-@pytest.fixture
-async def stub(worker: WorkerProcess) -> AsyncIterator[CoreServiceStub]:
-    channel = Channel("127.0.0.1", worker.grpc_port)
-    yield CoreServiceStub(channel)
-    channel.close()
 
 
 async def test_get_customer_rfm_answers_from_the_table(

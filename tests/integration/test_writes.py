@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from grpclib import GRPCError
-from grpclib.client import Channel
 from grpclib.const import Status
 
 from core_app.domain.email import email_hash
@@ -27,13 +25,6 @@ async def post_customer(worker: WorkerProcess, body: object) -> tuple[int, dict]
         http.post(f"{worker.url}/core/v1/customers", json=body) as response,
     ):
         return response.status, await response.json()
-
-
-@pytest.fixture
-async def stub(worker: WorkerProcess) -> AsyncIterator[CoreServiceStub]:
-    channel = Channel("127.0.0.1", worker.grpc_port)
-    yield CoreServiceStub(channel)
-    channel.close()
 
 
 async def test_rest_create_reads_back_at_once_and_announces_the_customer(
