@@ -12,27 +12,44 @@ from core_app import metrics
 log = logging.getLogger(__name__)
 
 
-async def send_to_dead_letter(event: EventT, kind: str, reason: str, source_topic: str | None = None) -> None:
-    """`source_topic` names the original topic when the event came through the re-key topic."""
-    message = event.message
-    origin = source_topic or message.topic
+async def dead_letter(
+    *,
+    key: bytes | str | None,
+    value: bytes | None,
+    origin: str,
+    partition: int,
+    offset: int,
+    kind: str,
+    reason: str,
+    received_on: str | None = None,
+) -> None:
+    """Send a record to `core.dlq` with where it came from and why; count and log it."""
     headers = [
         ("source_topic", origin.encode()),
-        ("source_partition", str(message.partition).encode()),
-        ("source_offset", str(message.offset).encode()),
-        ("received_on", message.topic.encode()),
+        ("source_partition", str(partition).encode()),
+        ("source_offset", str(offset).encode()),
+        ("received_on", (received_on or origin).encode()),
         ("error_kind", kind.encode()),
         ("reason", reason.encode()[:1000]),
     ]
-    await dead_letter_topic.send(key=message.key, value=message.value, headers=headers)
+    await dead_letter_topic.send(key=key, value=value, headers=headers)
     metrics.dead_letters.labels(origin, kind).inc()
     log.warning(
         "event dead-lettered",
-        extra={
-            "topic": origin,
-            "partition": message.partition,
-            "offset": message.offset,
-            "kind": kind,
-            "reason": reason,
-        },
+        extra={"topic": origin, "partition": partition, "offset": offset, "kind": kind, "reason": reason},
+    )
+
+
+async def send_to_dead_letter(event: EventT, kind: str, reason: str, source_topic: str | None = None) -> None:
+    """`source_topic` names the original topic when the event came through the re-key topic."""
+    message = event.message
+    await dead_letter(
+        key=message.key,
+        value=message.value,
+        origin=source_topic or message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        kind=kind,
+        reason=reason,
+        received_on=message.topic,
     )

@@ -170,16 +170,17 @@ class PostgresSink(Service):
                 raise
 
     async def _dead_letter(self, record: ConsumerRecord, kind: str, reason: str) -> None:
-        from agents.topics import dead_letter
+        from agents.dead_letter import dead_letter  # agents import the app; keep the sink importable alone
 
-        headers = [
-            ("source_topic", record.topic.encode()),
-            ("source_partition", str(record.partition).encode()),
-            ("source_offset", str(record.offset).encode()),
-            ("error_kind", kind.encode()),
-            ("reason", reason.encode()),
-        ]
-        await dead_letter.send(key=record.key, value=record.value, headers=headers)
+        await dead_letter(
+            key=record.key,
+            value=record.value,
+            origin=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            kind=kind,
+            reason=reason,
+        )
 
     async def _invalidate_cache(self, spec: SinkSpec, rows: list[dict[str, Any]]) -> None:
         runtime = get_runtime()

@@ -14,9 +14,13 @@ from tests.helpers import WorkerProcess, start_worker, stop_process, wait_ready
 
 
 @contextmanager
-def pg(settings: Settings) -> Iterator[psycopg2.extensions.connection]:
-    """An autocommit connection with the email keys set, as the service's own."""
-    conn = psycopg2.connect(settings.db_dsn, options=db.connection_options(settings))
+def pg(settings: Settings, with_keys: bool = True) -> Iterator[psycopg2.extensions.connection]:
+    """An autocommit connection, with the email keys set as the service's own unless told not to.
+
+    (psycopg2's own `with conn` would open a transaction.)
+    """
+    options = db.connection_options(settings) if with_keys else "-c timezone=UTC"
+    conn = psycopg2.connect(settings.db_dsn, options=options)
     conn.autocommit = True
     try:
         yield conn

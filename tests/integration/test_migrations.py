@@ -5,17 +5,16 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import psycopg2
 import pytest
 
-from core_app import db
 from core_app.domain.email import email_hash
 from core_app.domain.pii import PII_KEYS
 from core_app.migrate import migrate, pending_migrations
 from core_app.settings import Settings
+from tests.integration.conftest import pg
+from tests.integration.events import new_merchant
 
 PLAN_INDEXES = {
     "idx_customers_merchant_id",
@@ -26,32 +25,14 @@ PLAN_INDEXES = {
 }
 
 
-@contextmanager
-def connect(settings: Settings, with_keys: bool = True) -> Iterator[psycopg2.extensions.connection]:
-    """Autocommit connection (psycopg2's own `with conn` would open a transaction)."""
-    options = db.connection_options(settings) if with_keys else "-c timezone=UTC"
-    conn = psycopg2.connect(settings.db_dsn, options=options)
-    conn.autocommit = True
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 def merchant(settings: Settings) -> str:
-    merchant_id = str(uuid.uuid4())
-    with connect(settings) as conn, conn.cursor() as cur:
-        cur.execute(
-            "INSERT INTO merchants (id, shop_domain) VALUES (%s, %s)",
-            (merchant_id, f"{merchant_id}.myshopify.com"),
-        )
-    return merchant_id
+    return new_merchant(settings)
 
 
 def insert_customer(settings: Settings, merchant_id: str, email: str, metadata: str = "{}") -> str:
     customer_id = str(uuid.uuid4())
-    with connect(settings) as conn, conn.cursor() as cur:
+    with pg(settings) as conn, conn.cursor() as cur:
         cur.execute(
             "INSERT INTO customers (id, merchant_id, email, metadata) VALUES (%s, %s, %s, %s)",
             (customer_id, merchant_id, email, metadata),
@@ -74,7 +55,7 @@ def test_migrate_twice_changes_nothing(settings: Settings) -> None:
 def test_email_holds_no_plaintext(settings: Settings, merchant: str) -> None:
     email = "Known.Person@Example.com"
     customer_id = insert_customer(settings, merchant, email)
-    with connect(settings) as conn, conn.cursor() as cur:
+    with pg(settings) as conn, conn.cursor() as cur:
         cur.execute("SELECT c::text, email, email_hash FROM customers c WHERE id = %s", (customer_id,))
         row_text, stored, stored_hash = cur.fetchone()
         cur.execute("SELECT core_decrypt_email(email) FROM customers WHERE id = %s", (customer_id,))
@@ -93,7 +74,7 @@ def test_same_email_twice_for_one_merchant_is_refused(settings: Settings, mercha
 
 
 def test_write_without_keys_fails_closed(settings: Settings, merchant: str) -> None:
-    with connect(settings, with_keys=False) as conn, conn.cursor() as cur:
+    with pg(settings, with_keys=False) as conn, conn.cursor() as cur:
         with pytest.raises(psycopg2.errors.InvalidAuthorizationSpecification):
             cur.execute(
                 "INSERT INTO customers (id, merchant_id, email) VALUES (%s, %s, %s)",
@@ -113,7 +94,7 @@ def test_metadata_is_sanitised_on_insert_and_update(settings: Settings, merchant
         "meta@example.com",
         '{"first_name": "John", "phone": "+1 555", "tier": "gold", "nested": {"Phone": 1, "k": 2}}',
     )
-    with connect(settings) as conn, conn.cursor() as cur:
+    with pg(settings) as conn, conn.cursor() as cur:
         cur.execute("SELECT metadata FROM customers WHERE id = %s", (customer_id,))
         assert cur.fetchone()[0] == {"tier": "gold", "nested": {"k": 2}}
         cur.execute(
@@ -124,14 +105,14 @@ def test_metadata_is_sanitised_on_insert_and_update(settings: Settings, merchant
 
 
 def test_pii_key_lists_agree(settings: Settings) -> None:
-    with connect(settings) as conn, conn.cursor() as cur:
+    with pg(settings) as conn, conn.cursor() as cur:
         cur.execute("SELECT core_pii_keys()")
         assert set(cur.fetchone()[0]) == PII_KEYS
 
 
 def test_updated_at_moves_on_update(settings: Settings, merchant: str) -> None:
     customer_id = insert_customer(settings, merchant, "time@example.com")
-    with connect(settings) as conn, conn.cursor() as cur:
+    with pg(settings) as conn, conn.cursor() as cur:
         cur.execute("SELECT created_at, updated_at FROM customers WHERE id = %s", (customer_id,))
         created_at, first = cur.fetchone()
         time.sleep(0.01)
@@ -145,7 +126,7 @@ def test_updated_at_moves_on_update(settings: Settings, merchant: str) -> None:
 
 
 def test_plan_indexes_exist_by_name(settings: Settings) -> None:
-    with connect(settings) as conn, conn.cursor() as cur:
+    with pg(settings) as conn, conn.cursor() as cur:
         cur.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")
         found = dict(cur.fetchall())
     assert PLAN_INDEXES <= set(found)
@@ -155,7 +136,7 @@ def test_plan_indexes_exist_by_name(settings: Settings) -> None:
 
 
 def test_customers_and_import_logs_are_hash_partitioned(settings: Settings) -> None:
-    with connect(settings) as conn, conn.cursor() as cur:
+    with pg(settings) as conn, conn.cursor() as cur:
         cur.execute(
             """SELECT c.relname, p.partstrat FROM pg_partitioned_table p
                  JOIN pg_class c ON c.oid = p.partrelid"""
@@ -168,7 +149,7 @@ def test_customers_and_import_logs_are_hash_partitioned(settings: Settings) -> N
 
 
 def test_plan_checks_hold(settings: Settings, merchant: str) -> None:
-    with connect(settings) as conn, conn.cursor() as cur:
+    with pg(settings) as conn, conn.cursor() as cur:
         with pytest.raises(psycopg2.errors.CheckViolation):
             cur.execute(
                 "INSERT INTO customer_import_logs (import_id, merchant_id, source, status)"

@@ -14,23 +14,14 @@ from core_app.events.codec import EventCodec
 from core_app.settings import Settings
 from core_app.topics import DEAD_LETTER, RFM_UPDATED
 from tests.helpers import WorkerProcess, eventually, metric
-from tests.integration.conftest import pg
-from tests.integration.events import get_customer, read_topic
+from tests.integration.events import get_customer, insert_customers, new_merchant, read_topic
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def new_customer(settings: Settings) -> tuple[str, str]:
-    merchant_id, customer_id = str(uuid.uuid4()), str(uuid.uuid4())
-    with pg(settings) as conn, conn.cursor() as cur:
-        cur.execute(
-            "INSERT INTO merchants (id, shop_domain) VALUES (%s, %s)",
-            (merchant_id, f"{merchant_id[:8]}.myshopify.com"),
-        )
-        cur.execute(
-            "INSERT INTO customers (id, merchant_id, email) VALUES (%s, %s, %s)",
-            (customer_id, merchant_id, f"{customer_id[:8]}@example.com"),
-        )
+    merchant_id = new_merchant(settings)
+    [(customer_id, _email)] = insert_customers(settings, merchant_id, 1)
     return merchant_id, customer_id
 
 
