@@ -23,10 +23,14 @@ REKEYED = "core.rekeyed"
 # API writes, sent to the agent that owns the customer's partition (JSON, keyed like the table).
 CUSTOMER_COMMANDS = "core.customer.commands"
 SETTINGS_COMMANDS = "core.settings.commands"  # keyed by merchant_id, like the settings table
+# Live updates for WebSocket/GraphQL-subscription clients that are not customer.updated (import progress).
+# JSON, keyed by merchant_id: {"type": "import.progress", "merchant_id": ..., "import_id": ..., ...}.
+# Every worker reads it (and customer.updated) without a group and fans out to its own clients.
+UPDATES = "core.updates"
 
 CONSUMED = (RFM_UPDATED, POINTS_UPDATED, REFERRAL_CREATED, GDPR_REQUEST_CREATED)
 PRODUCED = (CUSTOMER_CREATED, CUSTOMER_UPDATED, IMPORT_INITIATED, DEAD_LETTER)
-INTERNAL = (REKEYED, CUSTOMER_COMMANDS, SETTINGS_COMMANDS)
+INTERNAL = (REKEYED, CUSTOMER_COMMANDS, SETTINGS_COMMANDS, UPDATES)
 
 
 async def ensure_topics(
