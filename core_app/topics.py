@@ -30,11 +30,12 @@ UPDATES = "core.updates"
 
 CONSUMED = (RFM_UPDATED, POINTS_UPDATED, REFERRAL_CREATED, GDPR_REQUEST_CREATED)
 PRODUCED = (CUSTOMER_CREATED, CUSTOMER_UPDATED, IMPORT_INITIATED, DEAD_LETTER)
-INTERNAL = (REKEYED, CUSTOMER_COMMANDS, SETTINGS_COMMANDS, UPDATES)
+INTERNAL = (REKEYED, CUSTOMER_COMMANDS, SETTINGS_COMMANDS)
+BROADCAST = (UPDATES,)  # read by every worker outside the consumer group, not by an agent
 
 
 async def ensure_topics(
-    settings: Settings, names: tuple[str, ...] = CONSUMED + PRODUCED + INTERNAL
+    settings: Settings, names: tuple[str, ...] = CONSUMED + PRODUCED + INTERNAL + BROADCAST
 ) -> list[str]:
     """Create missing topics with the configured partition count; returns the names created.
 
