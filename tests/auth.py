@@ -86,10 +86,15 @@ class ApiCredentials:
     permissions: tuple[str, ...]
 
     def headers(
-        self, method: str, path_qs: str, body: bytes = b"", timestamp: int | None = None
+        self,
+        method: str,
+        path_qs: str,
+        body: bytes = b"",
+        timestamp: int | None = None,
+        nonce: str | None = None,
     ) -> dict[str, str]:
-        """X-Api-Key / X-Timestamp / X-Signature for one request (path with its query, as sent)."""
-        return signed_headers(self.key_id, self.secret, method, path_qs, body, timestamp)
+        """X-Api-Key / X-Timestamp / X-Nonce / X-Signature for one request (path with its query)."""
+        return signed_headers(self.key_id, self.secret, method, path_qs, body, timestamp, nonce)
 
 
 def create_api_credentials(

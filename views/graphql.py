@@ -19,6 +19,7 @@ from prometheus_client import Histogram
 
 from core_app.domain.errors import Conflict, DomainError, NotFound, Unavailable, ValidationFailed
 from core_app.security.graphql_limits import LimitedQueries
+from core_app.security.ws import SecuredSubscriptions
 from core_app.services import customers
 from core_app.services import settings as settings_service
 from core_app.settings import REPO_ROOT, get_settings
@@ -134,8 +135,9 @@ def build_graphql_schema() -> GraphQLSchema:
     return schema
 
 
-class LimitedGraphQLView(LimitedQueries, GraphQLView):
-    """Depth, field-count and size caps on every operation (core_app/security/graphql_limits.py)."""
+class LimitedGraphQLView(SecuredSubscriptions, LimitedQueries, GraphQLView):
+    """Depth, field-count and size caps on every operation (core_app/security/graphql_limits.py);
+    WebSocket connections authenticate on connection_init (core_app/security/ws.py)."""
 
     max_depth = get_settings().graphql_max_depth
     max_fields = get_settings().graphql_max_fields

@@ -11,7 +11,7 @@
 | everything else (`/core/v1/*`, unknown)    | `X-Api-Key` + `X-Timestamp` + `X-Signature`        |
 
 Authenticated requests are admitted (IP allow-list, replay, rate limit) and run with the principal in
-`request["principal"]` and in the context (`current_principal`), where use cases' `guard()` finds
+`request[PRINCIPAL]` and in the context (`current_principal`), where use cases' `guard()` finds
 it. Security refusals become JSON errors: 401 with `WWW-Authenticate`, 403, 429 with `Retry-After`,
 503 with `Retry-After`.
 """
@@ -33,6 +33,8 @@ PUBLIC_PATHS = frozenset({"/health", "/ready", "/metrics"})
 INTERNAL_PREFIX = "/internal/"
 INTERNAL_HEADER = "X-Internal-Token"
 GRAPHQL_PATH = "/graphql"
+# request[PRINCIPAL] is the caller (None until a WS connection-init authenticates it).
+PRINCIPAL = web.RequestKey("principal", object)
 
 
 def is_websocket(request: web.Request) -> bool:
@@ -118,7 +120,7 @@ def build_security_middleware(
                 principal = await authenticate(layer, request)
             except SecurityError as exc:
                 return refusal(exc, transport)
-        request["principal"] = principal
+        request[PRINCIPAL] = principal
         with use_principal(principal):
             try:
                 return await handler(request)

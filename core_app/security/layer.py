@@ -33,8 +33,10 @@ from core_app.security.remote import AuthClient, RolesClient
 from core_app.security.shredding import DataKeyStore
 from core_app.security.signing import (
     API_KEY_HEADER,
+    NONCE_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    check_nonce,
     check_signature,
     check_timestamp,
 )
@@ -129,18 +131,22 @@ class SecurityLayer:
         """The API key's principal and the replay id of this signature."""
         get = headers.get  # type: ignore[attr-defined]
         key_id, stamp, signature = get(API_KEY_HEADER), get(TIMESTAMP_HEADER), get(SIGNATURE_HEADER)
-        if not key_id or not stamp or not signature:
+        nonce = get(NONCE_HEADER)
+        if not key_id or not stamp or not signature or not nonce:
             raise Unauthenticated(
-                f"credentials required: {API_KEY_HEADER}, {TIMESTAMP_HEADER} and {SIGNATURE_HEADER}"
+                f"credentials required: {API_KEY_HEADER}, {TIMESTAMP_HEADER}, {NONCE_HEADER}"
+                f" and {SIGNATURE_HEADER}"
             )
         check_timestamp(
             stamp, max_age=self.settings.signature_max_age, max_skew=self.settings.signature_max_skew
         )
+        check_nonce(nonce)
         key = await self.api_keys.lookup(key_id)
         if key is None:
             raise Unauthenticated("unknown, revoked or expired API key")
-        check_signature(key.secret, signature, method, path_qs, stamp, body)
-        return key.principal().with_ip(client_ip), f"{key_id}:{signature.strip().lower()}"
+        check_signature(key.secret, signature, method, path_qs, stamp, nonce, body)
+        # Replays are told apart by key and nonce: a nonce is good for one request per window.
+        return key.principal().with_ip(client_ip), f"{key_id}:{nonce}"
 
     def authenticate_internal(self, token: str | None) -> Principal:
         if not token or not hmac.compare_digest(token.encode(), self._internal_token):

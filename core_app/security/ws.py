@@ -46,3 +46,34 @@ async def authenticate_connection_init(
     principal = await layer.authenticate_bearer(_authorization(payload, headers), client_ip)
     await layer.admit(principal, f"ws:{endpoint}")
     return principal
+
+
+class SecuredSubscriptions:
+    """Mixin for graphql_server's GraphQLView: graphql-transport-ws (and graphql-ws) connections
+    authenticate on connection_init unless the upgrade already carried a valid Bearer header.
+
+    Refusals close the socket with 4401 / 4403 / 4429 / 4503 before any subscription runs. The
+    principal is set in the connection's context, which each subscription task inherits.
+    """
+
+    async def on_ws_connect(self, context: Any) -> Any:
+        from graphql_server.exceptions import ConnectionRejectionError
+        from graphql_server.types.unset import UNSET
+
+        from core_app.security.errors import SecurityError
+        from core_app.security.http import PRINCIPAL
+        from core_app.security.principal import current_principal
+
+        request = context["request"]
+        if request.get(PRINCIPAL) is not None:
+            return UNSET
+        try:
+            principal = await authenticate_connection_init(
+                context.get("connection_params"), request.headers, request.remote, endpoint="graphql"
+            )
+        except SecurityError as exc:
+            await context["response"].close(code=CLOSE_CODES.get(exc.code, 4403), message=exc.reason.encode())
+            raise ConnectionRejectionError() from None
+        current_principal.set(principal)  # reset by the HTTP middleware when the connection ends
+        request[PRINCIPAL] = principal
+        return UNSET
