@@ -8,6 +8,7 @@ document on. The WebSocket module should run `check_document` on `subscribe` pay
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -115,6 +116,13 @@ class LimitedQueries:
     max_depth = 8
     max_fields = 200
     max_bytes = 20_000
+
+    def decode_json(self, data: str | bytes) -> object:
+        """JSON nested deeper than the parser goes is bad JSON (400), not a server error."""
+        try:
+            return super().decode_json(data)  # type: ignore[misc]
+        except RecursionError:
+            raise json.JSONDecodeError("nested too deeply", "", 0) from None
 
     async def execute_operation(
         self, request_adapter: Any, request_data: Any, *args: Any, **kwargs: Any
