@@ -1,5 +1,6 @@
 """JWT validation: HS256 (dev), RS256 and ES256 from a JWKS file; expiry, issuer, audience, claims."""
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -147,3 +148,15 @@ async def test_hs256_signed_with_the_public_key_is_refused(tmp_path: Path) -> No
     forged = (signing_input + b"." + b64(mac)).decode()
     with pytest.raises(Unauthenticated):
         await verifier(jwks=str(path)).verify(forged)
+
+
+async def test_a_cached_token_still_expires() -> None:
+    check = verifier(leeway=0)
+    token = mint_jwt(MERCHANT, [VIEW], secret=SECRET, expires_in=1)
+    assert (await check.verify(token)).merchant_id == MERCHANT
+    assert (await check.verify(token)).merchant_id == MERCHANT  # from the cache
+    await asyncio.sleep(
+        max(0.0, jwt.decode(token, options={"verify_signature": False})["exp"] - time.time()) + 0.1
+    )
+    with pytest.raises(Unauthenticated, match="expired"):
+        await check.verify(token)
