@@ -58,6 +58,9 @@ def parser() -> argparse.ArgumentParser:
     registry.add_argument("--host", default="127.0.0.1")
     registry.add_argument("--port", type=int, default=8081)
     registry.set_defaults(run=_schema_registry)
+    from core_app.security.cli import add_commands
+
+    add_commands(commands)  # flags, allowlist, apikey, token
     return root
 
 

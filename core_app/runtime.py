@@ -34,7 +34,9 @@ class Runtime:
         """HTTP client for internal calls to other workers (owner reads)."""
         if self._peers is None or self._peers.closed:
             timeout = aiohttp.ClientTimeout(total=self.settings.peer_timeout)
-            self._peers = aiohttp.ClientSession(timeout=timeout)
+            # The internal routes want the shared token (core_app/security/http.py).
+            token = {"X-Internal-Token": self.settings.internal_token.get_secret_value()}
+            self._peers = aiohttp.ClientSession(timeout=timeout, headers=token)
         return self._peers
 
     def redis_key(self, key: str) -> str:

@@ -6,6 +6,8 @@ The dev defaults work on a developer machine (PostgreSQL and Redis on localhost,
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import socket
 from functools import lru_cache
 from pathlib import Path
@@ -21,7 +23,27 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_EMAIL_ENCRYPTION_KEY = "dev-only-email-encryption-key-change-me-0001"
 DEV_EMAIL_HASH_KEY = "dev-only-email-hash-key-change-me-000000001"
 DEV_SHOPIFY_API_SECRET = "dev-only-shopify-secret"
-_DEV_SECRETS = {DEV_EMAIL_ENCRYPTION_KEY, DEV_EMAIL_HASH_KEY, DEV_SHOPIFY_API_SECRET}
+# Security layer (core_app/security): the HS256 JWT key, the worker-to-worker token and the key that
+# wraps API key secrets and per-customer data keys (base64 of 32 bytes).
+DEV_JWT_HS256_SECRET = "dev-only-jwt-hs256-secret-change-me-000000001"
+DEV_INTERNAL_TOKEN = "dev-only-internal-token-change-me-00000000001"
+DEV_KEY_ENCRYPTION_KEY = "ZGV2LW9ubHkta2V5LWVuY3J5cHRpb24ta2V5LTAwMDE="
+_DEV_SECRETS = {
+    DEV_EMAIL_ENCRYPTION_KEY,
+    DEV_EMAIL_HASH_KEY,
+    DEV_SHOPIFY_API_SECRET,
+    DEV_JWT_HS256_SECRET,
+    DEV_INTERNAL_TOKEN,
+    DEV_KEY_ENCRYPTION_KEY,
+}
+_SECRET_SETTINGS = (
+    "email_encryption_key",
+    "email_hash_key",
+    "shopify_api_secret",
+    "jwt_hs256_secret",
+    "internal_token",
+    "key_encryption_key",
+)
 
 
 class ConfigError(Exception):
@@ -77,6 +99,29 @@ class Settings(BaseSettings):
     canonical_url: str | None = None
 
     launchdarkly_sdk_key: SecretStr | None = None
+
+    # Security layer (core_app/security, README "Security"). AUTH_ENABLED=false turns it off
+    # (local runs and tests that are not about security); refused in production.
+    auth_enabled: bool = True
+    jwt_hs256_secret: SecretStr | None = SecretStr(DEV_JWT_HS256_SECRET)
+    jwt_jwks: str | None = None  # JWKS URL (https://...) or file path, for RS256/ES256 tokens
+    jwt_issuer: str = "loyalnest-auth"
+    jwt_audience: str = "loyalnest-core"
+    jwt_leeway: float = Field(default=10.0, ge=0)
+    auth_grpc_target: str | None = None  # host:port of auth.v1.AuthService
+    roles_grpc_target: str | None = None  # host:port of roles.v1.RolesService
+    auth_grpc_timeout: float = Field(default=1.0, gt=0)
+    auth_cache_ttl: float = Field(default=30.0, ge=0)  # answers of Auth/Roles, API keys, data keys
+    signature_max_age: int = Field(default=300, ge=1)
+    signature_max_skew: int = Field(default=30, ge=0)
+    rate_limit_per_second: int = Field(default=100, ge=1)
+    security_redis_fail_mode: Literal["closed", "open"] = "closed"
+    trusted_proxies: str = ""  # comma-separated CIDRs whose X-Forwarded-For is believed
+    internal_token: SecretStr = SecretStr(DEV_INTERNAL_TOKEN)
+    key_encryption_key: SecretStr = SecretStr(DEV_KEY_ENCRYPTION_KEY)
+    graphql_max_depth: int = Field(default=8, ge=1)
+    graphql_max_fields: int = Field(default=200, ge=1)
+    graphql_max_query_bytes: int = Field(default=20_000, ge=100)
     shopify_api_key: str = "dev-shopify-key"
     shopify_api_secret: SecretStr = SecretStr(DEV_SHOPIFY_API_SECRET)
     email_encryption_key: SecretStr = SecretStr(DEV_EMAIL_ENCRYPTION_KEY)
@@ -116,12 +161,33 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 32 characters")
         return value
 
+    @field_validator("key_encryption_key")
+    @classmethod
+    def _aes256_key(cls, value: SecretStr) -> SecretStr:
+        try:
+            raw = base64.b64decode(value.get_secret_value(), validate=True)
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError("must be the base64 of 32 random bytes")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            ipaddress.ip_network(part, strict=False)  # ValueError names the bad entry
+        return value
+
     @model_validator(mode="after")
     def _no_dev_secrets_in_production(self) -> Settings:
         if self.core_env == "production":
-            for name in ("email_encryption_key", "email_hash_key", "shopify_api_secret"):
-                if getattr(self, name).get_secret_value() in _DEV_SECRETS:
+            for name in _SECRET_SETTINGS:
+                secret = getattr(self, name)
+                if secret is not None and secret.get_secret_value() in _DEV_SECRETS:
                     raise ValueError(f"{name.upper()} still holds its dev-only default")
+            if not self.auth_enabled:
+                raise ValueError("AUTH_ENABLED=false is refused in production")
         return self
 
     @property

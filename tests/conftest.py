@@ -17,6 +17,7 @@ import pytest
 from core_app.devstack import tansu_argv
 from core_app.events.codec import EventCodec
 from core_app.settings import Settings
+from tests.auth import api_credentials, secure_broker, secure_worker  # noqa: F401  (fixtures)
 from tests.helpers import free_port, stop_process, wait_for_port
 
 RUN_ID = uuid.uuid4().hex[:8]
@@ -123,6 +124,9 @@ def worker_env(settings: Settings, tansu: str, registry_url: str, data_root: Pat
     """Environment for `core worker` subprocesses, tuned for Tansu (see docs/decisions.md)."""
     return {
         "CORE_ENV": "test",
+        # Suites that are not about security run without it until they use tests/auth.py's
+        # credentials; the security suites start their own workers with it on.
+        "AUTH_ENABLED": "false",
         "CORE_DB_NAME": settings.core_db_name,
         "KAFKA_BROKER": tansu,
         "SCHEMA_REGISTRY_URL": registry_url,

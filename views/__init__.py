@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_async.aio.web import server_stats
 
+from core_app.security.http import security_middleware
 from views import customers, health, internal, settings
 from views.errors import error_middleware
 from views.graphql import graphql_handler
@@ -23,7 +24,10 @@ ROUTES: list[tuple[str, str, object]] = [
 
 
 def build_web_app() -> web.Application:
-    web_app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
+    # security_middleware authenticates every route but /health, /ready, /metrics (core_app/security/http.py).
+    web_app = web.Application(
+        middlewares=[error_middleware, security_middleware], client_max_size=1024 * 1024
+    )
     for method, path, handler in ROUTES:
         web_app.router.add_route(method, path, handler)  # type: ignore[arg-type]
     web_app.router.add_route("*", "/graphql", graphql_handler())

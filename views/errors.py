@@ -18,7 +18,7 @@ async def json_object(request: web.Request) -> dict[str, object]:
     """The request body as a JSON object, or a 400 naming `body`."""
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         raise ValidationFailed("body", "must be a JSON object") from None
     if not isinstance(body, dict):
         raise ValidationFailed("body", "must be a JSON object")

@@ -18,9 +18,11 @@ from graphql_server.aiohttp.views import GraphQLView
 from prometheus_client import Histogram
 
 from core_app.domain.errors import Conflict, DomainError, NotFound, Unavailable, ValidationFailed
+from core_app.security.graphql_limits import LimitedQueries
+from core_app.security.ws import SecuredSubscriptions
 from core_app.services import customers
 from core_app.services import settings as settings_service
-from core_app.settings import REPO_ROOT
+from core_app.settings import REPO_ROOT, get_settings
 
 SCHEMA_PATH = REPO_ROOT / "schema.graphql"
 query_duration = Histogram("graphql_query_duration_seconds", "GraphQL request latency", ["operation_type"])
@@ -133,8 +135,17 @@ def build_graphql_schema() -> GraphQLSchema:
     return schema
 
 
+class LimitedGraphQLView(SecuredSubscriptions, LimitedQueries, GraphQLView):
+    """Depth, field-count and size caps on every operation (core_app/security/graphql_limits.py);
+    WebSocket connections authenticate on connection_init (core_app/security/ws.py)."""
+
+    max_depth = get_settings().graphql_max_depth
+    max_fields = get_settings().graphql_max_fields
+    max_bytes = get_settings().graphql_max_query_bytes
+
+
 def graphql_handler() -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    view = GraphQLView(schema=build_graphql_schema(), graphql_ide="graphiql")
+    view = LimitedGraphQLView(schema=build_graphql_schema(), graphql_ide="graphiql")
 
     async def handle(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()

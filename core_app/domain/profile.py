@@ -11,6 +11,21 @@ from core_app.domain.errors import ValidationFailed
 from core_app.domain.pii import sanitize_metadata
 
 MAX_METADATA_BYTES = 16 * 1024
+MAX_METADATA_DEPTH = 32
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Iterative, so hostile nesting is a 400 rather than a RecursionError (security tests)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _storable_text(value: Any) -> bool:
@@ -30,14 +45,21 @@ def _storable_text(value: Any) -> bool:
     return True
 
 
-def validate_metadata(raw: Any, field: str = "metadata") -> dict[str, Any]:
-    """A JSON object of bounded size and storable text, with PII keys removed."""
-    if not isinstance(raw, dict):
-        raise ValidationFailed(field, "must be a JSON object")
+def check_json_document(raw: dict[str, Any], field: str) -> None:
+    """Bounded depth and size, storable text: what any client JSON kept in a table must be."""
+    if _deeper_than(raw, MAX_METADATA_DEPTH):
+        raise ValidationFailed(field, f"must be nested at most {MAX_METADATA_DEPTH} levels deep")
     if not _storable_text(raw):
         raise ValidationFailed(field, "must not contain NUL characters or unpaired surrogates")
     if len(json.dumps(raw, default=str)) > MAX_METADATA_BYTES:
         raise ValidationFailed(field, f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
+
+
+def validate_metadata(raw: Any, field: str = "metadata") -> dict[str, Any]:
+    """A JSON object of bounded size and storable text, with PII keys removed."""
+    if not isinstance(raw, dict):
+        raise ValidationFailed(field, "must be a JSON object")
+    check_json_document(raw, field)
     return sanitize_metadata(raw)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core_app.domain.errors import ValidationFailed
+from core_app.domain.profile import check_json_document
 
 RFM_DIMENSIONS = ("recency", "frequency", "monetary")
 
@@ -49,6 +50,7 @@ def validate_loyalty_config(raw: Any, field: str = "loyalty_config") -> dict[str
     """`points_per_dollar` positive; `languages` a non-empty subset of SUPPORTED_LOCALES."""
     if not isinstance(raw, dict):
         raise ValidationFailed(field, "must be an object")
+    check_json_document(raw, field)  # extra keys are kept: bound them like customer metadata
     points = _number(raw.get("points_per_dollar"), f"{field}.points_per_dollar")
     if not 0 < points <= MAX_POINTS_PER_DOLLAR:
         raise ValidationFailed(

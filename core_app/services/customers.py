@@ -22,6 +22,7 @@ from core_app.domain.profile import CustomerInput
 from core_app.repository import fetch_customer
 from core_app.routing import owner_url, same_worker
 from core_app.runtime import Runtime, get_runtime
+from core_app.security import EDIT, RFM_SCORE, VIEW, guard
 from core_app.services.commands import ask_owner
 from core_app.services.owners import owner_get
 from tables.customers import local_customer
@@ -104,6 +105,7 @@ async def read_customer(merchant_id: str, customer_id: str) -> tuple[dict[str, A
 async def get_customer(merchant_id: Any, customer_id: Any) -> dict[str, Any]:
     merchant_id = parse_uuid(merchant_id, "merchant_id")
     customer_id = parse_uuid(customer_id, "customer_id")
+    await guard(merchant_id, VIEW)
     view, source = await read_customer(merchant_id, customer_id)
     metrics.reads.labels(source).inc()
     return view | {"source": source}
@@ -112,6 +114,7 @@ async def get_customer(merchant_id: Any, customer_id: Any) -> dict[str, Any]:
 async def get_customer_rfm(merchant_id: Any, customer_id: Any) -> dict[str, int]:
     merchant_id = parse_uuid(merchant_id, "merchant_id")
     customer_id = parse_uuid(customer_id, "customer_id")
+    await guard(merchant_id, VIEW, flag=RFM_SCORE)
     view, source = await read_customer(merchant_id, customer_id)
     metrics.rfm_reads.labels(source).inc()
     if not view["rfm_score"]:
@@ -121,6 +124,7 @@ async def get_customer_rfm(merchant_id: Any, customer_id: Any) -> dict[str, int]
 
 async def create_customer(merchant_id: Any, email: Any, metadata: Any) -> dict[str, Any]:
     merchant_id = parse_uuid(merchant_id, "merchant_id")
+    await guard(merchant_id, EDIT)
     given = CustomerInput.parse(email, metadata, email_required=True)
     customer_id = str(uuid.uuid4())
     command = {"kind": "create", "merchant_id": merchant_id, "customer_id": customer_id}
@@ -131,6 +135,7 @@ async def create_customer(merchant_id: Any, email: Any, metadata: Any) -> dict[s
 async def update_customer(merchant_id: Any, customer_id: Any, email: Any, metadata: Any) -> dict[str, Any]:
     merchant_id = parse_uuid(merchant_id, "merchant_id")
     customer_id = parse_uuid(customer_id, "customer_id")
+    await guard(merchant_id, EDIT)
     given = CustomerInput.parse(email, metadata, email_required=False)
     command = {"kind": "update", "merchant_id": merchant_id, "customer_id": customer_id}
     command |= {"email": given.email, "metadata": given.metadata, "requested_at_ms": int(time.time() * 1000)}

@@ -17,6 +17,7 @@ from core_app.domain.program_settings import rtl_languages, validate_loyalty_con
 from core_app.repository import fetch_settings
 from core_app.routing import owner_url, same_worker
 from core_app.runtime import get_runtime
+from core_app.security import FULL, SETTINGS_UPDATE, VIEW, guard
 from core_app.services.commands import ask_owner
 from core_app.services.owners import owner_get
 from tables.settings import local_settings
@@ -32,6 +33,7 @@ def settings_view(settings: dict[str, Any]) -> dict[str, Any]:
 
 async def get_program_settings(merchant_id: Any) -> dict[str, Any]:
     merchant_id = parse_uuid(merchant_id, "merchant_id")
+    await guard(merchant_id, VIEW)
     runtime = get_runtime()
     owner = owner_url(app, "program_settings", merchant_id)
     if owner is None or same_worker(owner, runtime.settings.web_url):
@@ -55,6 +57,7 @@ async def update_program_settings(
     merchant_id: Any, rfm_thresholds: Any, loyalty_config: Any
 ) -> dict[str, Any]:
     merchant_id = parse_uuid(merchant_id, "merchant_id")
+    await guard(merchant_id, FULL, flag=SETTINGS_UPDATE)
     command = {
         "kind": "update_settings",
         "merchant_id": merchant_id,

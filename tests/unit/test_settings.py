@@ -1,3 +1,4 @@
+import base64
 import subprocess
 import sys
 
@@ -64,6 +65,9 @@ def test_production_refuses_dev_secrets(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("CORE_ENV", "production")
     monkeypatch.setenv("EMAIL_HASH_KEY", "x" * 40)
     monkeypatch.setenv("SHOPIFY_API_SECRET", "real-secret")
+    monkeypatch.setenv("JWT_HS256_SECRET", "")
+    monkeypatch.setenv("INTERNAL_TOKEN", "real-internal-token")
+    monkeypatch.setenv("KEY_ENCRYPTION_KEY", base64.b64encode(b"k" * 32).decode())
     with pytest.raises(ConfigError, match="EMAIL_ENCRYPTION_KEY"):
         load_settings()
     monkeypatch.setenv("EMAIL_ENCRYPTION_KEY", "y" * 40)
@@ -86,3 +90,38 @@ def test_cli_prints_one_line_and_exits_2_on_bad_config() -> None:
 
 def test_secrets_do_not_leak_into_repr() -> None:
     assert DEV_EMAIL_ENCRYPTION_KEY not in repr(Settings())
+
+
+@pytest.mark.parametrize("name", ["JWT_HS256_SECRET", "INTERNAL_TOKEN", "KEY_ENCRYPTION_KEY"])
+def test_production_refuses_the_security_dev_secrets(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv("CORE_ENV", "production")
+    real = {
+        "EMAIL_ENCRYPTION_KEY": "y" * 40,
+        "EMAIL_HASH_KEY": "x" * 40,
+        "SHOPIFY_API_SECRET": "real-secret",
+        "JWT_HS256_SECRET": "",
+        "INTERNAL_TOKEN": "real-internal-token",
+        "KEY_ENCRYPTION_KEY": base64.b64encode(b"k" * 32).decode(),
+    }
+    for key, value in real.items():
+        if key != name:
+            monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError, match=name):
+        load_settings()
+    monkeypatch.setenv(name, real[name])
+    monkeypatch.setenv("AUTH_ENABLED", "false")
+    with pytest.raises(ConfigError, match="AUTH_ENABLED"):
+        load_settings()
+    monkeypatch.setenv("AUTH_ENABLED", "true")
+    assert load_settings().auth_enabled
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("KEY_ENCRYPTION_KEY", "c2hvcnQ="), ("TRUSTED_PROXIES", "10.0.0.0/8,not-a-cidr")]
+)
+def test_invalid_security_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name):
+        load_settings()

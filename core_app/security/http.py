@@ -1,0 +1,133 @@
+"""The aiohttp wiring point: one middleware for every route, present and future.
+
+| requests                                   | credentials                                        |
+| ------------------------------------------ | -------------------------------------------------- |
+| `/health`, `/ready`, `/metrics`            | none                                               |
+| `/internal/*` (worker to worker)           | `X-Internal-Token` (INTERNAL_TOKEN)                |
+| WebSocket upgrades (any path)              | `Authorization: Bearer <JWT>`, or none: then the   |
+|                                            | WS module authenticates the connection-init payload|
+| `/graphql` (HTTP)                          | `Authorization: Bearer <JWT>` (the GraphiQL page   |
+|                                            | itself, a GET with no query, needs none)           |
+| everything else (`/core/v1/*`, unknown)    | `X-Api-Key` + `X-Timestamp` + `X-Signature`        |
+
+Authenticated requests are admitted (IP allow-list, replay, rate limit) and run with the principal in
+`request[PRINCIPAL]` and in the context (`current_principal`), where use cases' `guard()` finds
+it. Security refusals become JSON errors: 401 with `WWW-Authenticate`, 403, 429 with `Retry-After`,
+503 with `Retry-After`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from core_app.security import metrics
+from core_app.security.errors import RateLimited, SecurityError, SecurityUnavailable, Unauthenticated
+from core_app.security.layer import SecurityLayer, get_security
+from core_app.security.principal import DISABLED, Principal, use_principal
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PUBLIC_PATHS = frozenset({"/health", "/ready", "/metrics"})
+INTERNAL_PREFIX = "/internal/"
+INTERNAL_HEADER = "X-Internal-Token"
+GRAPHQL_PATH = "/graphql"
+# request[PRINCIPAL] is the caller (None until a WS connection-init authenticates it).
+PRINCIPAL = web.RequestKey("principal", object)
+
+
+def is_websocket(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+def endpoint_name(request: web.Request) -> str:
+    """The rate-limit endpoint: the route's pattern, so ids in paths do not make new counters."""
+    resource = getattr(request.match_info.route, "resource", None)
+    canonical = resource.canonical if resource is not None else "unmatched"
+    if canonical == GRAPHQL_PATH:
+        return "graphql"
+    return f"{request.method}:{canonical}"
+
+
+def transport_of(request: web.Request) -> str:
+    if is_websocket(request):
+        return "websocket"
+    if request.path == GRAPHQL_PATH:
+        return "graphql"
+    if request.path.startswith(INTERNAL_PREFIX):
+        return "internal"
+    return "rest"
+
+
+def refusal(exc: SecurityError, transport: str) -> web.Response:
+    metrics.refused.labels(transport, str(exc.http_status), exc.code).inc()
+    response = web.json_response(exc.body(), status=exc.http_status)
+    if isinstance(exc, Unauthenticated):
+        scheme = "HMAC-SHA256" if transport == "rest" else 'Bearer realm="core"'
+        response.headers["WWW-Authenticate"] = scheme
+    elif isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, SecurityUnavailable):
+        response.headers["Retry-After"] = "1"
+    return response
+
+
+def is_graphiql_page(request: web.Request) -> bool:
+    return (
+        request.method == "GET"
+        and "query" not in request.query
+        and "text/html" in request.headers.get("Accept", "")
+    )
+
+
+async def authenticate(layer: SecurityLayer, request: web.Request) -> Principal | None:
+    """The caller, or None where a later step authenticates (WS connection-init, GraphiQL page)."""
+    path = request.path
+    if path.startswith(INTERNAL_PREFIX):
+        return layer.authenticate_internal(request.headers.get(INTERNAL_HEADER))
+    client_ip = layer.proxies.client_ip(request.remote, request.headers.get("X-Forwarded-For"))
+    endpoint = endpoint_name(request)
+    if is_websocket(request) or path == GRAPHQL_PATH:
+        authorization = request.headers.get("Authorization")
+        if authorization is None and (is_websocket(request) or is_graphiql_page(request)):
+            return None
+        principal = await layer.authenticate_bearer(authorization, client_ip)
+        await layer.admit(principal, endpoint)
+        return principal
+    body = await request.read()  # bounded by client_max_size (413 above it)
+    principal, replay_id = await layer.authenticate_signed(
+        request.method, request.raw_path, request.headers, body, client_ip
+    )
+    await layer.admit(principal, endpoint, replay_id=replay_id)
+    return principal
+
+
+def build_security_middleware(
+    get_layer: Callable[[], SecurityLayer] = get_security,
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def security_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in PUBLIC_PATHS:
+            return await handler(request)
+        layer = get_layer()
+        transport = transport_of(request)
+        principal: Principal | None
+        if not layer.enabled:
+            principal = DISABLED
+        else:
+            try:
+                principal = await authenticate(layer, request)
+            except SecurityError as exc:
+                return refusal(exc, transport)
+        request[PRINCIPAL] = principal
+        with use_principal(principal):
+            try:
+                return await handler(request)
+            except SecurityError as exc:  # raised by a use case's guard()
+                return refusal(exc, transport)
+
+    return security_middleware
+
+
+security_middleware = build_security_middleware()

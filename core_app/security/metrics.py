@@ -1,0 +1,21 @@
+"""Security metrics (alert on `core_auth_refused_total` for the plan's >10 unauthorized/hour)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+refused = Counter(
+    "core_auth_refused_total",
+    "Requests refused by the security layer",
+    ["transport", "status", "reason"],
+)
+redis_unavailable = Counter(
+    "core_security_redis_unavailable_total",
+    "Security checks that could not reach Redis, by what was done (fail_open, fail_closed)",
+    ["check", "outcome"],
+)
+remote_calls = Counter(
+    "core_security_remote_calls_total",
+    "Calls to the Auth and Roles services, by outcome (ok, error, cached)",
+    ["service", "outcome"],
+)

@@ -1,0 +1,79 @@
+"""For WebSocket modules: authenticate a connection from its connection-init payload.
+
+graphql-transport-ws (`/graphql`) and `/core/v1/updates/stream` upgrades that carried no
+`Authorization` header reach their handler unauthenticated, with no principal in the context (so
+every `guard()` refuses). The handler must call, on `connection_init`:
+
+    principal = await authenticate_connection_init(payload, request.headers, request.remote)
+    with use_principal(principal): ...serve the connection...
+
+and close with 4401 on Unauthenticated, 4403 on Forbidden, 4429 on RateLimited. Each subscription
+then calls `guard(merchant_id, VIEW)` for the merchant it streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from core_app.security.layer import get_security
+from core_app.security.principal import DISABLED, Principal
+
+CLOSE_CODES = {"UNAUTHENTICATED": 4401, "FORBIDDEN": 4403, "RATE_LIMITED": 4429, "UNAVAILABLE": 4503}
+
+
+def _authorization(payload: Any, headers: Mapping[str, str]) -> str | None:
+    if isinstance(payload, Mapping):
+        for name in ("authorization", "Authorization"):
+            value = payload.get(name)
+            if isinstance(value, str):
+                return value
+        token = payload.get("token")
+        if isinstance(token, str):
+            return f"Bearer {token}"
+    return headers.get("Authorization")
+
+
+async def authenticate_connection_init(
+    payload: Any, headers: Mapping[str, str], peer: str | None = None, *, endpoint: str = "ws"
+) -> Principal:
+    """The connection's principal from `{"authorization": "Bearer <jwt>"}` or `{"token": "<jwt>"}`
+    in the payload (or the upgrade's Authorization header); raises a SecurityError otherwise."""
+    layer = get_security()
+    if not layer.enabled:
+        return DISABLED
+    client_ip = layer.proxies.client_ip(peer, headers.get("X-Forwarded-For"))
+    principal = await layer.authenticate_bearer(_authorization(payload, headers), client_ip)
+    await layer.admit(principal, f"ws:{endpoint}")
+    return principal
+
+
+class SecuredSubscriptions:
+    """Mixin for graphql_server's GraphQLView: graphql-transport-ws (and graphql-ws) connections
+    authenticate on connection_init unless the upgrade already carried a valid Bearer header.
+
+    Refusals close the socket with 4401 / 4403 / 4429 / 4503 before any subscription runs. The
+    principal is set in the connection's context, which each subscription task inherits.
+    """
+
+    async def on_ws_connect(self, context: Any) -> Any:
+        from graphql_server.exceptions import ConnectionRejectionError
+        from graphql_server.types.unset import UNSET
+
+        from core_app.security.errors import SecurityError
+        from core_app.security.http import PRINCIPAL
+        from core_app.security.principal import current_principal
+
+        request = context["request"]
+        if request.get(PRINCIPAL) is not None:
+            return UNSET
+        try:
+            principal = await authenticate_connection_init(
+                context.get("connection_params"), request.headers, request.remote, endpoint="graphql"
+            )
+        except SecurityError as exc:
+            await context["response"].close(code=CLOSE_CODES.get(exc.code, 4403), message=exc.reason.encode())
+            raise ConnectionRejectionError() from None
+        current_principal.set(principal)  # reset by the HTTP middleware when the connection ends
+        request[PRINCIPAL] = principal
+        return UNSET

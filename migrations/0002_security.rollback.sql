@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS customer_data_keys, api_keys;
