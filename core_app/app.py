@@ -12,6 +12,7 @@ from mode import ServiceT
 
 from core_app import runtime as runtime_module
 from core_app.kafka_transport import CoreTransport, set_fetch_max_wait_ms
+from core_app.recovery import CoreTableManager
 from core_app.settings import Settings, get_settings
 from core_app.topics import ensure_topics
 
@@ -99,6 +100,7 @@ def create_app(settings: Settings) -> CoreApp:
         web_enabled=False,
         canonical_url=settings.web_url,
         autodiscover=False,
+        TableManager=CoreTableManager,
     )
     core.core_settings = settings
     core.extra_services = []
