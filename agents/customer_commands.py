@@ -27,10 +27,20 @@ from core_app.domain.pii import sanitize_metadata
 from core_app.repository import change_email, fetch_customer, insert_customer
 from core_app.retry import infra_retry
 from core_app.runtime import get_runtime
+from core_app.security.layer import get_security
+from core_app.security.shredding import KeyShredded
 from core_app.services.customers import customer_view
 from tables.customers import read_customer, save_customer
 
 _EVENT_NAMESPACE = uuid.UUID("0b7b3d1e-9a55-4a43-8c6a-3f1f5d0c2e77")
+
+
+async def open_email(merchant_id: str, customer_id: str, sealed: str) -> str:
+    """The plaintext, only for PostgreSQL (which stores it with pgcrypto); never kept or logged."""
+    try:
+        return await get_security().data_keys.decrypt_email(merchant_id, customer_id, sealed)
+    except KeyShredded:
+        raise Conflict("customer_id", "the customer was erased (GDPR) meanwhile") from None
 
 
 async def create(command: dict[str, Any], event: EventT) -> CustomerState:
@@ -38,26 +48,23 @@ async def create(command: dict[str, Any], event: EventT) -> CustomerState:
     existing = read_customer(command["key"], event)
     if existing is not None:  # a replayed command
         return existing
+    plaintext = await open_email(merchant_id, customer_id, command["email"])
     try:
         state = await infra_retry()(
-            insert_customer,
-            get_runtime().pool,
-            merchant_id,
-            customer_id,
-            command["email"],
-            command["metadata"],
+            insert_customer, get_runtime().pool, merchant_id, customer_id, plaintext, command["metadata"]
         )
     except psycopg2.errors.UniqueViolation:
         raise Conflict("email", "another customer of this merchant has this email") from None
     except psycopg2.errors.ForeignKeyViolation:
         raise NotFound("merchant", merchant_id) from None
-    state = state.advanced("profile", int(time.time() * 1000), now_iso())
+    state = state.advanced("profile", int(time.time() * 1000), now_iso(), email=command["email"])
     save_customer(state, event)
     record = {
         "event_id": str(uuid.uuid5(_EVENT_NAMESPACE, command["request_id"])),
         "customer_id": customer_id,
         "merchant_id": merchant_id,
         "email_hash": state.email_hash,
+        "email": command["email"],
         "created_at": datetime.now(UTC),
     }
     value = await get_runtime().codec.encode(topics.CUSTOMER_CREATED, record)
@@ -80,13 +87,14 @@ async def update(command: dict[str, Any], event: EventT) -> CustomerState:
         return state  # a replayed command
     changes: dict[str, Any] = {"metadata": sanitize_metadata({**state.metadata, **command["metadata"]})}
     if command.get("email"):
+        plaintext = await open_email(merchant_id, customer_id, command["email"])
         try:
-            email, email_hash = await infra_retry()(
-                change_email, runtime.pool, merchant_id, customer_id, command["email"]
+            _, email_hash = await infra_retry()(
+                change_email, runtime.pool, merchant_id, customer_id, plaintext
             )
         except psycopg2.errors.UniqueViolation:
             raise Conflict("email", "another customer of this merchant has this email") from None
-        changes |= {"email": email, "email_hash": email_hash}
+        changes |= {"email": command["email"], "email_hash": email_hash}
     # Re-read: the awaits above let event agents change this customer meanwhile.
     state = read_customer(command["key"], event) or state
     state = state.advanced("profile", command["requested_at_ms"], now_iso(), **changes)

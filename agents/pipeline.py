@@ -30,6 +30,7 @@ from core_app.events.codec import DecodeError
 from core_app.repository import record_audit
 from core_app.retry import infra_retry
 from core_app.runtime import get_runtime
+from core_app.security.layer import get_security
 from tables.customers import load_missing, read_customer, save_customer
 
 log = logging.getLogger(__name__)
@@ -165,8 +166,14 @@ async def publish(result: BatchResult, topic: str) -> None:
 
 
 async def complete_redaction(event: GdprRedactionRequested) -> None:
-    """What a redaction needs beyond the table: the audit row and the Redis cache entry."""
+    """What a redaction needs beyond the table: the data key shredded (every sealed copy of the email in
+    Kafka, RocksDB and backups becomes unreadable), the audit row, and the Redis cache entry gone."""
     runtime = get_runtime()
+
+    async def shred_data_key() -> bool:
+        return await get_security().data_keys.shred(event.merchant_id, event.customer_id)
+
+    shredded = await infra_retry()(shred_data_key)
     await infra_retry()(
         record_audit,
         runtime.pool,
@@ -175,7 +182,7 @@ async def complete_redaction(event: GdprRedactionRequested) -> None:
         action="gdpr.redact",
         entity_type="customer",
         entity_id=event.customer_id,
-        details={"request_id": event.request_id, "event_id": event.event_id},
+        details={"request_id": event.request_id, "event_id": event.event_id, "data_key_shredded": shredded},
         idempotency_key=event.request_id,
     )
     cache_key = runtime.redis_key(f"customer:{event.merchant_id}:{event.customer_id}")

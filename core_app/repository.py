@@ -34,7 +34,7 @@ def _state_from_row(row: dict[str, Any]) -> CustomerState:
     return CustomerState(
         merchant_id=row["merchant_id"],
         customer_id=row["customer_id"],
-        email=row["email"],
+        email=None,  # PostgreSQL's pgcrypto ciphertext stays there; state holds only the sealed form
         email_hash=row["email_hash"],
         rfm_score=row["rfm_score"] or {},
         metadata=row["metadata"] or {},

@@ -25,6 +25,9 @@ class SinkSpec:
         return self.cache_key_format.format(**row) if self.cache_key_format else None
 
 
+# PostgreSQL keeps its own pgcrypto email (written by the create/update commands); the state's sealed
+# email never goes there. A redaction sets it to 'redacted'. A row the sink inserts (no create came
+# first: never in the product's flows) has no email to store, so it is inserted as 'redacted'.
 CUSTOMERS = SinkSpec(
     table="customers",
     row_key=("merchant_id", "customer_id"),
@@ -32,7 +35,7 @@ CUSTOMERS = SinkSpec(
     sql="""
 INSERT INTO customers AS c (id, merchant_id, email, email_hash, rfm_score, metadata, version,
                             applied_as_of, redacted_at, created_at)
-SELECT r.customer_id, r.merchant_id, r.email, r.email_hash, COALESCE(r.rfm_score, '{}'),
+SELECT r.customer_id, r.merchant_id, 'redacted', r.email_hash, COALESCE(r.rfm_score, '{}'),
        COALESCE(r.metadata, '{}'), r.version, COALESCE(r.applied_as_of, '{}'), r.redacted_at,
        COALESCE(r.created_at, CURRENT_TIMESTAMP)
   FROM jsonb_to_recordset(%s::jsonb) AS r(
@@ -40,7 +43,8 @@ SELECT r.customer_id, r.merchant_id, r.email, r.email_hash, COALESCE(r.rfm_score
        metadata jsonb, version bigint, applied_as_of jsonb, redacted_at timestamp,
        created_at timestamp)
 ON CONFLICT (merchant_id, id) DO UPDATE
-   SET email = EXCLUDED.email, email_hash = EXCLUDED.email_hash, rfm_score = EXCLUDED.rfm_score,
+   SET email = CASE WHEN EXCLUDED.redacted_at IS NOT NULL THEN 'redacted' ELSE c.email END,
+       email_hash = EXCLUDED.email_hash, rfm_score = EXCLUDED.rfm_score,
        metadata = EXCLUDED.metadata, version = EXCLUDED.version,
        applied_as_of = EXCLUDED.applied_as_of, redacted_at = EXCLUDED.redacted_at
  WHERE c.version < EXCLUDED.version

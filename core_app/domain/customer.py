@@ -1,10 +1,11 @@
 """Customer state as held in the `customers` table and persisted to PostgreSQL.
 
-The state never holds a plaintext email: `email` is the pgcrypto ciphertext PostgreSQL produced when
-the customer was created (or `"redacted"`), `email_hash` its keyed hash. `version` grows by one on
-every applied change, so the PostgreSQL sink can refuse to move a row backwards. `applied_as_of`
-keeps, per source ("rfm", "points", ...), the occurred-at (epoch ms) of the newest event applied, so a
-replayed or older event is recognised and skipped.
+The state never holds a plaintext email. `email` is the email sealed under the customer's own data
+key (`ce1:...`, AES-256-GCM, crypto-shredded on a GDPR request), None when the customer was loaded
+from PostgreSQL (whose pgcrypto ciphertext stays there), or `"redacted"`; `email_hash` is its keyed
+hash. `version` grows by one on every applied change, so the PostgreSQL sink can refuse to move a row
+backwards. `applied_as_of` keeps, per source ("rfm", "points", ...), the occurred-at (epoch ms) of
+the newest event applied, so a replayed or older event is recognised and skipped.
 """
 
 from __future__ import annotations

@@ -16,13 +16,15 @@ from agents.topics import customer_commands
 from core_app import metrics
 from core_app.app import app
 from core_app.domain.customer import CustomerState, customer_key
-from core_app.domain.errors import NotFound
+from core_app.domain.errors import Conflict, NotFound
 from core_app.domain.events import parse_uuid
 from core_app.domain.profile import CustomerInput
 from core_app.repository import fetch_customer
 from core_app.routing import owner_url, same_worker
 from core_app.runtime import Runtime, get_runtime
 from core_app.security import EDIT, RFM_SCORE, VIEW, guard
+from core_app.security.layer import get_security
+from core_app.security.shredding import KeyShredded
 from core_app.services.commands import ask_owner
 from core_app.services.owners import owner_get
 from tables.customers import local_customer
@@ -122,13 +124,22 @@ async def get_customer_rfm(merchant_id: Any, customer_id: Any) -> dict[str, int]
     return dict(view["rfm_score"])
 
 
+async def seal_email(merchant_id: str, customer_id: str, email: str) -> str:
+    """The email under the customer's own data key (D67): commands, table state and events carry only
+    this, so erasing the key (GDPR) makes every copy in Kafka and RocksDB unreadable."""
+    try:
+        return await get_security().data_keys.encrypt_email(merchant_id, customer_id, email)
+    except KeyShredded:
+        raise Conflict("customer_id", "this customer was erased (GDPR) and takes no new email") from None
+
+
 async def create_customer(merchant_id: Any, email: Any, metadata: Any) -> dict[str, Any]:
     merchant_id = parse_uuid(merchant_id, "merchant_id")
     await guard(merchant_id, EDIT)
     given = CustomerInput.parse(email, metadata, email_required=True)
     customer_id = str(uuid.uuid4())
     command = {"kind": "create", "merchant_id": merchant_id, "customer_id": customer_id}
-    command |= {"email": given.email, "metadata": given.metadata}
+    command |= {"email": await seal_email(merchant_id, customer_id, given.email), "metadata": given.metadata}
     return await ask_owner(customer_commands, customer_key(merchant_id, customer_id), command)
 
 
@@ -138,5 +149,6 @@ async def update_customer(merchant_id: Any, customer_id: Any, email: Any, metada
     await guard(merchant_id, EDIT)
     given = CustomerInput.parse(email, metadata, email_required=False)
     command = {"kind": "update", "merchant_id": merchant_id, "customer_id": customer_id}
-    command |= {"email": given.email, "metadata": given.metadata, "requested_at_ms": int(time.time() * 1000)}
+    sealed = await seal_email(merchant_id, customer_id, given.email) if given.email else None
+    command |= {"email": sealed, "metadata": given.metadata, "requested_at_ms": int(time.time() * 1000)}
     return await ask_owner(customer_commands, customer_key(merchant_id, customer_id), command)
