@@ -6,12 +6,28 @@ The keys travel in libpq's `options` (as `-c core.email_key=...`), so they never
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiopg
 import psycopg2.extras
 
 from core_app.settings import Settings
+
+INT64_DIGITS = 18  # every integer of at most 18 digits fits in 64 bits
+
+
+def _jsonb_number(text: str) -> int | float:
+    """jsonb prints a large float without an exponent (1e30 -> 1000...0); read such a number back as
+    the float it was, not as an integer the tables' JSON codec (64-bit) cannot write."""
+    return int(text) if len(text.lstrip("-")) <= INT64_DIGITS else float(text)
+
+
+def load_jsonb(text: str) -> Any:
+    return json.loads(text, parse_int=_jsonb_number)
+
+
+psycopg2.extras.register_default_jsonb(globally=True, loads=load_jsonb)
 
 
 def _escape_option(value: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +29,12 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
-def _storable_text(value: Any) -> bool:
-    """PostgreSQL's jsonb refuses NUL and unpaired surrogates; they must be a 400, not a failure later."""
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _storable(value: Any) -> bool:
+    """What PostgreSQL's jsonb and the table's JSON codec both take: no NUL or unpaired surrogates in
+    text, integers within 64 bits, finite numbers. Anything else must be a 400, not a failure later."""
     if isinstance(value, str):
         if "\x00" in value:
             return False
@@ -38,10 +43,16 @@ def _storable_text(value: Any) -> bool:
         except UnicodeEncodeError:
             return False
         return True
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return INT64_MIN <= value <= INT64_MAX
+    if isinstance(value, float):  # PostgreSQL reads 1e30 back as an integer: bound floats the same
+        return math.isfinite(value) and INT64_MIN <= value <= INT64_MAX
     if isinstance(value, dict):
-        return all(_storable_text(k) and _storable_text(v) for k, v in value.items())
+        return all(_storable(k) and _storable(v) for k, v in value.items())
     if isinstance(value, list):
-        return all(_storable_text(item) for item in value)
+        return all(_storable(item) for item in value)
     return True
 
 
@@ -49,8 +60,10 @@ def check_json_document(raw: dict[str, Any], field: str) -> None:
     """Bounded depth and size, storable text: what any client JSON kept in a table must be."""
     if _deeper_than(raw, MAX_METADATA_DEPTH):
         raise ValidationFailed(field, f"must be nested at most {MAX_METADATA_DEPTH} levels deep")
-    if not _storable_text(raw):
-        raise ValidationFailed(field, "must not contain NUL characters or unpaired surrogates")
+    if not _storable(raw):
+        raise ValidationFailed(
+            field, "must hold only text without NUL or unpaired surrogates, and numbers within 64-bit range"
+        )
     if len(json.dumps(raw, default=str)) > MAX_METADATA_BYTES:
         raise ValidationFailed(field, f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
 

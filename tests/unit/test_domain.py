@@ -16,6 +16,7 @@ from core_app.domain.events import (
     apply_event,
 )
 from core_app.domain.pii import sanitize_metadata
+from core_app.domain.profile import CustomerInput
 from core_app.domain.rfm import RfmScore
 
 M = "6f1c2c3e-1111-4a55-9a55-000000000001"
@@ -182,3 +183,25 @@ def test_metadata_postgres_cannot_store_is_a_validation_error(bad: dict) -> None
     with pytest.raises(ValidationFailed) as caught:
         validate_metadata(bad)
     assert caught.value.field == "metadata"
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"big": 2**64},  # the table's JSON codec takes 64-bit integers only (found by schemathesis)
+        {"nested": [{"small": -(2**63) - 1}]},
+        {"inf": float("inf")},
+        {"huge_float": -1.8e196},  # jsonb would print it as a 197-digit integer
+        {"nan": float("nan")},
+        {"nul": "a\x00b"},
+    ],
+)
+def test_metadata_that_cannot_be_stored_is_refused_naming_the_field(metadata: dict) -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        CustomerInput.parse("ana@example.com", metadata, email_required=True)
+    assert refused.value.field == "metadata"
+
+
+def test_metadata_at_the_64_bit_edges_is_kept() -> None:
+    given = CustomerInput.parse("ana@example.com", {"a": 2**63 - 1, "b": -(2**63), "c": 1.5}, True)
+    assert given.metadata == {"a": 2**63 - 1, "b": -(2**63), "c": 1.5}
