@@ -15,6 +15,7 @@ from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server
 from mode import Service
 
+from core_app.rpc.request_metrics import instrument
 from core_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class GrpcServer(Service):
         self.settings = settings
         services = [*handlers, Health()]
         self.server = Server(ServerReflection.extend(services))
+        instrument(self.server)  # latency per method, x-core-source trailer
 
     async def on_start(self) -> None:
         await self.server.start(self.settings.grpc_host, self.settings.grpc_port)

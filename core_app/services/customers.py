@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 from agents.topics import customer_commands
-from core_app import metrics
+from core_app import metrics, read_source
 from core_app.app import app
 from core_app.domain.customer import CustomerState, customer_key
 from core_app.domain.errors import NotFound
@@ -54,8 +54,10 @@ async def _from_cache(runtime: Runtime, key: str) -> dict[str, Any] | None:
         cached = await runtime.redis.get(key)
     except Exception as exc:  # a cache outage degrades to PostgreSQL, it never fails the read
         metrics.cache_errors.labels("get").inc()
+        metrics.cache_lookup("customer", hit=False)
         log.warning("cache read failed", extra={"error": str(exc)})
         return None
+    metrics.cache_lookup("customer", hit=cached is not None)
     return json.loads(cached) if cached is not None else None
 
 
@@ -106,6 +108,7 @@ async def get_customer(merchant_id: Any, customer_id: Any) -> dict[str, Any]:
     customer_id = parse_uuid(customer_id, "customer_id")
     view, source = await read_customer(merchant_id, customer_id)
     metrics.reads.labels(source).inc()
+    read_source.record(source)
     return view | {"source": source}
 
 
@@ -114,6 +117,7 @@ async def get_customer_rfm(merchant_id: Any, customer_id: Any) -> dict[str, int]
     customer_id = parse_uuid(customer_id, "customer_id")
     view, source = await read_customer(merchant_id, customer_id)
     metrics.rfm_reads.labels(source).inc()
+    read_source.record(source)
     if not view["rfm_score"]:
         raise NotFound("RFM score of customer", customer_id)
     return dict(view["rfm_score"])
