@@ -20,11 +20,11 @@ from core_app.domain.errors import NotFound
 from core_app.domain.events import parse_uuid
 from core_app.domain.profile import CustomerInput
 from core_app.repository import fetch_customer
-from core_app.routing import owner_url, same_worker
+from core_app.routing import partition_owner, same_worker, table_partition
 from core_app.runtime import Runtime, get_runtime
 from core_app.services.commands import ask_owner
 from core_app.services.owners import owner_get
-from tables.customers import local_customer
+from tables.customers import stored_customer
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +69,37 @@ async def _to_cache(runtime: Runtime, key: str, view: dict[str, Any]) -> None:
         log.warning("cache write failed", extra={"error": str(exc)})
 
 
-def local_view(merchant_id: str, customer_id: str) -> dict[str, Any] | None:
-    """This worker's table value, for the internal owner route."""
-    state = local_customer(merchant_id, customer_id)
-    return customer_view(state) if state is not None else None
+def stored_view(stored: dict[str, Any]) -> dict[str, Any]:
+    """customer_view of a stored state dict, without building the CustomerState (the hot read path).
+
+    A unit test keeps it equal to `customer_view(CustomerState.from_dict(stored))`.
+    """
+    return {
+        "id": stored["customer_id"],
+        "merchant_id": stored["merchant_id"],
+        "rfm_score": stored.get("rfm_score", {}),
+        "metadata": stored.get("metadata", {}),
+        "version": stored.get("version", 0),
+        "redacted": stored.get("redacted_at") is not None,
+        "created_at": stored.get("created_at"),
+        "updated_at": stored.get("updated_at"),
+    }
+
+
+def local_view(merchant_id: str, customer_id: str, partition: int | None = None) -> dict[str, Any] | None:
+    """This worker's table value (for reads, and the internal owner route)."""
+    stored = stored_customer(merchant_id, customer_id, partition)
+    return stored_view(stored) if stored is not None else None
+
+
+_this_worker: dict[str, bool] = {}  # owner URL -> is it this worker (a handful of entries)
+
+
+def _is_this_worker(owner: str, runtime: Runtime) -> bool:
+    mine = _this_worker.get(owner)
+    if mine is None:
+        mine = _this_worker[owner] = same_worker(owner, runtime.settings.web_url)
+    return mine
 
 
 async def read_customer(merchant_id: str, customer_id: str) -> tuple[dict[str, Any], str]:
@@ -82,9 +109,10 @@ async def read_customer(merchant_id: str, customer_id: str) -> tuple[dict[str, A
     is asked over the internal route. Either can miss a customer that no event has touched yet.
     """
     runtime = get_runtime()
-    owner = owner_url(app, "customers", customer_key(merchant_id, customer_id))
-    if owner is None or same_worker(owner, runtime.settings.web_url):
-        view = local_view(merchant_id, customer_id)
+    partition = table_partition(app, "customers", customer_key(merchant_id, customer_id))
+    owner = partition_owner(app, "customers", partition)
+    if owner is None or _is_this_worker(owner, runtime):
+        view = local_view(merchant_id, customer_id, partition)
         if view is not None:
             return view, "table"
     else:
@@ -107,7 +135,7 @@ async def get_customer(merchant_id: Any, customer_id: Any) -> dict[str, Any]:
     merchant_id = parse_uuid(merchant_id, "merchant_id")
     customer_id = parse_uuid(customer_id, "customer_id")
     view, source = await read_customer(merchant_id, customer_id)
-    metrics.reads.labels(source).inc()
+    metrics.count_read(metrics.reads, source)
     read_source.record(source)
     return view | {"source": source}
 
@@ -116,7 +144,7 @@ async def get_customer_rfm(merchant_id: Any, customer_id: Any) -> dict[str, int]
     merchant_id = parse_uuid(merchant_id, "merchant_id")
     customer_id = parse_uuid(customer_id, "customer_id")
     view, source = await read_customer(merchant_id, customer_id)
-    metrics.rfm_reads.labels(source).inc()
+    metrics.count_read(metrics.rfm_reads, source)
     read_source.record(source)
     if not view["rfm_score"]:
         raise NotFound("RFM score of customer", customer_id)
