@@ -12,6 +12,8 @@ import time
 import uuid
 from typing import Any
 
+import orjson
+
 from agents.topics import customer_commands
 from core_app import metrics, read_source
 from core_app.app import app
@@ -58,12 +60,19 @@ async def _from_cache(runtime: Runtime, key: str) -> dict[str, Any] | None:
         log.warning("cache read failed", extra={"error": str(exc)})
         return None
     metrics.cache_lookup("customer", hit=cached is not None)
-    return json.loads(cached) if cached is not None else None
+    return orjson.loads(cached) if cached is not None else None
+
+
+def _json(view: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(view)
+    except TypeError:  # integers beyond 64 bits in metadata
+        return json.dumps(view).encode()
 
 
 async def _to_cache(runtime: Runtime, key: str, view: dict[str, Any]) -> None:
     try:
-        await runtime.redis.set(key, json.dumps(view), ex=CUSTOMER_CACHE_TTL)
+        await runtime.redis.set(key, _json(view), ex=CUSTOMER_CACHE_TTL)
     except Exception as exc:
         metrics.cache_errors.labels("set").inc()
         log.warning("cache write failed", extra={"error": str(exc)})

@@ -21,3 +21,14 @@ def test_stored_view_equals_the_view_of_the_state() -> None:
     minimal = {"merchant_id": "m", "customer_id": "c", "email": None, "email_hash": None}
     for stored in (full.to_dict(), minimal):
         assert stored_view(stored) == customer_view(CustomerState.from_dict(stored))
+
+
+def test_answers_and_cache_entries_hold_integers_beyond_64_bits() -> None:
+    import json
+
+    from core_app.services.customers import _json
+    from views.responses import json_body
+
+    view = {"id": "c", "metadata": {"big": 10**30, "name": "Zoë"}}
+    assert json.loads(_json(view)) == view
+    assert json.loads(json_body(view).body) == view
