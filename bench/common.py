@@ -57,6 +57,7 @@ class Worker:
     process: subprocess.Popen[bytes]
     http_port: int
     log_path: Path
+    grpc_port: int = 0
 
     @property
     def url(self) -> str:
@@ -64,13 +65,13 @@ class Worker:
 
     @classmethod
     def start(cls, env: dict[str, str], log_path: Path) -> Worker:
-        http_port = free_port()
-        env = env | {"HTTP_PORT": str(http_port), "GRPC_PORT": str(free_port())}
+        http_port, grpc_port = free_port(), free_port()
+        env = env | {"HTTP_PORT": str(http_port), "GRPC_PORT": str(grpc_port)}
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "core_app", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
             )
-        return cls(process, http_port, log_path)
+        return cls(process, http_port, log_path, grpc_port)
 
     def peak_rss_mib(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
 
 customers_created = Counter("core_customers_created_total", "Customers created, by merchant", ["merchant_id"])
 events_processed = Counter("core_events_processed_total", "Consumed events applied", ["topic"])
@@ -21,7 +23,66 @@ dependency_up = Gauge(
     "core_dependency_up", "1 when the last health probe reached the dependency", ["dependency"]
 )
 rfm_reads = Counter("core_rfm_reads_total", "RFM score reads", ["source"])
+READ_SOURCES = ("table", "owner", "redis", "postgres")
+_read_children = {
+    (counter, source): counter.labels(source) for counter in (reads, rfm_reads) for source in READ_SOURCES
+}
+
+
+def count_read(counter: Counter, source: str) -> None:
+    """`counter.labels(source).inc()` without the per-call label lookup (every read counts one).
+
+    The children exist from the start, so every source shows on /metrics at 0 before its first read.
+    """
+    _read_children[counter, source].inc()
+
+
 cache_errors = Counter("core_cache_errors_total", "Redis cache reads or writes that failed", ["operation"])
 owner_read_errors = Counter(
     "core_owner_read_errors_total", "Reads routed to the owner worker that failed and fell back", ["reason"]
 )
+
+# Redis read-through cache (customers 24 h, settings 7 d). A failed lookup counts as a miss: the
+# cache did not answer and the read went on to PostgreSQL (the failure is also in cache_errors).
+# redis_cache_hit_rate is this worker's share since start; across workers, compute it with PromQL:
+#   sum(rate(core_cache_hits_total[5m]))
+#     / (sum(rate(core_cache_hits_total[5m])) + sum(rate(core_cache_misses_total[5m])))
+cache_hits = Counter("core_cache_hits_total", "Redis cache lookups in the read path that hit", ["cache"])
+cache_misses = Counter(
+    "core_cache_misses_total", "Redis cache lookups in the read path that missed or failed", ["cache"]
+)
+cache_hit_rate = Gauge(
+    "redis_cache_hit_rate", "Share of this worker's Redis cache lookups that hit since it started"
+)
+_cache_totals = [0, 0]  # hits, misses: the gauge's own tally, cheaper than reading the counters back
+
+
+def cache_lookup(cache: str, hit: bool) -> None:
+    """Count one lookup of `cache` ("customer" or "settings") and refresh redis_cache_hit_rate."""
+    if hit:
+        cache_hits.labels(cache).inc()
+        _cache_totals[0] += 1
+    else:
+        cache_misses.labels(cache).inc()
+        _cache_totals[1] += 1
+    cache_hit_rate.set(_cache_totals[0] / (_cache_totals[0] + _cache_totals[1]))
+
+
+# Request latency per transport. `route` is bounded: the REST route template with its HTTP method
+# ("GET /core/v1/customers"), or the gRPC method path of a served method; never a raw path.
+REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+request_duration = Histogram(
+    "core_request_duration_seconds",
+    "Request latency by transport (rest, graphql, grpc), route template or gRPC method, and status",
+    ["transport", "route", "status"],
+    buckets=REQUEST_BUCKETS,
+)
+_request_children: dict[tuple[str, str, str], Any] = {}
+
+
+def observe_request(transport: str, route: str, status: str, seconds: float) -> None:
+    labels = (transport, route, status)
+    child = _request_children.get(labels)
+    if child is None:
+        child = _request_children[labels] = request_duration.labels(*labels)
+    child.observe(seconds)

@@ -15,6 +15,7 @@ from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server
 from mode import Service
 
+from core_app.rpc.request_metrics import instrument
 from core_app.security.grpc_listener import install_grpc_security
 from core_app.settings import Settings
 
@@ -46,6 +47,7 @@ class GrpcServer(Service):
         self.settings = settings
         services = [*handlers, Health()]
         self.server = Server(ServerReflection.extend(services))
+        instrument(self.server)  # latency per method, x-core-source trailer
         install_grpc_security(self.server)  # every RPC but health and reflection
 
     async def on_start(self) -> None:

@@ -12,9 +12,10 @@ from core_app.app import app
 from core_app.domain.customer import CustomerState, customer_key
 from core_app.repository import fetch_customers
 from core_app.retry import infra_retry
+from core_app.routing import key_partition
 from core_app.runtime import get_runtime
 from tables.context import processing
-from tables.rocksdb import rocksdb_options
+from tables.rocksdb import read_in_partition, rocksdb_options
 
 customers_table = app.Table(
     "customers",
@@ -26,9 +27,22 @@ customers_table = app.Table(
 )
 
 
-def local_customer(merchant_id: str, customer_id: str) -> CustomerState | None:
-    """The table's value if this worker holds the key's partition (active or standby)."""
-    value = customers_table.get(customer_key(merchant_id, customer_id))
+def stored_customer(merchant_id: str, customer_id: str, partition: int | None = None) -> dict | None:
+    """The table's stored value (CustomerState.to_dict) if this worker holds the key's partition.
+
+    Only the key's own partition is read, once: every write lands there (the key's own event is
+    current, docs/decisions.md D19, D29). Faust's `table.get` would probe every partition this
+    worker holds and read the key twice (`in`, then the get).
+    """
+    key = customer_key(merchant_id, customer_id)
+    if partition is None:
+        partition = key_partition(key, customers_table.partitions or app.conf.topic_partitions)
+    return read_in_partition(customers_table, key, partition)
+
+
+def local_customer(merchant_id: str, customer_id: str, partition: int | None = None) -> CustomerState | None:
+    """The table's value as a CustomerState (see stored_customer)."""
+    value = stored_customer(merchant_id, customer_id, partition)
     return CustomerState.from_dict(value) if value is not None else None
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from core_app.settings import Settings
 
 
@@ -22,3 +24,25 @@ def rocksdb_options(settings: Settings) -> dict[str, Any]:
         "block_cache_size": settings.rocksdb_block_cache_mb * mib,
         "block_cache_compressed_size": 0,
     }
+
+
+def read_in_partition(table: Any, key: Any, partition: int) -> Any:
+    """The table's value for `key` from one partition's RocksDB only (one get), or None.
+
+    This reaches into Faust's RocksDB store (`_dbs`, `_encode_key`, `_decode_value` of
+    faust-streaming 0.15, pinned): the read-path integration tests would show a change as reads no
+    longer answered by the table. A partition this worker has not opened holds nothing here; a
+    store without `_dbs` (memory://) is read the public way.
+    """
+    store = table.data
+    dbs = getattr(store, "_dbs", None)
+    if dbs is None:
+        return table.get(key)
+    db = dbs.get(partition)
+    if db is None:
+        return None
+    raw = db.get(store._encode_key(key))
+    if raw is None:
+        return None
+    # Faust's json codec gives the same dict as orjson, through four layers of registry calls.
+    return orjson.loads(raw) if store.value_serializer == "json" else store._decode_value(raw)

@@ -9,6 +9,7 @@ from core_app.security.http import security_middleware
 from views import customers, health, internal, settings
 from views.errors import error_middleware
 from views.graphql import graphql_handler
+from views.request_metrics import request_metrics
 
 ROUTES: list[tuple[str, str, object]] = [
     ("GET", "/health", health.health),
@@ -28,6 +29,7 @@ def build_web_app() -> web.Application:
     web_app = web.Application(
         middlewares=[error_middleware, security_middleware], client_max_size=1024 * 1024
     )
+    web_app.middlewares.insert(0, request_metrics)  # outermost: sees every final status
     for method, path, handler in ROUTES:
         web_app.router.add_route(method, path, handler)  # type: ignore[arg-type]
     web_app.router.add_route("*", "/graphql", graphql_handler())

@@ -7,6 +7,7 @@ from aiohttp import web
 from core_app.domain.errors import ValidationFailed
 from core_app.services import customers as service
 from views.errors import json_object
+from views.responses import json_body
 
 
 def _required(request: web.Request, name: str) -> str:
@@ -20,7 +21,7 @@ async def get_customer(request: web.Request) -> web.Response:
     customer = await service.get_customer(
         _required(request, "merchant_id"), _required(request, "customer_id")
     )
-    return web.json_response(customer)
+    return json_body(customer)
 
 
 async def create_customer(request: web.Request) -> web.Response:

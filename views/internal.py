@@ -7,6 +7,7 @@ from aiohttp import web
 from core_app.domain.events import parse_uuid
 from core_app.services.customers import local_view
 from tables.settings import local_settings
+from views.responses import json_body
 
 
 async def owner_customer(request: web.Request) -> web.Response:
@@ -16,7 +17,7 @@ async def owner_customer(request: web.Request) -> web.Response:
     view = local_view(merchant_id, customer_id)
     if view is None:
         raise web.HTTPNotFound()
-    return web.json_response(view)
+    return json_body(view)
 
 
 async def owner_settings(request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from agents.topics import settings_commands
+from core_app import metrics, read_source
 from core_app.app import app
 from core_app.domain.errors import NotFound
 from core_app.domain.events import parse_uuid
@@ -37,19 +38,23 @@ async def get_program_settings(merchant_id: Any) -> dict[str, Any]:
     runtime = get_runtime()
     owner = owner_url(app, "program_settings", merchant_id)
     if owner is None or same_worker(owner, runtime.settings.web_url):
-        found = local_settings(merchant_id)
+        found, source = local_settings(merchant_id), "table"
     else:
-        found = await owner_get(runtime, owner, f"/internal/v1/settings/{merchant_id}")
+        found, source = await owner_get(runtime, owner, f"/internal/v1/settings/{merchant_id}"), "owner"
     if found is not None:
+        read_source.record(source)
         return settings_view(found)
     cache_key = runtime.redis_key(f"settings:{merchant_id}")
     cached = await runtime.redis.get(cache_key)
+    metrics.cache_lookup("settings", hit=cached is not None)
     if cached is not None:
+        read_source.record("redis")
         return settings_view(json.loads(cached))
     found = await fetch_settings(runtime.pool, merchant_id)
     if found is None:
         raise NotFound("program settings of merchant", merchant_id)
     await runtime.redis.set(cache_key, json.dumps(found), ex=SETTINGS_CACHE_TTL)
+    read_source.record("postgres")
     return settings_view(found)
 
 

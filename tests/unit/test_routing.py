@@ -15,3 +15,18 @@ def test_partition_is_what_kafkas_default_partitioner_picks_for_the_raw_key() ->
 def test_same_worker_ignores_a_trailing_slash() -> None:
     assert same_worker("http://10.0.0.5:8080/", "http://10.0.0.5:8080")
     assert not same_worker("http://10.0.0.6:8080", "http://10.0.0.5:8080")
+
+
+def test_murmur2_equals_aiokafkas_for_every_tail_length() -> None:
+    import os
+
+    from aiokafka.partitioner import murmur2 as reference
+
+    from core_app.routing import murmur2
+
+    for length in range(0, 120):
+        for _ in range(10):
+            data = os.urandom(length)
+            assert murmur2(data) == reference(data)
+    key = "é-merchant:ü-customer".encode()
+    assert murmur2(key) == reference(key)

@@ -1,0 +1,403 @@
+"""Read benchmark: REST and gRPC reads of one worker against bare handlers, in one run.
+
+    .venv/bin/python -m bench.reads [--customers 10000] [--duration 10] [--concurrency 64]
+                                    [--fallback-customers 40000] [--grpc-clients 1]
+
+Every phase runs `--concurrency` clients for `--duration` seconds from a separate process: wrk
+(`bench/reads.lua`, ids varying per request) for HTTP, `bench/grpc_load.py` (grpclib) for gRPC.
+(a) a bare aiohttp handler returning a constant;  (b) a bare grpclib unary handler returning a
+    constant (`bench/bare_servers.py`, its own process);
+(c) REST `GET /core/v1/customers` and (d) gRPC `GetCustomerRFM` answered from the worker's table:
+    `--customers` customers inserted into PostgreSQL, then one `rfm.updated` event each;
+(e) the same, answered from Redis: customers of a second merchant that no event touched (never in
+    the table), whose Redis entries a first read filled;
+(f) the PostgreSQL fallback: more never-loaded customers of that merchant, Redis empty for them,
+    each read once (the load generators never repeat an id before the list is exhausted, and the
+    phase checks the sources on /metrics): every read misses the table and Redis, reads PostgreSQL
+    and writes the answer to Redis.
+Ratios are printed last. Needs wrk (`apt-get install wrk`), the local PostgreSQL and Redis; starts
+its own Tansu, registry and worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from array import array
+from asyncio.subprocess import PIPE
+from collections.abc import Awaitable
+from pathlib import Path
+
+import aiohttp
+import psycopg2
+import psycopg2.extras
+import redis.asyncio as aioredis
+
+from bench.common import Worker, free_port, metric, start_tansu, wait_http_ok
+from bench.ingest import insert_customers, produce_rfm, rows_at_version, worker_env
+from core_app import db
+from core_app.events.codec import EventCodec
+from core_app.migrate import migrate
+from core_app.schema_registry.run import start_registry
+from core_app.settings import Settings
+from core_app.topics import ensure_topics
+
+BENCH = Path(__file__).resolve().parent
+LUA = BENCH / "reads.lua"
+WARMUP_SECONDS = 2
+REDIS_CUSTOMERS = 2_000  # (e) cycles over these; they stay cached, so repeats are fine
+
+
+def section(title: str) -> None:
+    print(f"\n== {title}", flush=True)
+
+
+def insert_scored_customers(settings: Settings, merchant_id: str, count: int) -> list[str]:
+    """Customers in PostgreSQL only, with an RFM score, so GetCustomerRFM answers without an event."""
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    conn = psycopg2.connect(settings.db_dsn, options=db.connection_options(settings))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO merchants (id, shop_domain) VALUES (%s, %s)", (merchant_id, merchant_id))
+        for start in range(0, count, 10_000):
+            rows = [
+                (
+                    cid,
+                    merchant_id,
+                    f"{cid}@bench.example",
+                    json.dumps({"recency": 1, "frequency": 2, "monetary": n}),
+                )
+                for n, cid in enumerate(ids[start : start + 10_000], start)
+            ]
+            psycopg2.extras.execute_values(
+                cur,
+                "INSERT INTO customers (id, merchant_id, email, rfm_score) VALUES %s",
+                rows,
+                page_size=10_000,
+            )
+    conn.close()
+    return ids
+
+
+def write_ids(path: Path, ids: list[str]) -> Path:
+    path.write_text("\n".join(ids) + "\n")
+    return path
+
+
+async def run_wrk(args: argparse.Namespace, url: str, prefix: str, ids_file: Path, seconds: int) -> dict:
+    threads = args.wrk_threads
+    process = await asyncio.create_subprocess_exec(
+        "wrk", f"-t{threads}", f"-c{args.concurrency}", f"-d{seconds}s", "--timeout", "10s",
+        "-s", str(LUA), url, "--", str(ids_file), prefix, str(threads), stdout=PIPE, stderr=PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    lines = [line for line in out.decode().splitlines() if line.startswith("{")]
+    if process.returncode != 0 or not lines:
+        raise RuntimeError(f"wrk failed: {out.decode()[-2000:]} {err.decode()[-2000:]}")
+    return json.loads(lines[-1])
+
+
+async def run_grpc_load(
+    args: argparse.Namespace, port: int, merchant_id: str, ids: list[str], workdir: Path, seconds: float
+) -> dict:
+    """`--grpc-clients` load processes sharing `--concurrency` calls in flight and the ids."""
+    clients = args.grpc_clients
+    processes = []
+    for n in range(clients):
+        ids_file = write_ids(workdir / f"grpc-ids-{n}.txt", ids[n::clients])
+        argv = ["--port", str(port), "--merchant-id", merchant_id, "--ids", str(ids_file)]
+        argv += ["--concurrency", str(args.concurrency // clients), "--duration", str(seconds)]
+        argv += ["--latencies-out", str(workdir / f"grpc-lat-{n}.bin")]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.grpc_load", *argv, stdout=PIPE, stderr=PIPE
+        )
+        processes.append(process)
+    reports = []
+    for process in processes:
+        out, err = await process.communicate()
+        if process.returncode != 0:
+            raise RuntimeError(f"grpc_load failed: {err.decode()[-2000:]}")
+        reports.append(json.loads(out.decode().splitlines()[-1]))
+    latencies = array("d")
+    for n in range(clients):
+        path = workdir / f"grpc-lat-{n}.bin"
+        latencies.frombytes(path.read_bytes())
+    ordered = sorted(latencies)
+
+    def pct(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] * 1000 if ordered else 0.0
+
+    return {
+        "requests": sum(r["requests"] for r in reports),
+        "seconds": max(r["seconds"] for r in reports),
+        "errors": sum(r["errors"] for r in reports),
+        "non_2xx": 0,
+        "p50_ms": pct(50),
+        "p99_ms": pct(99),
+        "wrapped": sum(r["wrapped"] for r in reports),
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (/proc/PID/stat utime, stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measured(server_pid: int, load: Awaitable[dict]) -> dict:
+    """Run `load` and add the server's CPU per request: unlike req/s, it barely moves when other
+    processes compete for the cores."""
+    before = cpu_seconds(server_pid)
+    report = await load
+    report["cpu_us"] = (cpu_seconds(server_pid) - before) * 1e6 / max(1, report["requests"])
+    report["load"] = os.getloadavg()[0]
+    return report
+
+
+def show(name: str, report: dict) -> dict:
+    report["rate"] = report["requests"] / report["seconds"]
+    bad = report["errors"] + report["non_2xx"]
+    print(
+        f"{name}: {report['rate']:,.0f} req/s  p50 {report['p50_ms']:.2f} ms  p99 {report['p99_ms']:.2f} ms"
+        f"  server CPU {report['cpu_us']:.0f} us/req  ({report['requests']:,} requests"
+        f"{f', {bad:,} failed' if bad else ''}; load average {report['load']:.1f})",
+        flush=True,
+    )
+    if bad:
+        raise RuntimeError(f"{name}: {bad} failed requests")
+    return report
+
+
+async def read_sources(worker: Worker, name: str) -> dict[str, float]:
+    return {
+        source: await metric(worker, name, source=source)
+        for source in ("table", "owner", "redis", "postgres")
+    }
+
+
+async def sources_during(worker: Worker, name: str, before: dict[str, float]) -> dict[str, int]:
+    after = await read_sources(worker, name)
+    return {
+        source: int(after[source] - before[source]) for source in after if after[source] != before[source]
+    }
+
+
+async def prewarm_redis(worker: Worker, merchant_id: str, ids: list[str]) -> None:
+    """One REST read per id (each answered by PostgreSQL and cached in Redis)."""
+    limit = asyncio.Semaphore(32)
+    async with aiohttp.ClientSession() as http:
+
+        async def read(customer_id: str) -> None:
+            params = {"merchant_id": merchant_id, "customer_id": customer_id}
+            async with limit, http.get(f"{worker.url}/core/v1/customers", params=params) as response:
+                assert response.status == 200, await response.text()
+
+        await asyncio.gather(*(read(customer_id) for customer_id in ids))
+
+
+async def drop_redis_keys(settings: Settings) -> None:
+    client = aioredis.Redis.from_url(settings.redis_dsn)
+    try:
+        batch = []
+        async for key in client.scan_iter(match=f"{settings.redis_key_prefix}*", count=5000):
+            batch.append(key)
+            if len(batch) >= 5000:
+                await client.unlink(*batch)
+                batch.clear()
+        if batch:
+            await client.unlink(*batch)
+    finally:
+        await client.aclose()
+
+
+async def measure_worker(
+    args: argparse.Namespace,
+    worker: Worker,
+    workdir: Path,
+    results: dict[str, dict],
+    table: tuple[str, list[str]],
+    fallback: tuple[str, list[str]],
+) -> None:
+    table_merchant, table_ids = table
+    cold_merchant, cold_ids = fallback
+    rest_prefix = "/core/v1/customers?merchant_id={m}&customer_id="
+    redis_ids, rest_cold, grpc_cold = (
+        cold_ids[:REDIS_CUSTOMERS],
+        cold_ids[REDIS_CUSTOMERS::2],
+        cold_ids[REDIS_CUSTOMERS + 1 :: 2],
+    )
+
+    async def rest(name: str, merchant_id: str, ids: list[str], warmup: bool, expect: str) -> None:
+        ids_file = write_ids(workdir / f"{name}.txt", ids)
+        prefix = rest_prefix.format(m=merchant_id)
+        if warmup:
+            await run_wrk(args, worker.url, prefix, ids_file, WARMUP_SECONDS)
+        before = await read_sources(worker, "core_customer_reads_total")
+        load = run_wrk(args, worker.url, prefix, ids_file, args.duration)
+        results[name] = show(name, await measured(worker.process.pid, load))
+        check_sources(name, await sources_during(worker, "core_customer_reads_total", before), expect)
+
+    async def grpc(name: str, merchant_id: str, ids: list[str], warmup: bool, expect: str) -> None:
+        if warmup:
+            await run_grpc_load(args, worker.grpc_port, merchant_id, ids, workdir, WARMUP_SECONDS)
+        before = await read_sources(worker, "core_rfm_reads_total")
+        load = run_grpc_load(args, worker.grpc_port, merchant_id, ids, workdir, args.duration)
+        results[name] = show(name, await measured(worker.process.pid, load))
+        check_sources(name, await sources_during(worker, "core_rfm_reads_total", before), expect)
+
+    section("(c) REST GET /core/v1/customers, from the table")
+    await rest("rest_table", table_merchant, table_ids, True, "table")
+    section("(d) gRPC GetCustomerRFM, from the table")
+    await grpc("grpc_table", table_merchant, table_ids, True, "table")
+
+    section(f"(e) from Redis: {len(redis_ids):,} never-loaded customers, cached by one read each")
+    await prewarm_redis(worker, cold_merchant, redis_ids)
+    await rest("rest_redis", cold_merchant, redis_ids, False, "redis")
+    await grpc("grpc_redis", cold_merchant, redis_ids, False, "redis")
+
+    section(f"(f) PostgreSQL fallback: {len(rest_cold):,} + {len(grpc_cold):,} never-read customers")
+    await rest("rest_postgres", cold_merchant, rest_cold, False, "postgres")
+    await grpc("grpc_postgres", cold_merchant, grpc_cold, False, "postgres")
+
+
+def check_sources(name: str, sources: dict[str, int], expect: str) -> None:
+    others = {k: v for k, v in sources.items() if k != expect}
+    print(f"   answered by: {', '.join(f'{k} {v:,}' for k, v in sources.items())}", flush=True)
+    if others:
+        print(f"   WARNING: {name} expected only {expect}; raise --fallback-customers if ids wrapped")
+
+
+async def run(args: argparse.Namespace) -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench/reads.py needs wrk: apt-get install -y wrk")
+    workdir = Path(tempfile.mkdtemp(prefix="core-bench-reads-"))
+    settings = Settings(
+        core_db_name=f"core_bench_{uuid.uuid4().hex[:6]}", redis_key_prefix=f"bench:{uuid.uuid4().hex[:6]}:"
+    )
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
+    migrate(settings)
+    tansu = start_tansu(workdir)
+    registry_port = free_port()
+    registry = await start_registry(settings, "127.0.0.1", registry_port)
+    registry_url = f"http://127.0.0.1:{registry_port}"
+    await ensure_topics(settings.model_copy(update={"kafka_broker": tansu.url, "kafka_topic_partitions": 12}))
+    codec = EventCodec(registry_url, settings.avro_dir)
+    await codec.register_all()
+    results: dict[str, dict] = {}
+    bare = None
+    try:
+        table_merchant, cold_merchant = str(uuid.uuid4()), str(uuid.uuid4())
+        cold_count = REDIS_CUSTOMERS + 2 * args.fallback_customers
+        section(
+            f"setup: {args.customers:,} customers loaded into the table, {cold_count:,} in PostgreSQL only"
+        )
+        started = time.perf_counter()
+        table_ids = insert_customers(settings, table_merchant, args.customers)
+        cold_ids = insert_scored_customers(settings, cold_merchant, cold_count)
+        await produce_rfm(tansu.bootstrap, codec, table_merchant, table_ids, 1)
+        print(f"inserted and produced in {time.perf_counter() - started:.1f}s", flush=True)
+
+        bare_http, bare_grpc = free_port(), free_port()
+        bare = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.bare_servers",
+            "--http-port", str(bare_http), "--grpc-port", str(bare_grpc),
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert bare.stdout is not None
+        await asyncio.wait_for(bare.stdout.readline(), 30)
+
+        env = worker_env(settings, tansu.url, registry_url, workdir, "bench-reads")
+        worker = Worker.start(env, workdir / "worker.log")
+        try:
+            await wait_http_ok(f"{worker.url}/ready", timeout=180)
+            print(f"worker pid {worker.process.pid}", flush=True)
+            while await metric(worker, "core_events_processed_total") < args.customers:
+                await asyncio.sleep(0.2)
+            while rows_at_version(settings, table_merchant, 1) < args.customers:
+                await asyncio.sleep(0.2)  # let the sink finish, so it does not compete with reads
+            print(f"table loaded and persisted after {time.perf_counter() - started:.1f}s", flush=True)
+
+            section("(a) bare aiohttp handler, constant body")
+            ids_file = write_ids(workdir / "bare.txt", table_ids)
+            prefix = f"/bare?merchant_id={table_merchant}&customer_id="
+            bare_url = f"http://127.0.0.1:{bare_http}"
+            await run_wrk(args, bare_url, prefix, ids_file, WARMUP_SECONDS)
+            load = run_wrk(args, bare_url, prefix, ids_file, args.duration)
+            results["rest_bare"] = show("rest_bare", await measured(bare.pid, load))
+            section("(b) bare grpclib unary handler, constant reply")
+            await run_grpc_load(args, bare_grpc, table_merchant, table_ids, workdir, WARMUP_SECONDS)
+            load = run_grpc_load(args, bare_grpc, table_merchant, table_ids, workdir, args.duration)
+            results["grpc_bare"] = show("grpc_bare", await measured(bare.pid, load))
+            bare.terminate()
+            await bare.wait()
+            bare = None
+
+            await measure_worker(
+                args, worker, workdir, results, (table_merchant, table_ids), (cold_merchant, cold_ids)
+            )
+        finally:
+            worker.stop()
+    finally:
+        if bare is not None:
+            bare.terminate()
+            await bare.wait()
+        await registry.cleanup()
+        tansu.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+        await drop_redis_keys(settings)
+        admin = psycopg2.connect(settings.model_copy(update={"core_db_name": "postgres"}).db_dsn)
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{settings.core_db_name}" WITH (FORCE)')
+        admin.close()
+    print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print_ratios(results)
+
+
+def print_ratios(results: dict[str, dict]) -> None:
+    section(f"ratios (same run, {os.cpu_count()} cores shared by server and load generator)")
+    for transport, bare in (("rest", "bare aiohttp"), ("grpc", "bare grpclib")):
+        table, base = results[f"{transport}_table"], results[f"{transport}_bare"]
+        label = transport.upper().ljust(4)
+        rate = table["rate"] / base["rate"]
+        verdict = "met" if rate >= 0.5 else f"MISSED by {(1 - rate / 0.5) * 100:.0f}%"
+        print(f"{label} table req/s / {bare:<13} = {rate:.2f}  target >= 0.5: {verdict}")
+        p99 = table["p99_ms"] / base["p99_ms"]
+        verdict = "met" if p99 <= 2 else f"MISSED by {(p99 / 2 - 1) * 100:.0f}%"
+        print(f"{label} table p99   / {bare + ' p99':<13} = {p99:.2f}  target <= 2.0: {verdict}")
+        cpu = table["cpu_us"] / base["cpu_us"]
+        print(
+            f"{label} table CPU/req / {bare:<11} = {cpu:.2f}  (server CPU per request; 2.0 ~ half the rate)"
+        )
+    for transport in ("rest", "grpc"):
+        table = results[f"{transport}_table"]["rate"]
+        label = transport.upper().ljust(4)
+        for tier in ("redis", "postgres"):
+            ratio = results[f"{transport}_{tier}"]["rate"] / table
+            print(f"{label} {tier + ' req/s':<14} / table          = {ratio:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per phase")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--fallback-customers", type=int, default=40_000, help="never-read customers per transport for (f)"
+    )
+    parser.add_argument("--grpc-clients", type=int, default=1, help="gRPC load processes sharing the calls")
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
