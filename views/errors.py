@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from core_app.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from core_app.domain.errors import Conflict, FeatureDisabled, NotFound, Unavailable, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_body(404, str(exc))
     except Conflict as exc:
         return error_body(409, exc.reason, exc.field)
+    except FeatureDisabled as exc:
+        return error_body(403, exc.reason, exc.field)
     except Unavailable as exc:
         return error_body(503, str(exc))
     except web.HTTPException:

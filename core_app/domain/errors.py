@@ -32,3 +32,12 @@ class Conflict(DomainError):
 
 class Unavailable(DomainError):
     """A dependency did not answer in time; the caller may retry."""
+
+
+class FeatureDisabled(DomainError):
+    """A feature flag is off for this merchant (REST 403, gRPC PERMISSION_DENIED)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
