@@ -115,17 +115,25 @@ class ImportRunner(Service):
         self.tasks: dict[str, tuple[asyncio.Task[None], int]] = {}
         self._slots: asyncio.Semaphore | None = None
         self.producer: AIOKafkaProducer | None = None
+        self._producer_lock = asyncio.Lock()
 
     async def on_start(self) -> None:
+        await self._ensure_producer()
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
         # Bulk customer.created: Faust's per-message send costs ~180 us a message here (D53).
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            client_id=f"{self.settings.worker_id}-imports",
-            acks="all",
-            linger_ms=5,
-            max_batch_size=1024 * 1024,
-        )
-        await self.producer.start()
+        async with self._producer_lock:
+            if self.producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.settings.kafka_bootstrap,
+                    client_id=f"{self.settings.worker_id}-imports",
+                    acks="all",
+                    linger_ms=5,
+                    max_batch_size=1024 * 1024,
+                )
+                await producer.start()
+                self.producer = producer
+            return self.producer
 
     def running(self, import_id: str) -> bool:
         return import_id in self.tasks
@@ -140,8 +148,8 @@ class ImportRunner(Service):
             self._slots = asyncio.Semaphore(self.settings.import_max_concurrent)
         async with self._slots:
             try:
-                assert self.producer is not None, "the runner starts with the worker"
-                await ImportRun(job, state, FaustJobIO(event, self.producer)).run()
+                producer = await self._ensure_producer()
+                await ImportRun(job, state, FaustJobIO(event, producer)).run()
             except asyncio.CancelledError:
                 log.info(
                     "import run stopped; it resumes where its partition goes",

@@ -148,7 +148,10 @@ class ImportRun:
         self.rows_done = 0  # highest record number handled, so a retried download skips them
         self.pending: list[_Pending] = []
         self.inflight: set[asyncio.Task[None]] = set()
-        self.db_slots = asyncio.Semaphore(2)  # batches in flight: parse the next while one is written
+        # Batches in flight (parse the next while others are written and announced), and at most two
+        # in PostgreSQL at once: the database stays busy while a batch's events go out.
+        self.batch_slots = asyncio.Semaphore(3)
+        self.db_slots = asyncio.Semaphore(2)
         self.failure: BaseException | None = None
         self.awaiting: dict[str, list[int]] = {}  # owner command id -> rows it carries
         self.all_confirmed = asyncio.Event()
@@ -335,14 +338,14 @@ class ImportRun:
         if not self.pending:
             return
         batch, self.pending = self.pending, []
-        await self.db_slots.acquire()
+        await self.batch_slots.acquire()
         task = asyncio.create_task(self._write_batch(batch))
         self.inflight.add(task)
         task.add_done_callback(self._batch_done)
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         self.inflight.discard(task)
-        self.db_slots.release()
+        self.batch_slots.release()
         if not task.cancelled() and task.exception() is not None and self.failure is None:
             self.failure = task.exception()
 
@@ -373,9 +376,37 @@ class ImportRun:
         return {**row.fields, "import_id": self.job.import_id, "imported_at": self.job.created_at}
 
     async def _write_batch(self, batch: list[_Pending]) -> None:
+        async with self.db_slots:
+            began = time.perf_counter()
+            existing, inserted = await self._store_batch(batch)
+            self.seconds["database"] += time.perf_counter() - began
+        created: list[tuple[_Pending, str]] = []
+        updates: list[tuple[_Pending, str]] = []
+        for item in batch:
+            if item.email_hash in inserted:
+                created.append((item, inserted[item.email_hash]))
+            elif item.email_hash in existing:
+                customer_id = existing[item.email_hash]
+                if customer_id == self._new_id(item.email_hash):
+                    created.append((item, customer_id))  # created by an earlier run of this import
+                else:
+                    updates.append((item, customer_id))
+            else:
+                self._row_error(
+                    RowError(item.row.row, "conflicts with an existing customer id; run the import again")
+                )
+        began = time.perf_counter()
+        await self._announce(created)
+        self.seconds["announce"] += time.perf_counter() - began
+        await self._send_updates(updates)
+        self.progress.created += len(created)
+        metrics.import_customers.labels(self.job.source, "created").inc(len(created))
+        self._save()
+
+    async def _store_batch(self, batch: list[_Pending]) -> tuple[dict[str, str], dict[str, str]]:
+        """(existing customers, customers inserted now), each email_hash -> customer_id."""
         pool, merchant_id = self.io.pool, self.job.merchant_id
         hashes = [item.email_hash for item in batch]
-        began = time.perf_counter()
         existing = await self._with_retries(
             "database", lambda: store.existing_customers(pool, merchant_id, hashes)
         )
@@ -396,29 +427,7 @@ class ImportRun:
             existing |= await self._with_retries(
                 "database", lambda: store.existing_customers(pool, merchant_id, raced)
             )
-        created: list[tuple[_Pending, str]] = []
-        updates: list[tuple[_Pending, str]] = []
-        for item in batch:
-            if item.email_hash in inserted:
-                created.append((item, inserted[item.email_hash]))
-            elif item.email_hash in existing:
-                customer_id = existing[item.email_hash]
-                if customer_id == self._new_id(item.email_hash):
-                    created.append((item, customer_id))  # created by an earlier run of this import
-                else:
-                    updates.append((item, customer_id))
-            else:
-                self._row_error(
-                    RowError(item.row.row, "conflicts with an existing customer id; run the import again")
-                )
-        self.seconds["database"] += time.perf_counter() - began
-        began = time.perf_counter()
-        await self._announce(created)
-        self.seconds["announce"] += time.perf_counter() - began
-        await self._send_updates(updates)
-        self.progress.created += len(created)
-        metrics.import_customers.labels(self.job.source, "created").inc(len(created))
-        self._save()
+        return existing, inserted
 
     async def _announce(self, created: list[tuple[_Pending, str]]) -> None:
         if not created:

@@ -29,6 +29,7 @@ from core_app.settings import REPO_ROOT, Settings
 from core_app.topics import CUSTOMER_CREATED, CUSTOMER_UPDATED, IMPORT_INITIATED, UPDATES
 from tests.conftest import import_root
 from tests.helpers import WorkerProcess, eventually, metric
+from tests.import_data import shopify_csv
 from tests.integration.conftest import pg
 from tests.integration.events import customer_rows, get_customer, new_merchant, read_topic
 from tests.integration.file_server import FileServer
@@ -271,34 +272,6 @@ async def test_each_source_format_imports_into_postgres_with_its_events(
     updates = await read_topic(tansu, CUSTOMER_UPDATED, lambda r: r.key == updated_key, 1)
     versions = [(await codec.decode(r.value))["version"] for r in updates]
     assert 2 in versions, versions
-
-
-def shopify_csv(rows: int, bad_every: int = 100) -> tuple[bytes, list[int]]:
-    """A Shopify export of `rows` customers, one in `bad_every` bad; (file, bad row numbers)."""
-    header = (
-        "Customer ID,First Name,Last Name,Email,Accepts Email Marketing,Default Address Company,"
-        "Default Address Address1,Default Address Address2,Default Address City,"
-        "Default Address Province Code,Default Address Country Code,Default Address Zip,"
-        "Default Address Phone,Phone,Accepts SMS Marketing,Total Spent,Total Orders,Note,Tax Exempt,Tags\n"
-    )
-    lines, bad = [header], []
-    for i in range(rows):
-        email, orders = f"customer{i:06d}@bulk.example.com", str(i % 40)
-        if i % bad_every == bad_every - 1:
-            bad.append(i + 2)
-            kind = (i // bad_every) % 3
-            if kind == 0:
-                email = f"customer{i:06d}.bulk.example.com"
-            elif kind == 1:
-                orders = "many"
-            else:
-                email = f"customer{i - 1:06d}@bulk.example.com"  # the row above: a duplicate
-        lines.append(
-            f"'{6000000 + i},First{i},Last{i},{email},yes,,{i} Main Street,,Springfield,IL,US,62701,,"
-            f'+1 555 {i % 10000:04d},no,{i % 500}.25,{orders},"Note for, customer {i}",no,'
-            f'"tag{i % 7}, bulk"\n'
-        )
-    return "".join(lines).encode(), bad
 
 
 async def test_50k_shopify_rows_with_bad_ones_complete_and_progress_streams_every_second(
