@@ -356,6 +356,7 @@ class RowParser:
 
     def __init__(self, source: str, header: list[str] | None = None) -> None:
         self.format = FORMATS[parse_source(source)]
+        self.kept = [column for column in self.format.columns if column.key and column.convert]
         self.positions: list[tuple[int, Column]] = []
         if header is not None:
             names = [normalise_header(name) for name in header]
@@ -396,12 +397,10 @@ class RowParser:
             return RowError(row, f"email: {exc.reason}")  # never echo the value: it is PII
         fields: dict[str, Any] = {}
         try:
-            for column in self.format.columns:
-                if column.key is None or column.convert is None:
-                    continue
-                value = column.convert(record.get(column.name), column.label)
+            for column in self.kept:
+                value = column.convert(record.get(column.name), column.label)  # type: ignore[misc]
                 if value is not None:
-                    fields[column.key] = value
+                    fields[column.key] = value  # type: ignore[index]
         except RowInvalid as exc:
             return RowError(row, exc.message)
         return ImportedRow(row, email, fields)
