@@ -158,6 +158,7 @@ class ImportRun:
         self.all_confirmed.set()
         self.commands_sent = 0
         self.seconds: dict[str, float] = defaultdict(float)  # time spent per stage, for the log
+        self._sending: asyncio.Task[None] | None = None  # the ticker's progress message in flight
 
     # -- the run ----------------------------------------------------------------------------------
 
@@ -170,6 +171,7 @@ class ImportRun:
         self._save()
         await self._publish()
         ticker = asyncio.create_task(self._tick())
+        status, reason = "completed", None
         try:
             async with self.io.replies(self.io.reply_channel(self.job.import_id)) as replies:
                 listener = asyncio.create_task(self._listen(replies))
@@ -181,22 +183,22 @@ class ImportRun:
                     await self._download_with_retries()
                     await self._drain()
                     await self._await_confirmations()
-                    self.progress.status = "completed"
                 finally:
                     listener.cancel()
         except ImportFailed as exc:
             await self._abandon()
-            self.progress.status, self.progress.failure_reason = "failed", str(exc)
+            status, reason = "failed", str(exc)
         except asyncio.CancelledError:
             await self._abandon()
             raise
         except Exception as exc:
             log.exception("import run failed", extra={"import_id": self.job.import_id})
             await self._abandon()
-            self.progress.status = "failed"
-            self.progress.failure_reason = f"internal error: {type(exc).__name__}"
+            status, reason = "failed", f"internal error: {type(exc).__name__}"
         finally:
-            ticker.cancel()
+            await self._stop_ticker(ticker)
+        # Only now: no ticker message can follow the final one.
+        self.progress.status, self.progress.failure_reason = status, reason
         self.progress.total = self.progress.processed
         self._save()
         await self._publish()
@@ -235,9 +237,22 @@ class ImportRun:
             log.warning("progress not published", extra={"import_id": self.job.import_id, "error": str(exc)})
 
     async def _tick(self) -> None:
+        """Progress at a fixed rate: a slow send or a busy loop delays one message, not the schedule."""
+        loop = asyncio.get_running_loop()
+        interval = self.settings.import_progress_interval
+        due = loop.time()
         while True:
-            await asyncio.sleep(self.settings.import_progress_interval)
-            await self._publish()
+            due += interval
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            due = max(due, loop.time() - interval)  # after a long stall, do not burst to catch up
+            if self._sending is None or self._sending.done():
+                self._sending = asyncio.create_task(self._publish())
+
+    async def _stop_ticker(self, ticker: asyncio.Task[None]) -> None:
+        """Stop the ticker and let its last message out first: the final message must come last."""
+        ticker.cancel()
+        if self._sending is not None and not self._sending.done():
+            await asyncio.wait({self._sending}, timeout=5)
 
     # -- retries ----------------------------------------------------------------------------------
 
