@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import shutil
 from collections.abc import Iterable
@@ -45,6 +46,9 @@ class CoreApp(faust.App):
         runtime_module.get_runtime().tables_recovered = True
         # `faust worker` leaves the root logger at DEBUG via its spinner handler; that costs 10-20%.
         logging.getLogger().setLevel(self.core_settings.log_level)
+        # Everything allocated so far lives as long as the worker: keep it out of the cyclic GC, whose
+        # full collections otherwise paused the event loop 80-220 ms every few seconds under load.
+        gc.freeze()
 
     async def on_shutdown(self) -> None:
         await super().on_shutdown()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from agents.customer_commands import customer_commands_agent
 from agents.gdpr_request_created import gdpr_request_created_agent
+from agents.import_updates import import_updates_agent
+from agents.imports import import_jobs_agent
+from agents.imports import runner as import_runner
 from agents.points_updated import points_updated_agent
 from agents.referral_created import referral_created_agent
 from agents.rekeyed import rekeyed_agent
@@ -28,6 +31,8 @@ AGENTS = (
     rekeyed_agent,
     customer_commands_agent,
     settings_commands_agent,
+    import_jobs_agent,
+    import_updates_agent,
 )
 TABLES = (customers_table, settings_table, import_logs_table)
 
@@ -39,5 +44,6 @@ def build() -> CoreApp:
             PostgresSink(settings, SPECS),
             HttpServer(settings, build_web_app()),
             GrpcServer(settings, handlers=[CoreService()]),
+            import_runner,
         ]
     return app

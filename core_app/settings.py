@@ -136,6 +136,20 @@ class Settings(BaseSettings):
     health_timeout: float = Field(default=2.0, gt=0)
     peer_timeout: float = Field(default=1.0, gt=0)  # an owner read that takes longer falls back
 
+    # Customer imports (docs/imports.md).
+    import_allow_private_urls: bool = False  # http(s) imports may reach private/loopback/link-local hosts
+    import_private_allowlist: str = ""  # comma-separated CIDRs allowed even when the above is false
+    import_file_root: Path | None = None  # file:// imports must lie under it; unset refuses file://
+    import_max_file_mb: float = Field(default=100.0, gt=0)
+    import_batch_size: int = Field(default=500, ge=1, le=5000)
+    import_error_log_max: int = Field(default=100, ge=0, le=10000)  # row errors kept in error_log
+    import_retry_attempts: int = Field(default=5, ge=1, le=20)
+    import_retry_base_seconds: float = Field(default=0.5, gt=0)  # full-jitter exponential backoff
+    import_retry_max_seconds: float = Field(default=10.0, gt=0)
+    import_max_concurrent: int = Field(default=2, ge=1)  # import jobs running at once per worker
+    import_progress_interval: float = Field(default=0.5, gt=0, le=1.0)
+    import_update_timeout: float = Field(default=60.0, gt=0)  # owners confirming existing-customer updates
+
     @field_validator("kafka_broker")
     @classmethod
     def _broker_url(cls, value: str) -> str:
@@ -152,6 +166,13 @@ class Settings(BaseSettings):
     def _http_like(cls, value: str | None) -> str | None:
         if value is not None and not urlsplit(value).hostname:
             raise ValueError("expected an absolute URL such as http://host:port")
+        return value
+
+    @field_validator("import_private_allowlist")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            ipaddress.ip_network(part, strict=False)  # ValueError names the bad entry
         return value
 
     @field_validator("email_encryption_key", "email_hash_key")
@@ -208,6 +229,15 @@ class Settings(BaseSettings):
         """host:port list for clients that are not Faust (health probe, benches)."""
         hosts = self.kafka_broker.replace(";", ",").split(",")
         return [h.split("://", 1)[-1] for h in hosts if h]
+
+    @property
+    def import_private_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        parts = (p.strip() for p in self.import_private_allowlist.split(","))
+        return [ipaddress.ip_network(p, strict=False) for p in parts if p]
+
+    @property
+    def import_max_file_bytes(self) -> int:
+        return int(self.import_max_file_mb * 1024 * 1024)
 
     @property
     def worker_data_dir(self) -> Path:

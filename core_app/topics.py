@@ -27,10 +27,15 @@ SETTINGS_COMMANDS = "core.settings.commands"  # keyed by merchant_id, like the s
 # JSON, keyed by merchant_id: {"type": "import.progress", "merchant_id": ..., "import_id": ..., ...}.
 # Every worker reads it (and customer.updated) without a group and fans out to its own clients.
 UPDATES = "core.updates"
+# Customer imports: jobs for the import agent, keyed by import_id (JSON; carries the file URL, which
+# import.initiated does not), and existing-customer updates for the owners of the customers'
+# partitions (JSON, sent to an explicit partition: every customer in one command hashes to it).
+IMPORT_JOBS = "core.import.jobs"
+IMPORT_COMMANDS = "core.import.commands"
 
 CONSUMED = (RFM_UPDATED, POINTS_UPDATED, REFERRAL_CREATED, GDPR_REQUEST_CREATED)
 PRODUCED = (CUSTOMER_CREATED, CUSTOMER_UPDATED, IMPORT_INITIATED, DEAD_LETTER)
-INTERNAL = (REKEYED, CUSTOMER_COMMANDS, SETTINGS_COMMANDS)
+INTERNAL = (REKEYED, CUSTOMER_COMMANDS, SETTINGS_COMMANDS, IMPORT_JOBS, IMPORT_COMMANDS)
 BROADCAST = (UPDATES,)  # read by every worker outside the consumer group, not by an agent
 
 

@@ -142,4 +142,18 @@ def worker_env(settings: Settings, tansu: str, registry_url: str, data_root: Pat
         "LOG_LEVEL": os.environ.get("TEST_WORKER_LOG_LEVEL", "INFO"),
         "SHUTDOWN_TIMEOUT": "10",
         "PYTHONUNBUFFERED": "1",
+        # Imports: the tests' file server is on 127.0.0.1 (only that address is opened; the rest of
+        # the private ranges stay refused), file:// under the session's import directory.
+        "IMPORT_PRIVATE_ALLOWLIST": "127.0.0.1/32",
+        "IMPORT_FILE_ROOT": str(import_root(data_root)),
+        "IMPORT_MAX_FILE_MB": "32",
+        "IMPORT_RETRY_BASE_SECONDS": "0.1",
+        "IMPORT_RETRY_MAX_SECONDS": "1",
     }
+
+
+def import_root(data_root: Path) -> Path:
+    """The directory file:// imports of the test workers may read (IMPORT_FILE_ROOT)."""
+    root = data_root / "imports"
+    root.mkdir(exist_ok=True)
+    return root

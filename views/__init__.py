@@ -6,7 +6,7 @@ from aiohttp import web
 from prometheus_async.aio.web import server_stats
 
 from core_app.security.http import security_middleware
-from views import customers, health, internal, settings
+from views import customers, health, imports, internal, settings
 from views.errors import error_middleware
 from views.graphql import graphql_handler
 from views.request_metrics import request_metrics
@@ -19,6 +19,8 @@ ROUTES: list[tuple[str, str, object]] = [
     ("POST", "/core/v1/customers", customers.create_customer),
     ("GET", "/core/v1/settings", settings.get_settings),
     ("POST", "/core/v1/settings", settings.update_settings),
+    ("GET", "/core/v1/imports", imports.get_imports),
+    ("POST", "/core/v1/imports", imports.start_import),
     ("GET", "/internal/v1/customers/{merchant_id}/{customer_id}", internal.owner_customer),
     ("GET", "/internal/v1/settings/{merchant_id}", internal.owner_settings),
 ]

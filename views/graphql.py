@@ -17,10 +17,17 @@ from graphql import GraphQLError, GraphQLSchema, build_schema
 from graphql_server.aiohttp.views import GraphQLView
 from prometheus_client import Histogram
 
-from core_app.domain.errors import Conflict, DomainError, NotFound, Unavailable, ValidationFailed
+from core_app.domain.errors import (
+    Conflict,
+    DomainError,
+    NotFound,
+    Unavailable,
+    ValidationFailed,
+)
 from core_app.security.graphql_limits import LimitedQueries
 from core_app.security.ws import SecuredSubscriptions
 from core_app.services import customers
+from core_app.services import imports as imports_service
 from core_app.services import settings as settings_service
 from core_app.settings import REPO_ROOT, get_settings
 
@@ -95,6 +102,20 @@ async def update_program_settings(
     )
 
 
+@domain_errors
+async def import_customers(
+    _root: Any, _info: Any, merchant_id: str, source: str, file_url: str
+) -> dict[str, Any]:
+    return await imports_service.start_import(merchant_id, source, file_url)
+
+
+@domain_errors
+async def get_import_logs(
+    _root: Any, _info: Any, merchant_id: str, status: str | None = None
+) -> list[dict[str, Any]]:
+    return await imports_service.list_import_logs(merchant_id, status)
+
+
 async def not_served_yet(_root: Any, info: Any, **_kwargs: Any) -> Any:
     raise GraphQLError(f"{info.field_name} is not served yet", extensions={"code": "NOT_IMPLEMENTED"})
 
@@ -120,11 +141,13 @@ def build_graphql_schema() -> GraphQLSchema:
             "getCustomer": get_customer,
             "getCustomerRFM": get_customer_rfm,
             "getProgramSettings": get_program_settings,
+            "getImportLogs": get_import_logs,
         },
         "Mutation": {
             "createCustomer": create_customer,
             "updateCustomer": update_customer,
             "updateProgramSettings": update_program_settings,
+            "importCustomers": import_customers,
         },
     }
     for type_name in ("Query", "Mutation"):

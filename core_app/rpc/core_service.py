@@ -19,7 +19,7 @@ from grpclib.server import Stream
 from core_app.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from core_app.rpc.generated.core.v1 import core_pb2 as pb
 from core_app.rpc.generated.core.v1.core_grpc import CoreServiceBase
-from core_app.services import customers
+from core_app.services import customers, imports
 from core_app.services import settings as program_settings
 
 
@@ -88,8 +88,6 @@ class CoreService(CoreServiceBase):
             )
         await stream.send_message(pb.UpdateCustomerResponse(customer_id=customer["id"]))
 
-    # The import RPC arrives with its use case; until then it says so.
-
     async def UpdateProgramSettings(
         self, stream: Stream[pb.UpdateProgramSettingsRequest, pb.UpdateProgramSettingsResponse]
     ) -> None:
@@ -106,4 +104,8 @@ class CoreService(CoreServiceBase):
     async def ImportCustomers(
         self, stream: Stream[pb.ImportCustomersRequest, pb.ImportCustomersResponse]
     ) -> None:
-        raise GRPCError(Status.UNIMPLEMENTED, "ImportCustomers is not served yet")
+        request = await stream.recv_message()
+        assert request is not None
+        async with grpc_errors():
+            started = await imports.start_import(request.merchant_id, request.source, request.file_url)
+        await stream.send_message(pb.ImportCustomersResponse(import_id=started["import_id"]))

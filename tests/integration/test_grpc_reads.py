@@ -57,10 +57,11 @@ async def test_bad_or_unknown_ids_get_grpc_status_codes(
     assert text in (caught.value.message or "")
 
 
-async def test_rpcs_without_a_use_case_yet_say_so(stub: CoreServiceStub) -> None:
+async def test_import_without_a_file_url_is_an_invalid_argument(stub: CoreServiceStub) -> None:
     with pytest.raises(GRPCError) as caught:
         await stub.ImportCustomers(pb.ImportCustomersRequest(merchant_id=str(uuid.uuid4()), source="custom"))
-    assert caught.value.status == Status.UNIMPLEMENTED
+    assert caught.value.status == Status.INVALID_ARGUMENT
+    assert (caught.value.message or "").startswith("file_url:")
 
 
 async def test_untouched_customer_is_read_from_postgres_then_redis(
