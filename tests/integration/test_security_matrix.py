@@ -125,7 +125,6 @@ ROUTES: list[Route] = [
         lambda m, c: {"params": {"merchant_id": m}},
         "GET",
         "/core/v1/imports",
-        pending=NOT_GUARDED,
     ),
     Route(
         "POST /core/v1/imports",
@@ -136,15 +135,12 @@ ROUTES: list[Route] = [
         },
         "POST",
         "/core/v1/imports",
-        pending=NOT_GUARDED,
     ),
     # GraphQL over HTTP (JWT)
     Route("query getCustomer", "graphql", VIEW, lambda m, c: (GQL_CUSTOMER, {"m": m, "c": c})),
     Route("query getCustomerRFM", "graphql", VIEW, lambda m, c: (GQL_RFM, {"m": m, "c": c})),
     Route("query getProgramSettings", "graphql", VIEW, lambda m, c: (GQL_SETTINGS, {"m": m})),
-    Route(
-        "query getImportLogs", "graphql", VIEW, lambda m, c: (GQL_IMPORT_LOGS, {"m": m}), pending=NOT_GUARDED
-    ),
+    Route("query getImportLogs", "graphql", VIEW, lambda m, c: (GQL_IMPORT_LOGS, {"m": m})),
     Route(
         "mutation createCustomer",
         "graphql",
@@ -166,9 +162,7 @@ ROUTES: list[Route] = [
             {"m": m, "i": {"rfm_thresholds": THRESHOLDS, "loyalty_config": CONFIG}},
         ),
     ),
-    Route(
-        "mutation importCustomers", "graphql", EDIT, lambda m, c: (GQL_IMPORT, {"m": m}), pending=NOT_GUARDED
-    ),
+    Route("mutation importCustomers", "graphql", EDIT, lambda m, c: (GQL_IMPORT, {"m": m})),
     # GraphQL subscriptions over graphql-transport-ws (JWT in connection_init)
     Route(
         "subscription onCustomerUpdate",
@@ -230,7 +224,6 @@ ROUTES: list[Route] = [
             merchant_id=m, source="custom", file_url="https://example.com/c.csv"
         ),
         "ImportCustomers",
-        pending=NOT_GUARDED,
     ),
     # To add when merged: WebSocket /core/v1/updates/stream (transport "ws" with its own path).
 ]
