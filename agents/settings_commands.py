@@ -17,7 +17,7 @@ from agents.pipeline import now_iso
 from agents.replies import run_and_reply
 from core_app.app import app
 from core_app.domain.errors import NotFound
-from core_app.repository import fetch_settings, merchant_exists
+from core_app.repository import fetch_settings, merchant_exists, record_audit
 from core_app.retry import infra_retry
 from core_app.runtime import get_runtime
 from tables.settings import read_settings, save_settings
@@ -46,6 +46,17 @@ async def update_settings(command: dict[str, Any], event: EventT) -> dict[str, A
         "request_id": command["request_id"],
     }
     save_settings(settings, event)
+    await infra_retry()(
+        record_audit,
+        pool,
+        merchant_id=merchant_id,
+        actor=command.get("actor") or "unknown",
+        action="settings.update",
+        entity_type="program_settings",
+        entity_id=settings["id"],
+        details={"version": settings["version"], "request_id": command["request_id"]},
+        idempotency_key=command["request_id"],
+    )
     return settings
 
 

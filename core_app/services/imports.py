@@ -25,7 +25,8 @@ from core_app.imports import store
 from core_app.imports.fetch import check_file_url
 from core_app.imports.job import ImportJob
 from core_app.imports.metrics import imports_initiated
-from core_app.repository import merchant_exists
+from core_app.repository import merchant_exists, record_audit
+from core_app.retry import infra_retry
 from core_app.runtime import get_runtime
 from core_app.security import EDIT, VIEW, guard
 from core_app.security.flags import CUSTOMER_IMPORT
@@ -60,7 +61,7 @@ def import_log_view(row: dict[str, Any]) -> dict[str, Any]:
 
 async def start_import(merchant_id: Any, source: Any, file_url: Any) -> dict[str, Any]:
     merchant_id = parse_uuid(merchant_id, "merchant_id")
-    await guard(merchant_id, EDIT, flag=CUSTOMER_IMPORT)
+    caller = await guard(merchant_id, EDIT, flag=CUSTOMER_IMPORT)
     source = parse_source(source)
     parse_file_url(file_url)  # syntax first: no I/O for a malformed request
     runtime = get_runtime()
@@ -98,6 +99,17 @@ async def start_import(merchant_id: Any, source: Any, file_url: Any) -> dict[str
         await store.fail_import_log(runtime.pool, merchant_id, import_id, reason)
         raise Unavailable(reason) from None
     imports_initiated.labels(source).inc()
+    await infra_retry()(
+        record_audit,
+        runtime.pool,
+        merchant_id=merchant_id,
+        actor=caller.subject if caller else "unknown",
+        action="import.start",
+        entity_type="customer_import",
+        entity_id=import_id,
+        details={"source": source, "file_url": url.public},
+        idempotency_key=import_id,
+    )
     log.info("import initiated", extra={"import_id": import_id, "merchant_id": merchant_id, "source": source})
     return import_log_view(row)
 

@@ -62,10 +62,11 @@ async def update_program_settings(
     merchant_id: Any, rfm_thresholds: Any, loyalty_config: Any
 ) -> dict[str, Any]:
     merchant_id = parse_uuid(merchant_id, "merchant_id")
-    await guard(merchant_id, FULL, flag=SETTINGS_UPDATE)
+    caller = await guard(merchant_id, FULL, flag=SETTINGS_UPDATE)
     command = {
         "kind": "update_settings",
         "merchant_id": merchant_id,
+        "actor": caller.subject if caller else "unknown",
         "rfm_thresholds": validate_rfm_thresholds(rfm_thresholds),
         "loyalty_config": validate_loyalty_config(loyalty_config),
     }
