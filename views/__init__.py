@@ -1,11 +1,11 @@
-"""aiohttp entrypoints: REST, health/ready/metrics (GraphQL and WebSocket join here)."""
+"""aiohttp entrypoints: REST, GraphQL, the live-updates WebSocket, health/ready/metrics."""
 
 from __future__ import annotations
 
 from aiohttp import web
 from prometheus_async.aio.web import server_stats
 
-from views import customers, health, internal, settings
+from views import customers, health, internal, live, settings, updates
 from views.errors import error_middleware
 from views.graphql import graphql_handler
 
@@ -17,6 +17,7 @@ ROUTES: list[tuple[str, str, object]] = [
     ("POST", "/core/v1/customers", customers.create_customer),
     ("GET", "/core/v1/settings", settings.get_settings),
     ("POST", "/core/v1/settings", settings.update_settings),
+    ("GET", "/core/v1/updates/stream", updates.updates_stream),  # WebSocket
     ("GET", "/internal/v1/customers/{merchant_id}/{customer_id}", internal.owner_customer),
     ("GET", "/internal/v1/settings/{merchant_id}", internal.owner_settings),
 ]
@@ -24,6 +25,7 @@ ROUTES: list[tuple[str, str, object]] = [
 
 def build_web_app() -> web.Application:
     web_app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
+    live.install(web_app)  # closes live sockets on shutdown
     for method, path, handler in ROUTES:
         web_app.router.add_route(method, path, handler)  # type: ignore[arg-type]
     web_app.router.add_route("*", "/graphql", graphql_handler())
