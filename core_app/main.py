@@ -13,6 +13,7 @@ from agents.rekeyed import rekeyed_agent
 from agents.rfm_updated import rfm_updated_agent
 from agents.settings_commands import settings_commands_agent
 from core_app.app import CoreApp, app
+from core_app.fanout.service import FanoutService
 from core_app.rpc.core_service import CoreService
 from core_app.servers import GrpcServer, HttpServer
 from core_app.sink import PostgresSink
@@ -42,6 +43,7 @@ def build() -> CoreApp:
         settings = app.core_settings
         app.extra_services = [
             PostgresSink(settings, SPECS),
+            FanoutService(settings),  # before the HTTP server: its clients need the hub
             HttpServer(settings, build_web_app()),
             GrpcServer(settings, handlers=[CoreService()]),
             import_runner,

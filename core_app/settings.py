@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(default=15.0, gt=0)
     health_timeout: float = Field(default=2.0, gt=0)
     peer_timeout: float = Field(default=1.0, gt=0)  # an owner read that takes longer falls back
+    # Live updates (WebSocket stream, GraphQL subscriptions); see core_app/fanout.
+    fanout_queue_size: int = Field(default=512, ge=1)  # per client: a client this far behind is dropped
+    ws_heartbeat: float = Field(default=20.0, gt=0)  # WebSocket ping interval; no pong in half of it: closed
+    ws_close_timeout: float = Field(default=5.0, gt=0)  # wait for a dropped client's close handshake
+    graphql_ws_init_timeout: float = Field(default=10.0, gt=0)  # connection_init deadline (close 4408)
 
     # Customer imports (docs/imports.md).
     import_allow_private_urls: bool = False  # http(s) imports may reach private/loopback/link-local hosts

@@ -1,4 +1,4 @@
-"""aiohttp entrypoints: REST, health/ready/metrics (GraphQL and WebSocket join here)."""
+"""aiohttp entrypoints: REST, GraphQL, the live-updates WebSocket, health/ready/metrics."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from aiohttp import web
 from prometheus_async.aio.web import server_stats
 
 from core_app.security.http import security_middleware
-from views import customers, health, imports, internal, settings
+from views import customers, health, imports, internal, live, settings, updates
 from views.errors import error_middleware
 from views.graphql import graphql_handler
 from views.request_metrics import request_metrics
@@ -21,6 +21,7 @@ ROUTES: list[tuple[str, str, object]] = [
     ("POST", "/core/v1/settings", settings.update_settings),
     ("GET", "/core/v1/imports", imports.get_imports),
     ("POST", "/core/v1/imports", imports.start_import),
+    ("GET", "/core/v1/updates/stream", updates.updates_stream),  # WebSocket
     ("GET", "/internal/v1/customers/{merchant_id}/{customer_id}", internal.owner_customer),
     ("GET", "/internal/v1/settings/{merchant_id}", internal.owner_settings),
 ]
@@ -32,6 +33,7 @@ def build_web_app() -> web.Application:
         middlewares=[error_middleware, security_middleware], client_max_size=1024 * 1024
     )
     web_app.middlewares.insert(0, request_metrics)  # outermost: sees every final status
+    live.install(web_app)  # closes live sockets on shutdown
     for method, path, handler in ROUTES:
         web_app.router.add_route(method, path, handler)  # type: ignore[arg-type]
     web_app.router.add_route("*", "/graphql", graphql_handler())

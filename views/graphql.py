@@ -1,20 +1,21 @@
 """GraphQL at /graphql: the plan's schema (schema.graphql, verbatim), resolved by the service layer.
 
 Served by graphql-server's aiohttp view (queries, mutations, GraphiQL on GET, and the
-graphql-transport-ws protocol for subscriptions). Domain errors become GraphQL errors whose
-`extensions` carry a `code` and the `field` at fault.
+graphql-transport-ws protocol for subscriptions, which views/graphql_subscriptions.py feeds).
+Domain errors become GraphQL errors whose `extensions` carry a `code` and the `field` at fault.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from functools import wraps
 from typing import Any
 
 from aiohttp import web
 from graphql import GraphQLError, GraphQLSchema, build_schema
-from graphql_server.aiohttp.views import GraphQLView
+from graphql_server.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from prometheus_client import Histogram
 
 from core_app.domain.errors import (
@@ -30,6 +31,8 @@ from core_app.services import customers
 from core_app.services import imports as imports_service
 from core_app.services import settings as settings_service
 from core_app.settings import REPO_ROOT, get_settings
+from views.graphql_subscriptions import event_payload, on_customer_update, on_import_progress
+from views.graphql_transport import CoreGraphQLView
 
 SCHEMA_PATH = REPO_ROOT / "schema.graphql"
 query_duration = Histogram("graphql_query_duration_seconds", "GraphQL request latency", ["operation_type"])
@@ -120,10 +123,6 @@ async def not_served_yet(_root: Any, info: Any, **_kwargs: Any) -> Any:
     raise GraphQLError(f"{info.field_name} is not served yet", extensions={"code": "NOT_IMPLEMENTED"})
 
 
-async def not_served_stream(_root: Any, info: Any, **_kwargs: Any) -> Any:
-    raise GraphQLError(f"{info.field_name} is not served yet", extensions={"code": "NOT_IMPLEMENTED"})
-
-
 def _json_scalar(schema: GraphQLSchema) -> None:
     from graphql import value_from_ast_untyped
 
@@ -153,12 +152,14 @@ def build_graphql_schema() -> GraphQLSchema:
     for type_name in ("Query", "Mutation"):
         for name, field in schema.type_map[type_name].fields.items():  # type: ignore[attr-defined]
             field.resolve = resolvers[type_name].get(name, not_served_yet)
-    for field in schema.type_map["Subscription"].fields.values():  # type: ignore[attr-defined]
-        field.subscribe = not_served_stream
+    streams = {"onCustomerUpdate": on_customer_update, "onImportProgress": on_import_progress}
+    for name, field in schema.type_map["Subscription"].fields.items():  # type: ignore[attr-defined]
+        field.subscribe = domain_errors(streams[name])
+        field.resolve = event_payload
     return schema
 
 
-class LimitedGraphQLView(SecuredSubscriptions, LimitedQueries, GraphQLView):
+class LimitedGraphQLView(SecuredSubscriptions, LimitedQueries, CoreGraphQLView):
     """Depth, field-count and size caps on every operation (core_app/security/graphql_limits.py);
     WebSocket connections authenticate on connection_init (core_app/security/ws.py)."""
 
@@ -167,8 +168,17 @@ class LimitedGraphQLView(SecuredSubscriptions, LimitedQueries, GraphQLView):
     max_bytes = get_settings().graphql_max_query_bytes
 
 
-def graphql_handler() -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    view = LimitedGraphQLView(schema=build_graphql_schema(), graphql_ide="graphiql")
+def graphql_handler(
+    init_timeout: float | None = None,
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The /graphql handler; `init_timeout` (seconds) defaults to GRAPHQL_WS_INIT_TIMEOUT."""
+    timeout = init_timeout if init_timeout is not None else get_settings().graphql_ws_init_timeout
+    view = LimitedGraphQLView(
+        schema=build_graphql_schema(),
+        graphql_ide="graphiql",
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),  # not the legacy Apollo `graphql-ws`
+        connection_init_wait_timeout=timedelta(seconds=timeout),
+    )
 
     async def handle(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()

@@ -1,56 +1,17 @@
-"""Two workers in one group on Tansu: a read on either worker returns the fresh table value, routed
-to the worker that owns the key's partition, without waiting for the PostgreSQL sink."""
+"""Two workers in one group on Tansu (tests/e2e/conftest.py): a read on either worker returns the fresh
+table value, routed to the worker that owns the key's partition, without waiting for the PostgreSQL sink."""
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-
-import pytest
 from aiokafka import AIOKafkaProducer
 from grpclib.client import Channel
 
-from core_app.devstack import tansu_argv
 from core_app.events.codec import EventCodec
 from core_app.rpc.generated.core.v1 import core_pb2 as pb
 from core_app.rpc.generated.core.v1.core_grpc import CoreServiceStub
 from core_app.settings import Settings
-from tests.helpers import (
-    WorkerProcess,
-    eventually,
-    free_port,
-    start_worker,
-    stop_process,
-    wait_for_port,
-    wait_ready,
-)
+from tests.helpers import WorkerProcess, eventually
 from tests.integration.events import at, get_customer, insert_customers, new_merchant, produce, rfm
-
-
-@pytest.fixture(scope="module")
-def pair_tansu() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(tansu_argv(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port)
-    yield f"kafka://127.0.0.1:{port}"
-    stop_process(process, timeout=5)
-
-
-@pytest.fixture(scope="module")
-async def two_workers(
-    worker_env: dict[str, str], pair_tansu: str, data_root: Path
-) -> AsyncIterator[tuple[WorkerProcess, WorkerProcess]]:
-    env = worker_env | {"KAFKA_BROKER": pair_tansu, "DATA_DIR": str(data_root / "pair-data")}
-    first = start_worker("worker-pair-a", env)
-    await wait_ready(first)
-    second = start_worker("worker-pair-b", env)
-    try:
-        await wait_ready(second)
-        yield first, second
-    finally:
-        stop_process(second.process)
-        stop_process(first.process)
 
 
 async def test_reads_on_either_worker_see_the_owners_fresh_state(

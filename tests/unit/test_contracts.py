@@ -14,11 +14,14 @@ def test_every_avro_contract_parses_and_is_named_by_its_topic() -> None:
 
 
 def test_every_consumed_topic_has_an_agent_and_every_table_is_registered() -> None:
+    from core_app.fanout.service import TOPICS as FANOUT_TOPICS
     from core_app.main import AGENTS, TABLES, app
-    from core_app.topics import CONSUMED, INTERNAL
+    from core_app.topics import CONSUMED, INTERNAL, UPDATES
 
     subscribed = {topic for agent in app.agents.values() for topic in agent.channel.topics}
-    assert subscribed == {*CONSUMED, *INTERNAL}
+    # core.updates has no agent: every worker's fan-out reads it without a group (D34).
+    assert subscribed == {*CONSUMED, *INTERNAL} - {UPDATES}
+    assert UPDATES in FANOUT_TOPICS
     assert len(AGENTS) == len(app.agents)
     assert (
         set(app.tables)
