@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -18,8 +20,8 @@ from core_app.security.cli import change_allowlist, set_flag
 from core_app.security.flags import RFM_SCORE
 from core_app.security.principal import VIEW
 from core_app.settings import DEV_INTERNAL_TOKEN, Settings
-from tests.auth import create_api_credentials, grpc_metadata, mint_jwt, signed_session
-from tests.helpers import WorkerProcess
+from tests.auth import ApiCredentials, create_api_credentials, grpc_metadata, mint_jwt, signed_session
+from tests.helpers import WorkerProcess, start_worker, stop_process, wait_ready
 from tests.integration.events import insert_customers, new_merchant
 
 
@@ -62,26 +64,75 @@ async def test_allow_list_without_restart(secure_worker: WorkerProcess, settings
         change_allowlist(settings, merchant, "clear", [], "cli:test")
 
 
+async def burst(
+    workers: list[WorkerProcess], creds: ApiCredentials, merchant: str
+) -> tuple[list[int], float]:
+    """100 signed requests spread over `workers`, at once; their statuses and how long they took."""
+    params = {"merchant_id": merchant, "customer_id": "not-a-uuid"}  # a cheap 400 after admission
+    async with signed_session(creds, connector=aiohttp.TCPConnector(limit=50)) as http:
+
+        async def call(worker: WorkerProcess) -> int:
+            async with http.get(f"{worker.url}/core/v1/customers", params=params) as response:
+                return response.status
+
+        started = time.monotonic()
+        statuses = await asyncio.gather(*(call(workers[n % len(workers)]) for n in range(100)))
+        return list(statuses), time.monotonic() - started
+
+
+async def one_more(worker: WorkerProcess, creds: ApiCredentials, merchant: str) -> tuple[int, str | None]:
+    params = {"merchant_id": merchant, "customer_id": "not-a-uuid"}
+    async with (
+        signed_session(creds) as http,
+        http.get(f"{worker.url}/core/v1/customers", params=params) as response,
+    ):
+        return response.status, response.headers.get("Retry-After")
+
+
+async def assert_101st_refused(workers: list[WorkerProcess], settings: Settings) -> None:
+    """The window is one second: on a loaded machine a burst of 100 can take longer, and then the
+    101st is rightly admitted. Such a try proves nothing, so it is repeated (never skipped)."""
+    for _ in range(5):
+        merchant = new_merchant(settings)
+        creds = create_api_credentials(settings, merchant, [VIEW])
+        statuses, elapsed = await burst(workers, creds, merchant)
+        assert statuses == [400] * 100, statuses
+        refused = [await one_more(worker, creds, merchant) for worker in workers]
+        if elapsed < 0.8:
+            for status, retry_after in refused:
+                assert status == 429 and retry_after is not None and int(retry_after) >= 1
+            return
+    raise AssertionError("five bursts of 100 requests each took 0.8 s or more; the test proved nothing")
+
+
 async def test_101st_rest_request_in_a_second_is_429(
     secure_worker: WorkerProcess, settings: Settings
 ) -> None:
-    merchant = new_merchant(settings)
-    creds = create_api_credentials(settings, merchant, [VIEW])
-    params = {"merchant_id": merchant, "customer_id": "not-a-uuid"}  # a cheap 400 after admission
-    async with signed_session(creds, connector=aiohttp.TCPConnector(limit=20)) as http:
+    await assert_101st_refused([secure_worker], settings)
 
-        async def call() -> tuple[int, str | None]:
-            async with http.get(f"{secure_worker.url}/core/v1/customers", params=params) as response:
-                return response.status, response.headers.get("Retry-After")
 
-        started = time.monotonic()
-        first = await asyncio.gather(*(call() for _ in range(100)))
-        status, retry_after = await call()
-        elapsed = time.monotonic() - started
-    assert [s for s, _ in first] == [400] * 100
-    if elapsed >= 1.0:
-        pytest.skip(f"100 requests took {elapsed:.2f} s here; the window is one second")
-    assert status == 429 and retry_after is not None and int(retry_after) >= 1
+@pytest.fixture(scope="module")
+async def second_secure_worker(
+    worker_env: dict[str, str], secure_broker: str
+) -> AsyncIterator[WorkerProcess]:
+    """Another worker process with the security layer on, sharing Redis and PostgreSQL (its own
+    consumer group, so neither worker waits on a rebalance of the other)."""
+    name = f"worker-secure-b-{uuid.uuid4().hex[:6]}"
+    env = worker_env | {"AUTH_ENABLED": "true", "KAFKA_BROKER": secure_broker, "SERVICE_NAME": "core-b"}
+    process = start_worker(name, env)
+    try:
+        await wait_ready(process)
+        yield process
+    finally:
+        stop_process(process.process)
+
+
+async def test_the_limit_holds_across_two_workers(
+    secure_worker: WorkerProcess, second_secure_worker: WorkerProcess, settings: Settings
+) -> None:
+    """50 requests to each worker fill the one limit they share through Redis: the 101st is refused
+    by both."""
+    await assert_101st_refused([secure_worker, second_secure_worker], settings)
 
 
 async def test_internal_routes_want_the_internal_token(
