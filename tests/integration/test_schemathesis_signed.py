@@ -1,4 +1,5 @@
-"""schemathesis with valid credentials, against a worker with the security layer on: zero 5xx.
+"""schemathesis with valid credentials, against a worker with the security layer on: zero 5xx and
+every answer as docs/openapi.yaml says.
 
 schemathesis cannot compute our HMAC signature (it covers the exact body bytes and a fresh nonce), so
 it talks to a small signing forwarder, a client-side helper like `signed_session`. The forwarder also
@@ -25,6 +26,8 @@ from tests.auth import ApiCredentials, create_api_credentials
 from tests.helpers import ARTIFACTS, WorkerProcess, free_port
 from tests.integration.events import new_merchant
 
+HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive"}
+
 
 def pin_merchant(request_body: bytes, merchant_id: str) -> bytes:
     try:
@@ -50,7 +53,7 @@ def forwarder(target: str, creds: ApiCredentials) -> web.Application:
             request.method, URL(f"{target}{path_qs}", encoded=True), data=body, headers=headers
         ) as response:
             payload = await response.read()
-            kept = {k: v for k, v in response.headers.items() if k.lower() in ("content-type", "retry-after")}
+            kept = {k: v for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP}
             return web.Response(status=response.status, body=payload, headers=kept)
 
     app = web.Application(client_max_size=4 * 1024 * 1024)
@@ -81,7 +84,13 @@ async def test_no_server_error_with_valid_credentials(signing_forwarder: str) ->
     process = await asyncio.create_subprocess_exec(
         binary, "run", str(REPO_ROOT / "docs" / "openapi.yaml"),
         "--url", signing_forwarder,
-        "--checks", "not_a_server_error",
+        "--checks", "all",
+        # The forwarder signs every request and pins its merchant, so whether the API rejects bad or
+        # unauthenticated requests cannot be judged through it: test_schemathesis.py and the security
+        # matrix check that. Here: no 5xx, and every answer as documented.
+        "--exclude-checks",
+        "positive_data_acceptance,negative_data_rejection,missing_required_header,ignored_auth,"
+        "unsupported_method",
         "--max-examples", "40",
         "--seed", "2",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
