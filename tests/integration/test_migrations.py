@@ -1,5 +1,6 @@
 """The schema against the real PostgreSQL: idempotent migrations, encryption, sanitising, triggers."""
 
+import base64
 import os
 import subprocess
 import sys
@@ -63,6 +64,8 @@ def test_email_holds_no_plaintext(settings: Settings, merchant: str) -> None:
     for needle in (email, email.lower(), "known.person", "example.com"):
         assert needle not in row_text.lower()
     assert stored.startswith("aes256:")
+    packet = base64.b64decode(stored.removeprefix("aes256:"))
+    assert packet[2:5] == bytes([4, 9, 1])  # OpenPGP v4 session key, AES-256, salted S2K (D57)
     assert decrypted == email.lower()
     assert stored_hash == email_hash(email, settings.email_hash_key.get_secret_value())
 
