@@ -307,6 +307,19 @@ async def test_50k_shopify_rows_with_bad_ones_complete_and_progress_streams_ever
             if messages and messages[-1][2]["status"] in ("completed", "failed"):
                 return
 
+    streamed: list[tuple[float, dict]] = []  # what a WebSocket client of the worker receives
+    http = aiohttp.ClientSession()
+    ws = await http.ws_connect(f"{worker.url}/core/v1/updates/stream", params={"merchant_id": merchant_id})
+    assert (await ws.receive_json(timeout=10))["type"] == "subscribed"
+
+    async def stream() -> None:
+        async for frame in ws:
+            message = json.loads(frame.data)
+            if message["type"] == "import.progress" and message.get("import_id") == import_id:
+                streamed.append((time.monotonic(), message))
+                if message["status"] in ("completed", "failed"):
+                    return
+
     try:
         started = time.monotonic()
         status, log = await post_import(
@@ -314,10 +327,12 @@ async def test_50k_shopify_rows_with_bad_ones_complete_and_progress_streams_ever
         )
         assert status == 202, log
         import_id = log["import_id"]
-        await asyncio.wait_for(watch(), timeout=180)
+        await asyncio.wait_for(asyncio.gather(watch(), stream()), timeout=180)
         elapsed = time.monotonic() - started
     finally:
         await consumer.stop()
+        await ws.close()
+        await http.close()
 
     log = await wait_final(worker, merchant_id, import_id)
     assert log["status"] == "completed", log
@@ -357,6 +372,13 @@ async def test_50k_shopify_rows_with_bad_ones_complete_and_progress_streams_ever
     )
     assert max(stamp_gaps) <= 1.0, stamp_gaps
     assert max(arrival_gaps) <= 1.0, arrival_gaps
+
+    # The WebSocket client saw the same progress: at least once a second throughout, then completed.
+    assert [m["processed"] for _, m in streamed] == processed
+    assert streamed[-1][1]["status"] == "completed" and streamed[-1][1]["succeeded"] == 49_500
+    ws_gaps = [b - a for (a, _), (b, _) in itertools.pairwise(streamed)]
+    print(f"WebSocket: {len(streamed)} progress messages, max gap {max(ws_gaps):.2f}s")
+    assert max(ws_gaps) <= 1.0, ws_gaps
 
 
 async def test_a_flaky_server_is_retried_and_a_dead_one_fails_after_five_tries(
