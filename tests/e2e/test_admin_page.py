@@ -3,7 +3,8 @@
 The browser is Debian's `chromium`, driven through Debian's `chromium-driver` by Selenium
 (`apt-get install -y chromium chromium-driver`; .ci/run installs them, and the test fails rather than
 skips without them). The test pastes a JWT into the page, sees a refused URL named by its field,
-starts a 5,000-row Shopify import served by a local file server, waits (on DOM conditions only) for
+sees an import from a file server that is down end `failed` with its reason, starts a 5,000-row
+Shopify import served by a local file server, waits (on DOM conditions only) for
 the WebSocket-fed bar to reach 100 % with status `completed`, checks the error rows and the
 past-imports list, and keeps a screenshot in test-artifacts/admin-imports.png.
 
@@ -88,6 +89,7 @@ def open_browser() -> Any:
 @dataclass
 class PageResult:
     refusal: str
+    failure: str
     import_id: str
     percent: str
     valuenow: str
@@ -100,7 +102,7 @@ class PageResult:
     console: list[str]
 
 
-def drive_page(page_url: str, token: str, file_url: str) -> PageResult:
+def drive_page(page_url: str, token: str, down_url: str, file_url: str) -> PageResult:
     """The operator's steps in the browser (synchronous: run in a thread, so the test's event loop
     keeps serving the file). Every wait is on a DOM condition."""
     from selenium.webdriver.common.by import By
@@ -129,12 +131,21 @@ def drive_page(page_url: str, token: str, file_url: str) -> PageResult:
         refusal = text("form-error")
         assert element("file-url").get_attribute("aria-invalid") == "true", refusal
 
-        element("file-url").clear()
-        element("file-url").send_keys(file_url)
-        element("start").click()
-        wait.until(lambda d: element("current").get_attribute("data-import-id"))
-        import_id = element("current").get_attribute("data-import-id")
-        assert not element("form-error").is_displayed(), text("form-error")
+        def start(url: str, previous: str | None) -> str:
+            element("file-url").clear()
+            element("file-url").send_keys(url)
+            element("start").click()
+            wait.until(lambda d: element("current").get_attribute("data-import-id") not in (None, previous))
+            assert not element("form-error").is_displayed(), text("form-error")
+            return element("current").get_attribute("data-import-id")
+
+        # A file server that is down: the import ends `failed`, and the page says why.
+        failed_id = start(down_url, None)
+        wait.until(lambda d: text("status") == "failed" and element("failure").is_displayed())
+        failure = text("failure")
+        wait.until(lambda d: element("errors").get_attribute("data-import-id") == failed_id)
+
+        import_id = start(file_url, failed_id)
 
         wait.until(lambda d: text("status") in ("completed", "failed"))
         status = text("status")
@@ -157,6 +168,7 @@ def drive_page(page_url: str, token: str, file_url: str) -> PageResult:
         driver.save_screenshot(str(SCREENSHOT))
         return PageResult(
             refusal=refusal,
+            failure=failure,
             import_id=import_id,
             percent=text("percent"),
             valuenow=element("bar").get_attribute("aria-valuenow"),
@@ -177,18 +189,23 @@ def drive_page(page_url: str, token: str, file_url: str) -> PageResult:
         driver.quit()
 
 
+@pytest.mark.timeout(600)  # worker start, Chromium start and the import on a loaded machine
 async def test_operator_imports_from_the_page_and_watches_it_live(
     secure_worker: WorkerProcess, settings: Settings, file_server: FileServer
 ) -> None:
     merchant = new_merchant(settings)
     data, bad_rows = shopify_csv(ROWS, bad_every=BAD_EVERY)
     file_url = file_server.add(f"admin-{merchant}.csv", data)
+    down_url = file_server.url(f"/down/admin-{merchant}.csv")
     token = mint_jwt(merchant, [EDIT])
     SCREENSHOT.unlink(missing_ok=True)
 
-    result = await asyncio.to_thread(drive_page, f"{secure_worker.url}/admin/imports", token, file_url)
+    page_url = f"{secure_worker.url}/admin/imports"
+    result = await asyncio.to_thread(drive_page, page_url, token, down_url, file_url)
 
     assert result.refusal.startswith("file_url: "), result.refusal
+    assert result.failure.startswith("Import failed: download failed after 5 tries"), result.failure
+    assert "503" in result.failure, result.failure
     assert result.status == "completed", (result, secure_worker.log_tail())
     assert (result.percent, result.valuenow) == ("100 %", "100")
     assert result.frames >= 1, "the bar was not fed by the WebSocket"

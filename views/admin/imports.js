@@ -16,7 +16,7 @@
   const LOGS_QUERY = `query ImportLogs($m: ID!) { getImportLogs(merchant_id: $m) { ${LOG_FIELDS} } }`;
   const FINAL = new Set(['completed', 'failed']);
   const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-  const SUBSCRIBE_TIMEOUT_MS = 15000;
+  const SUBSCRIBE_TIMEOUT_MS = 30000;
   const POLL_MS = 3000; // a fallback read of the log while no live message comes
   const FINAL_LOG_WAIT_MS = 60000; // for the log to show the end the live message announced
   const FIELD_INPUTS = { token: 'token', merchant_id: 'merchant', source: 'source', file_url: 'file-url' };
