@@ -190,13 +190,16 @@
       });
       ws.addEventListener('close', (event) => {
         window.clearTimeout(timer);
-        if (live.ws === ws) {
+        const replaced = live.ws !== ws; // closed by the page, for another token or merchant
+        if (!replaced) {
           live.ws = null;
           live.key = null;
           live.ready = null;
         }
         if (!subscribed) {
           reject(new ApiError(closeMessage(event), null, `CLOSE_${event.code}`));
+        } else if (replaced) {
+          // nothing to report: a newer stream (or none, on purpose) took its place
         } else if (current.id && !current.final) {
           setLive('lost', `${closeMessage(event)}; following the import log instead`);
         } else {
