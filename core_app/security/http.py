@@ -3,6 +3,8 @@
 | requests                                   | credentials                                        |
 | ------------------------------------------ | -------------------------------------------------- |
 | `/health`, `/ready`, `/metrics`            | none                                               |
+| GET/HEAD `/admin/imports` (+ `.js`, `.css`)| none: static files holding no data; the page calls |
+|                                            | the API below with the operator's JWT (D80)        |
 | `/internal/*` (worker to worker)           | `X-Internal-Token` (INTERNAL_TOKEN)                |
 | WebSocket upgrades (any path)              | `Authorization: Bearer <JWT>`, or none: then the   |
 |                                            | WS module authenticates the connection-init payload|
@@ -30,6 +32,10 @@ from core_app.security.principal import DISABLED, Principal, use_principal
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PUBLIC_PATHS = frozenset({"/health", "/ready", "/metrics"})
+# The admin page's static files (views/admin_page.py): public for GET and HEAD only (another method
+# needs credentials as anywhere); they hold no data, and the page calls the API with a JWT (D80).
+PUBLIC_PAGES = frozenset({"/admin/imports", "/admin/imports.js", "/admin/imports.css"})
+PUBLIC_PAGE_METHODS = frozenset({"GET", "HEAD"})
 INTERNAL_PREFIX = "/internal/"
 INTERNAL_HEADER = "X-Internal-Token"
 GRAPHQL_PATH = "/graphql"
@@ -73,6 +79,12 @@ def refusal(exc: SecurityError, transport: str) -> web.Response:
     return response
 
 
+def is_public(request: web.Request) -> bool:
+    if request.path in PUBLIC_PATHS:
+        return True
+    return request.path in PUBLIC_PAGES and request.method in PUBLIC_PAGE_METHODS
+
+
 def is_graphiql_page(request: web.Request) -> bool:
     return (
         request.method == "GET"
@@ -108,7 +120,7 @@ def build_security_middleware(
 ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     @web.middleware
     async def security_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in PUBLIC_PATHS:
+        if is_public(request):
             return await handler(request)
         layer = get_layer()
         transport = transport_of(request)
