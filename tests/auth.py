@@ -14,7 +14,6 @@ Fixtures (registered in tests/conftest.py):
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -28,13 +27,18 @@ import psycopg2
 import pytest
 
 from core_app import db
-from core_app.devstack import tansu_argv
 from core_app.security.api_keys import new_api_key
 from core_app.security.crypto import kek_from_setting
 from core_app.security.principal import FULL
 from core_app.security.signing import signed_headers
 from core_app.settings import DEV_JWT_HS256_SECRET, Settings
-from tests.helpers import WorkerProcess, free_port, start_worker, stop_process, wait_for_port, wait_ready
+from tests.helpers import (
+    WorkerProcess,
+    running_tansu,
+    start_worker,
+    stop_process,
+    wait_ready,
+)
 
 ISSUER = "loyalnest-auth"
 AUDIENCE = "loyalnest-core"
@@ -137,12 +141,8 @@ def api_credentials(settings: Settings) -> Callable[..., ApiCredentials]:
 def secure_broker(data_root: Path) -> Iterator[str]:
     """A Tansu of its own for the secure worker: its consumer group, tables and produced events stay
     apart from the session worker's, whatever order the suites run in."""
-    port = free_port()
-    with open(data_root / "tansu-secure.log", "wb") as log:
-        process = subprocess.Popen(tansu_argv(port), stdout=log, stderr=subprocess.STDOUT)
-    wait_for_port(port)
-    yield f"kafka://127.0.0.1:{port}"
-    stop_process(process, timeout=5)
+    with running_tansu(data_root / "tansu-secure.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -14,11 +13,10 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from core_app.devstack import tansu_argv
 from core_app.events.codec import EventCodec
 from core_app.settings import Settings
 from tests.auth import api_credentials, secure_broker, secure_worker  # noqa: F401  (fixtures)
-from tests.helpers import free_port, stop_process, wait_for_port
+from tests.helpers import free_port, running_tansu
 
 RUN_ID = uuid.uuid4().hex[:8]
 _containers: list[object] = []
@@ -93,12 +91,8 @@ def settings(db_name: str, data_root: Path) -> Settings:
 @pytest.fixture(scope="session")
 def tansu(data_root: Path) -> Iterator[str]:
     """A Tansu broker (in-memory) on a free port; yields the KAFKA_BROKER URL."""
-    port = free_port()
-    with open(data_root / "tansu.log", "wb") as log:
-        process = subprocess.Popen(tansu_argv(port), stdout=log, stderr=subprocess.STDOUT)
-    wait_for_port(port)
-    yield f"kafka://127.0.0.1:{port}"
-    stop_process(process, timeout=5)
+    with running_tansu(data_root / "tansu.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

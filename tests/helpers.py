@@ -9,7 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,23 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+
+
+@contextmanager
+def running_tansu(log_path: Path | None = None) -> Iterator[str]:
+    """A Tansu broker of its own (in memory) on a free port; yields its KAFKA_BROKER URL."""
+    from core_app.devstack import tansu_argv
+
+    port = free_port()
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    process = subprocess.Popen(tansu_argv(port), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port)
+        yield f"kafka://127.0.0.1:{port}"
+    finally:
+        stop_process(process, timeout=5)
+        if log_path:
+            log.close()  # type: ignore[union-attr]
 
 
 async def eventually(

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from core_app.devstack import tansu_argv
-from tests.helpers import WorkerProcess, free_port, start_worker, stop_process, wait_for_port, wait_ready
+from tests.helpers import (
+    WorkerProcess,
+    running_tansu,
+    start_worker,
+    stop_process,
+    wait_ready,
+)
 
 
 @pytest.fixture(scope="session")
 def pair_tansu() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(tansu_argv(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port)
-    yield f"kafka://127.0.0.1:{port}"
-    stop_process(process, timeout=5)
+    with running_tansu() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -3,16 +3,20 @@ recovers the import's `import_logs` partition, ending with the same counts as an
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from core_app.devstack import tansu_argv
 from core_app.settings import Settings
-from tests.helpers import eventually, free_port, start_worker, stop_process, wait_for_port, wait_ready
+from tests.helpers import (
+    eventually,
+    running_tansu,
+    start_worker,
+    stop_process,
+    wait_ready,
+)
 from tests.import_data import shopify_csv
 from tests.integration.conftest import pg
 from tests.integration.events import new_merchant
@@ -22,11 +26,8 @@ from tests.integration.test_imports import get_imports, post_import, wait_final
 
 @pytest.fixture(scope="module")
 def own_tansu() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(tansu_argv(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port)
-    yield f"kafka://127.0.0.1:{port}"
-    stop_process(process, timeout=5)
+    with running_tansu() as url:
+        yield url
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from core_app.devstack import tansu_argv
 from core_app.events.codec import EventCodec
 from core_app.migrate import migrate
 from core_app.settings import Settings
@@ -27,9 +26,9 @@ from tests.helpers import (
     eventually,
     free_port,
     metric,
+    running_tansu,
     start_worker,
     stop_process,
-    wait_for_port,
     wait_ready,
 )
 from tests.integration.events import (
@@ -44,11 +43,8 @@ from tests.integration.events import (
 
 @pytest.fixture
 def own_tansu(data_root: Path) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(tansu_argv(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port)
-    yield f"kafka://127.0.0.1:{port}"
-    stop_process(process, timeout=5)
+    with running_tansu() as url:
+        yield url
 
 
 @pytest.fixture

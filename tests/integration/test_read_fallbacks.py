@@ -14,7 +14,6 @@ key into the table.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -25,7 +24,6 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from grpclib.client import Channel
 
-from core_app.devstack import tansu_argv
 from core_app.events.codec import EventCodec
 from core_app.rpc.generated.core.v1 import core_pb2 as pb
 from core_app.rpc.generated.core.v1.core_grpc import CoreServiceStub
@@ -33,11 +31,10 @@ from core_app.settings import Settings
 from tests.helpers import (
     WorkerProcess,
     eventually,
-    free_port,
     metric,
+    running_tansu,
     start_worker,
     stop_process,
-    wait_for_port,
     wait_ready,
 )
 from tests.integration.conftest import pg
@@ -207,11 +204,8 @@ async def test_a_table_read_says_table(
 
 @pytest.fixture(scope="module")
 def empty_tansu() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(tansu_argv(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port)
-    yield f"kafka://127.0.0.1:{port}"
-    stop_process(process, timeout=5)
+    with running_tansu() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
