@@ -13,7 +13,7 @@ from core_app.domain.customer import CustomerState, customer_key
 from core_app.repository import fetch_customers
 from core_app.retry import infra_retry
 from core_app.runtime import get_runtime
-from tables.context import processing
+from tables.changelog import writer_for
 from tables.rocksdb import rocksdb_options
 
 customers_table = app.Table(
@@ -33,25 +33,28 @@ def local_customer(merchant_id: str, customer_id: str) -> CustomerState | None:
 
 
 def read_customer(key: str, event: EventT) -> CustomerState | None:
-    with processing(event):
-        value = customers_table.get(key)
+    """The key's state in the partition of `event` (the key's own event), as Faust would read it."""
+    value = writer_for(app).read(customers_table, event.message.partition, key)
     return CustomerState.from_dict(value) if value is not None else None
 
 
+def read_customers(last_event_by_key: dict[str, EventT]) -> dict[str, CustomerState | None]:
+    """The table's state of each key (None: not in the table), read through the key's own event."""
+    return {key: read_customer(key, event) for key, event in last_event_by_key.items()}
+
+
 def save_customer(state: CustomerState, event: EventT) -> None:
-    """Write `state` as part of processing `event` (the key's own event, hence its partition)."""
-    with processing(event):
-        customers_table[state.key] = state.to_dict()
+    """Write `state` as part of processing `event` (the key's own event, hence its partition).
+
+    Synchronous like `table[key] = value`, through the lean path of tables/changelog.py: the RocksDB
+    write now, the changelog record queued in write order and flushed before offsets commit.
+    """
+    writer_for(app).write(customers_table, event.message.partition, state.key, state.to_dict())
 
 
-async def load_missing(last_event_by_key: dict[str, EventT]) -> dict[str, CustomerState]:
+async def fetch_missing(keys: list[str]) -> dict[str, CustomerState]:
     """First touch: customers absent from the table, read from PostgreSQL in one query."""
-    missing = []
-    for key, event in last_event_by_key.items():
-        with processing(event):
-            if key not in customers_table:
-                missing.append(key)
-    if not missing:
+    if not keys:
         return {}
-    pairs = [tuple(key.split(":", 1)) for key in missing]
+    pairs = [tuple(key.split(":", 1)) for key in keys]
     return await infra_retry()(fetch_customers, get_runtime().pool, pairs)
