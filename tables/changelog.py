@@ -14,8 +14,8 @@ and writes the changelog offset into RocksDB. `RecordWriter` keeps what matters 
 - `FlushingProducer.flush()` (`core_app/kafka_transport.py`), which Faust runs before it commits source
   offsets, first drains this writer, then flushes aiokafka: commit-after-produce holds as before.
 - A delivered changelog batch stores its last offset as the partition's persisted offset, once per
-  batch (Faust does it once per record). A send that fails crashes the worker: the source offsets are
-  then not committed and the events are processed again after the restart.
+  batch (Faust does it once per record). A send that fails ends the worker process (exit 71): the source
+  offsets are then not committed and the events are processed again after the restart.
 
 It uses Faust and aiokafka internals (the store's partition databases, `_ensure_producer`); the
 integration tests (SIGKILL restart, recovery) guard them. See docs/decisions.md D70.
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -37,6 +38,7 @@ Records = list[tuple[bytes | None, bytes | None]]
 
 BATCH_BYTES = 256 * 1024  # one BatchBuilder per topic partition and send; well under max_request_size
 EBB_RECORDS = 2000  # the pipeline waits while more records than this are pending
+EXIT_PRODUCE_FAILED = 71  # the worker's exit code when a record could not be produced
 BY_KEY = -1  # a pending list whose records the writer partitions by key when it sends them
 PARTITION_CACHE = 100_000  # keys per topic whose partition is remembered (then the cache restarts)
 
@@ -188,13 +190,18 @@ class RecordWriter:
         return delivered
 
     def _fail(self, exc: BaseException) -> None:
+        """A record could not be produced (aiokafka gave up after its own retries): exit at once.
+
+        The source offsets behind it are never committed (the commit's flush cannot succeed) and the
+        local state is rebuilt from the changelogs on restart (no clean-shutdown marker), so the events
+        are processed again. Going on instead would dead-letter good events or lose changelog records.
+        """
         if self._error is None:
             self._error = exc
-            log.critical("producing records failed; stopping the worker", exc_info=exc)
             self._idle.set()  # wake drain() so it raises instead of waiting forever
-            crash = getattr(self.app, "_crash", None)
-            if crash is not None:
-                crash(exc)
+            log.critical("producing records failed; exiting", exc_info=exc)
+            logging.shutdown()
+            os._exit(EXIT_PRODUCE_FAILED)
 
 
 def new_builder(compression_type: int = 0) -> BatchBuilder:
