@@ -6,7 +6,6 @@ import logging
 
 from faust.types import EventT
 
-from agents.topics import dead_letter as dead_letter_topic
 from core_app import metrics
 
 log = logging.getLogger(__name__)
@@ -24,7 +23,18 @@ async def dead_letter(
     received_on: str | None = None,
 ) -> None:
     """Send a record to `core.dlq` with where it came from and why; count and log it."""
-    headers = [
+    # Imported here: the standalone sink (`core sink`) uses the helpers below without a Faust app.
+    from agents.topics import dead_letter as dead_letter_topic
+
+    headers = dead_letter_headers(origin, partition, offset, kind, reason, received_on)
+    await dead_letter_topic.send(key=key, value=value, headers=headers)
+    dead_lettered(origin, partition, offset, kind, reason)
+
+
+def dead_letter_headers(
+    origin: str, partition: int, offset: int, kind: str, reason: str, received_on: str | None = None
+) -> list[tuple[str, bytes]]:
+    return [
         ("source_topic", origin.encode()),
         ("source_partition", str(partition).encode()),
         ("source_offset", str(offset).encode()),
@@ -32,7 +42,10 @@ async def dead_letter(
         ("error_kind", kind.encode()),
         ("reason", reason.encode()[:1000]),
     ]
-    await dead_letter_topic.send(key=key, value=value, headers=headers)
+
+
+def dead_lettered(origin: str, partition: int, offset: int, kind: str, reason: str) -> None:
+    """Count and log a record that went to `core.dlq`."""
     metrics.dead_letters.labels(origin, kind).inc()
     log.warning(
         "event dead-lettered",

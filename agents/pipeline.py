@@ -2,9 +2,11 @@
 
 decode + validate -> divert (dead letter / re-key) -> first-touch load -> apply and save -> publish.
 
-The apply-and-save step has no `await` in it: several agents (one per topic) update the same
+The read-apply-save step has no `await` in it: several agents (one per topic) update the same
 customers, and asyncio cannot interleave them inside a synchronous section, so no update is lost.
 Each batch coalesces: a key's events are applied in order and the table is written once per key.
+Table writes and `customer.updated` go through the record writer (tables/changelog.py): appended in
+order, sent in batches, flushed before Faust commits the source offsets.
 """
 
 from __future__ import annotations
@@ -31,13 +33,14 @@ from core_app.repository import record_audit
 from core_app.retry import infra_retry
 from core_app.runtime import get_runtime
 from core_app.security.layer import get_security
-from tables.customers import load_missing, read_customer, save_customer
+from tables.changelog import writer_for
+from tables.customers import fetch_missing, read_customers, save_customer
 
 log = logging.getLogger(__name__)
 
-# Faust's producer buffer makes the conductor wait once more than 100 changelog records are pending
-# (ProducerBuffer.max_messages); a batch larger than that stalls message delivery to every agent.
-BATCH_MAX = 100
+# Table writes and customer.updated no longer go through Faust's producer buffer (whose back-pressure
+# capped batches at 100, D27), but through the record writer, which the agent waits on instead.
+BATCH_MAX = 500
 BATCH_WITHIN = 0.02  # seconds a partial batch may wait for more events
 
 Parser = Callable[[dict[str, Any]], CustomerEvent]
@@ -108,12 +111,14 @@ async def parse_or_divert(raw: EventT, topic: str, parser: Parser) -> CustomerEv
 ByKey = dict[str, list[tuple[EventT, CustomerEvent]]]
 
 
-def apply_batch(by_key: ByKey, fetched: dict[str, CustomerState]) -> BatchResult:
-    """Synchronous on purpose (see the module docstring)."""
+def apply_batch(
+    by_key: ByKey, states: dict[str, CustomerState | None], fetched: dict[str, CustomerState]
+) -> BatchResult:
+    """Synchronous on purpose (see the module docstring): `states` must be read with no `await` since."""
     result = BatchResult()
     now = now_iso()
     for key, items in by_key.items():
-        state = read_customer(key, items[-1][0]) or fetched.get(key)
+        state = states.get(key) or fetched.get(key)
         if state is None:
             result.unknown.extend(items)
             continue
@@ -131,11 +136,14 @@ def apply_batch(by_key: ByKey, fetched: dict[str, CustomerState]) -> BatchResult
     return result
 
 
-def customer_updated_record(change: KeyChange) -> dict[str, Any]:
-    return state_record(change.state, sorted({CHANGE_KIND[event.source] for event in change.events}))
+def customer_updated_record(change: KeyChange, updated_at: datetime | None = None) -> dict[str, Any]:
+    kinds = sorted({CHANGE_KIND[event.source] for event in change.events})
+    return state_record(change.state, kinds, updated_at)
 
 
-def state_record(state: CustomerState, changes: list[str]) -> dict[str, Any]:
+def state_record(
+    state: CustomerState, changes: list[str], updated_at: datetime | None = None
+) -> dict[str, Any]:
     """A `customer.updated` value: the state after `changes`, without PII."""
     return {
         "event_id": str(uuid.uuid4()),
@@ -146,23 +154,44 @@ def state_record(state: CustomerState, changes: list[str]) -> dict[str, Any]:
         "version": state.version,
         "changes": changes,
         "redacted": state.redacted,
-        "updated_at": datetime.now(UTC),
+        "updated_at": updated_at or datetime.now(UTC),
     }
 
 
 async def publish(result: BatchResult, topic: str) -> None:
+    """`customer.updated` per changed key, queued after the key's table write.
+
+    Changes without a redaction come first: the codec's `encode` never suspends, so they are queued
+    before any other agent runs. A redaction's event waits for its audit row and cache deletion.
+    """
     runtime = get_runtime()
+    writer = writer_for(faust_topics.customer_updated.app)
+    updated_at = datetime.now(UTC)
+    redactions: list[KeyChange] = []
+    applied = 0
+    for change in result.changes:
+        if any(isinstance(event, GdprRedactionRequested) for event in change.events):
+            redactions.append(change)
+            continue
+        value = await runtime.codec.encode(
+            topics.CUSTOMER_UPDATED, customer_updated_record(change, updated_at)
+        )
+        writer.produce(topics.CUSTOMER_UPDATED, change.state.key.encode(), value)
+        applied += len(change.events)
+    if applied:
+        metrics.events_processed.labels(topic).inc(applied)
     for raw, event in result.unknown:
         await send_to_dead_letter(raw, "unknown_customer", f"no customer {event.key}", topic)
-    for change in result.changes:
+    for change in redactions:
         for event in change.events:
             if isinstance(event, GdprRedactionRequested):
                 await complete_redaction(event)
         value = await runtime.codec.encode(topics.CUSTOMER_UPDATED, customer_updated_record(change))
-        await faust_topics.customer_updated.send(key=change.state.key, value=value)
+        writer.produce(topics.CUSTOMER_UPDATED, change.state.key.encode(), value)
         metrics.events_processed.labels(topic).inc(len(change.events))
     for reason, count in result.skipped.items():
         metrics.events_skipped.labels(topic, reason).inc(count)
+    await writer.wait_until_ebb()
 
 
 async def complete_redaction(event: GdprRedactionRequested) -> None:
@@ -201,8 +230,14 @@ async def process_batch(raw_events: Sequence[EventT], topic: str, parser: Parser
             by_key[event.key].append((raw, event))
     if not by_key:
         return
-    fetched = await load_missing({key: items[-1][0] for key, items in by_key.items()})
-    await publish(apply_batch(by_key, fetched), topic)
+    last_events = {key: items[-1][0] for key, items in by_key.items()}
+    states = read_customers(last_events)
+    fetched: dict[str, CustomerState] = {}
+    missing = [key for key, state in states.items() if state is None]
+    if missing:
+        fetched = await fetch_missing(missing)
+        states = read_customers(last_events)  # again: other agents may have written meanwhile
+    await publish(apply_batch(by_key, states, fetched), topic)
 
 
 async def consume(stream: StreamT, topic: str, parser: Parser) -> None:

@@ -64,12 +64,13 @@ class Worker:
         return f"http://127.0.0.1:{self.http_port}"
 
     @classmethod
-    def start(cls, env: dict[str, str], log_path: Path) -> Worker:
+    def start(cls, env: dict[str, str], log_path: Path, command: str = "worker") -> Worker:
+        """`core worker` (or another `core` command, e.g. `sink`) on free ports."""
         http_port, grpc_port = free_port(), free_port()
         env = env | {"HTTP_PORT": str(http_port), "GRPC_PORT": str(grpc_port)}
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "core_app", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "core_app", command], env=env, stdout=log, stderr=subprocess.STDOUT
             )
         return cls(process, http_port, log_path, grpc_port)
 

@@ -50,11 +50,13 @@ def main() -> None:
     )
     topic = app.topic(args.topic, key_type=str, key_serializer="raw", value_serializer="raw")
     table = app.Table("bench", default=None, key_type=str, value_type=bytes) if args.mode == "table" else None
-    seen = {"n": 0, "t0": 0.0}
+    seen = {"n": 0, "t0": 0.0, "cpu0": 0.0}
 
     def finish() -> None:
         elapsed = time.perf_counter() - seen["t0"]
-        print(json.dumps({"mode": args.mode, "messages": seen["n"], "seconds": elapsed}), flush=True)
+        cpu = time.process_time() - seen["cpu0"]  # all threads of this process
+        report = {"mode": args.mode, "messages": seen["n"], "seconds": elapsed, "cpu_seconds": cpu}
+        print(json.dumps(report), flush=True)
         os._exit(0)
 
     @app.agent(topic)
@@ -62,6 +64,7 @@ def main() -> None:
         async for event in stream.events():
             if seen["n"] == 0:
                 seen["t0"] = time.perf_counter()
+                seen["cpu0"] = time.process_time()
             if table is not None:
                 table[event.key] = event.value
             seen["n"] += 1

@@ -1,4 +1,4 @@
-"""`core dev | worker | migrate | schema-registry`."""
+"""`core dev | worker | sink | migrate | schema-registry`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,13 @@ def _worker(_args: argparse.Namespace) -> int:
     from core_app.worker import run_worker
 
     run_worker(load_settings())
+    return 0
+
+
+def _sink(_args: argparse.Namespace) -> int:
+    from core_app.sink import run_sink
+
+    run_sink(load_settings())
     return 0
 
 
@@ -53,6 +60,9 @@ def parser() -> argparse.ArgumentParser:
     )
     dev.set_defaults(run=_dev)
     commands.add_parser("worker", help="run one worker against configured services").set_defaults(run=_worker)
+    commands.add_parser(
+        "sink", help="run the PostgreSQL sink alone (workers then run with SINK_IN_WORKER=false)"
+    ).set_defaults(run=_sink)
     commands.add_parser("migrate", help="apply database migrations (idempotent)").set_defaults(run=_migrate)
     registry = commands.add_parser("schema-registry", help="run the development schema registry")
     registry.add_argument("--host", default="127.0.0.1")

@@ -41,8 +41,9 @@ TABLES = (customers_table, settings_table, import_logs_table)
 def build() -> CoreApp:
     if not app.extra_services:
         settings = app.core_settings
+        sink = [PostgresSink(settings, SPECS)] if settings.sink_in_worker else []  # else `core sink`
         app.extra_services = [
-            PostgresSink(settings, SPECS),
+            *sink,
             FanoutService(settings),  # before the HTTP server: its clients need the hub
             HttpServer(settings, build_web_app()),
             GrpcServer(settings, handlers=[CoreService()]),

@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     kafka_heartbeat_interval: float = Field(default=3.0, gt=0)
     kafka_producer_linger: float = Field(default=0.005, ge=0)
     table_standby_replicas: int = Field(default=1, ge=0)
+    # false: the worker runs no PostgreSQL sink; run `core sink` (one or more) instead.
+    sink_in_worker: bool = True
     # Per RocksDB instance (one per table per partition); see tables/rocksdb.py.
     rocksdb_write_buffer_mb: int = Field(default=4, ge=1)
     rocksdb_block_cache_mb: int = Field(default=4, ge=1)

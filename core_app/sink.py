@@ -1,9 +1,11 @@
 """The PostgreSQL sink: tables' changelogs -> batched, version-guarded upserts.
 
-It runs its own aiokafka consumer group (`{SERVICE_NAME}-pg-sink`) inside each worker, so Kafka spreads
-the changelog partitions over the workers. Offsets are committed only after PostgreSQL commits. While
-PostgreSQL is down the sink retries the same batch with backoff and lag grows; nothing is lost. A row
-PostgreSQL refuses for good (a constraint) is dead-lettered with the reason and the rest goes on.
+It runs its own aiokafka consumer group (`{SERVICE_NAME}-pg-sink`), inside each worker
+(`SINK_IN_WORKER=true`, the default) or as its own process (`core sink`, see `run_sink`), so Kafka
+spreads the changelog partitions over the sink instances. Offsets are committed only after PostgreSQL
+commits. While PostgreSQL is down the sink retries the same batch with backoff and lag grows; nothing
+is lost. A row PostgreSQL refuses for good (a constraint) is dead-lettered with the reason and the rest
+goes on.
 """
 
 from __future__ import annotations
@@ -11,14 +13,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
+import aiopg
 import psycopg2
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from mode import Service
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from redis.asyncio import Redis
 
 from core_app.retry import infra_retry
 from core_app.runtime import get_runtime
@@ -73,12 +80,51 @@ def coalesce(spec: SinkSpec, records: Iterable[ConsumerRecord]) -> tuple[list[Ro
     return list(newest.values()), undecodable
 
 
+DeadLetter = Callable[..., Awaitable[None]]  # agents.dead_letter.dead_letter's keyword signature
+
+
+@dataclass
+class SinkResources:
+    """What the sink needs besides Kafka; in a worker they come from the worker's runtime."""
+
+    pool: aiopg.Pool
+    redis: Redis
+    redis_key_prefix: str
+
+    def redis_key(self, key: str) -> str:
+        return f"{self.redis_key_prefix}{key}"
+
+
+async def _worker_dead_letter(**kwargs: Any) -> None:
+    from agents.dead_letter import dead_letter  # agents import the app; keep the sink importable alone
+
+    await dead_letter(**kwargs)
+
+
 class PostgresSink(Service):
-    def __init__(self, settings: Settings, specs: Iterable[SinkSpec], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        specs: Iterable[SinkSpec],
+        *,
+        resources: SinkResources | None = None,
+        dead_letter: DeadLetter | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.specs = {changelog_topic(settings.service_name, spec.table): spec for spec in specs}
         self.consumer: AIOKafkaConsumer | None = None
+        # None: the worker's runtime (opened after this service is built) and its Faust producer.
+        self._resources = resources
+        self._dead_letter_fn = dead_letter or _worker_dead_letter
+
+    @property
+    def resources(self) -> SinkResources:
+        if self._resources is not None:
+            return self._resources
+        runtime = get_runtime()
+        return SinkResources(runtime.pool, runtime.redis, runtime.settings.redis_key_prefix)
 
     async def on_start(self) -> None:
         self.consumer = AIOKafkaConsumer(
@@ -159,7 +205,7 @@ class PostgresSink(Service):
                     log.error("sink rejected a row", extra={"table": spec.table, "reason": reason})
 
     async def _upsert(self, spec: SinkSpec, rows: list[dict[str, Any]]) -> None:
-        async with get_runtime().pool.acquire() as conn, conn.cursor() as cur:
+        async with self.resources.pool.acquire() as conn, conn.cursor() as cur:
             await cur.execute("BEGIN")
             try:
                 await cur.execute(spec.sql, (json.dumps(rows),))
@@ -170,9 +216,7 @@ class PostgresSink(Service):
                 raise
 
     async def _dead_letter(self, record: ConsumerRecord, kind: str, reason: str) -> None:
-        from agents.dead_letter import dead_letter  # agents import the app; keep the sink importable alone
-
-        await dead_letter(
+        await self._dead_letter_fn(
             key=record.key,
             value=record.value,
             origin=record.topic,
@@ -183,12 +227,12 @@ class PostgresSink(Service):
         )
 
     async def _invalidate_cache(self, spec: SinkSpec, rows: list[dict[str, Any]]) -> None:
-        runtime = get_runtime()
-        keys = {runtime.redis_key(key) for row in rows if (key := spec.cache_key(row))}
+        resources = self.resources
+        keys = {resources.redis_key(key) for row in rows if (key := spec.cache_key(row))}
         if not keys:
             return
         try:
-            await runtime.redis.delete(*keys)
+            await resources.redis.delete(*keys)
         except Exception as exc:
             cache_invalidation_failures.inc(len(keys))
             log.error("cache invalidation failed", extra={"keys": len(keys), "error": str(exc)})
@@ -204,3 +248,149 @@ class PostgresSink(Service):
             lag[self.specs[tp.topic].table] += max(0, highwater - position)
         for table, value in lag.items():
             sink_lag.labels(table).set(value)
+
+
+# --- `core sink`: the sink as its own process --------------------------------------------------------
+
+
+class KafkaDeadLetters:
+    """Dead letters from a process without a Faust app: the same topic and headers, sent and awaited."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id=f"{settings.worker_id}-pg-sink",
+            acks="all",
+        )
+
+    async def __call__(
+        self,
+        *,
+        key: bytes | str | None,
+        value: bytes | None,
+        origin: str,
+        partition: int,
+        offset: int,
+        kind: str,
+        reason: str,
+        received_on: str | None = None,
+    ) -> None:
+        from agents.dead_letter import dead_letter_headers, dead_lettered
+        from core_app.topics import DEAD_LETTER
+
+        headers = dead_letter_headers(origin, partition, offset, kind, reason, received_on)
+        raw_key = key.encode() if isinstance(key, str) else key
+        # Awaited: the changelog offset is committed after this returns, so the record is not lost.
+        await self.producer.send_and_wait(DEAD_LETTER, key=raw_key, value=value, headers=headers)
+        dead_lettered(origin, partition, offset, kind, reason)
+
+
+def sink_web_app(resources: SinkResources, settings: Settings) -> web.Application:
+    """`/metrics` (sink lag, batch sizes, rows) and `/health` (PostgreSQL and Redis answer)."""
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def health(_request: web.Request) -> web.Response:
+        down: dict[str, str] = {}
+
+        async def pg() -> None:
+            async with resources.pool.acquire() as conn, conn.cursor() as cur:
+                await cur.execute("SELECT 1")
+
+        for name, probe in (("postgres", pg), ("redis", resources.redis.ping)):
+            try:
+                await asyncio.wait_for(probe(), settings.health_timeout)
+            except Exception as exc:
+                down[name] = repr(exc)
+        if down:
+            return web.json_response({"status": "DOWN", "down": sorted(down), "checks": down}, status=503)
+        return web.json_response({"status": "UP"})
+
+    web_app = web.Application()
+    web_app.router.add_get("/metrics", metrics)
+    web_app.router.add_get("/health", health)
+    return web_app
+
+
+async def serve_sink(settings: Settings, stop: asyncio.Event) -> None:
+    """Run the sink until `stop` is set, serving `/metrics` and `/health` on HTTP_PORT."""
+    from core_app import db
+    from core_app.sink_sql import SPECS
+
+    resources = SinkResources(
+        # minsize=0: the sink starts (and waits, retrying) while PostgreSQL is away.
+        pool=await db.create_pool(settings, minsize=0),
+        redis=Redis.from_url(
+            settings.redis_dsn,
+            socket_timeout=settings.health_timeout,
+            socket_connect_timeout=settings.health_timeout,
+        ),
+        redis_key_prefix=settings.redis_key_prefix,
+    )
+    dead_letters = KafkaDeadLetters(settings)
+    runner = web.AppRunner(sink_web_app(resources, settings), access_log=None, handle_signals=False)
+    sink = PostgresSink(settings, SPECS, resources=resources, dead_letter=dead_letters)
+    try:
+        await dead_letters.producer.start()
+        await runner.setup()
+        await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+        if not await wait_for_changelogs(settings, list(sink.specs), stop):
+            return
+        await sink.start()
+        log.info("sink running", extra={"http_port": settings.http_port})
+        await stop.wait()
+    finally:
+        await sink.stop()
+        await runner.cleanup()
+        await dead_letters.producer.stop()
+        await resources.redis.aclose()
+        resources.pool.close()
+        await resources.pool.wait_closed()
+
+
+async def wait_for_changelogs(settings: Settings, topics: list[str], stop: asyncio.Event) -> bool:
+    """Wait until the workers have created the changelog topics (Faust creates them compacted; the
+    sink must not create them with other settings). False if stopped first."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    logged = False
+    while not stop.is_set():
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        try:
+            await admin.start()
+            missing = set(topics) - set(await admin.list_topics())
+        except KafkaError as exc:
+            missing = {f"(broker: {exc!r})"}
+        finally:
+            await admin.close()
+        if not missing:
+            return True
+        if not logged:
+            log.info("waiting for the workers to create the changelogs", extra={"missing": sorted(missing)})
+            logged = True
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=1.0)
+        except TimeoutError:
+            pass
+    return False
+
+
+def run_sink(settings: Settings) -> None:
+    """`core sink`: the PostgreSQL sink alone (run the workers with SINK_IN_WORKER=false)."""
+    from core_app.logs import configure_logging
+
+    configure_logging(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await serve_sink(settings, stop)
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+    asyncio.run(main())

@@ -14,7 +14,7 @@ from core_app.repository import fetch_customers
 from core_app.retry import infra_retry
 from core_app.routing import key_partition
 from core_app.runtime import get_runtime
-from tables.context import processing
+from tables.changelog import writer_for
 from tables.rocksdb import read_in_partition, rocksdb_options
 
 customers_table = app.Table(
@@ -47,25 +47,34 @@ def local_customer(merchant_id: str, customer_id: str, partition: int | None = N
 
 
 def read_customer(key: str, event: EventT) -> CustomerState | None:
-    with processing(event):
-        value = customers_table.get(key)
+    """The key's state in the partition of `event` (the key's own event), as Faust would read it."""
+    value = writer_for(app).read(customers_table, event.message.partition, key)
     return CustomerState.from_dict(value) if value is not None else None
 
 
+def read_customers(last_event_by_key: dict[str, EventT]) -> dict[str, CustomerState | None]:
+    """The table's state of each key (None: not in the table), read through the key's own event."""
+    return {key: read_customer(key, event) for key, event in last_event_by_key.items()}
+
+
 def save_customer(state: CustomerState, event: EventT) -> None:
-    """Write `state` as part of processing `event` (the key's own event, hence its partition)."""
-    with processing(event):
-        customers_table[state.key] = state.to_dict()
+    """Write `state` as part of processing `event` (the key's own event, hence its partition).
+
+    Synchronous like `table[key] = value`, through the lean path of tables/changelog.py: the RocksDB
+    write now, the changelog record queued in write order and flushed before offsets commit.
+    """
+    writer_for(app).write(customers_table, event.message.partition, state.key, state.to_dict())
+
+
+async def fetch_missing(keys: list[str]) -> dict[str, CustomerState]:
+    """First touch: customers absent from the table, read from PostgreSQL in one query."""
+    if not keys:
+        return {}
+    pairs = [tuple(key.split(":", 1)) for key in keys]
+    return await infra_retry()(fetch_customers, get_runtime().pool, pairs)
 
 
 async def load_missing(last_event_by_key: dict[str, EventT]) -> dict[str, CustomerState]:
-    """First touch: customers absent from the table, read from PostgreSQL in one query."""
-    missing = []
-    for key, event in last_event_by_key.items():
-        with processing(event):
-            if key not in customers_table:
-                missing.append(key)
-    if not missing:
-        return {}
-    pairs = [tuple(key.split(":", 1)) for key in missing]
-    return await infra_retry()(fetch_customers, get_runtime().pool, pairs)
+    """First touch for callers that handle one batch of keys: the absent ones, from PostgreSQL."""
+    states = read_customers(last_event_by_key)
+    return await fetch_missing([key for key, state in states.items() if state is None])
