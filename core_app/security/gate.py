@@ -65,12 +65,14 @@ local function admit(allowlist, window_key, replay_key, ip, limit, window, ttl, 
   end
   return 0, 0
 end
--- KEYS: 3 per request, ARGV: 6 per request; the reply: verdict, value per request, in order.
+-- ARGV[1..3]: limit, window (us), window TTL (s), shared; then per request: client ip, window member,
+-- replay TTL (0: no replay check). KEYS: 3 per request. Reply: verdict, value per request, in order.
+local limit, window, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local reply = {}
 for i = 0, #KEYS / 3 - 1 do
-  local k, a = i * 3, i * 6
-  local verdict, value = admit(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a + 1], tonumber(ARGV[a + 2]),
-    tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), ARGV[a + 5], tonumber(ARGV[a + 6]))
+  local k, a = i * 3, 3 + i * 3
+  local verdict, value = admit(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a + 1], limit, window, ttl,
+    ARGV[a + 2], tonumber(ARGV[a + 3]))
   reply[#reply + 1] = verdict
   reply[#reply + 1] = value
 end
@@ -124,14 +126,7 @@ class Gate:
             self.key(rate_key(merchant_key, endpoint)),
             self.key(f"replay:{replay_id}" if replay_id else "replay:-"),
         ]
-        args = [
-            client_ip or "",
-            self.limit,
-            WINDOW_US,
-            RATE_LIMIT_TTL,
-            os.urandom(8).hex(),
-            replay_ttl if replay_id else 0,
-        ]
+        args = [client_ip or "", os.urandom(8).hex(), replay_ttl if replay_id else 0]
         try:
             verdict, value = await self._verdict(keys, args)
         except (RedisError, OSError) as exc:
@@ -161,7 +156,8 @@ class Gate:
             if not batch:
                 continue
             keys = [key for request in batch for key in request[0]]
-            args = [arg for request in batch for arg in request[1]]
+            args = [self.limit, WINDOW_US, RATE_LIMIT_TTL]
+            args += [arg for request in batch for arg in request[1]]
             try:
                 reply = await self._admit(keys=keys, args=args)
             except asyncio.CancelledError:
