@@ -368,6 +368,16 @@ async def run_signed_wrk(
     return report
 
 
+async def redis_server_pid(settings: Settings) -> int | None:
+    """The Redis server's pid when it runs on this machine (its CPU per admitted request)."""
+    client = aioredis.Redis.from_url(settings.redis_dsn)
+    try:
+        pid = int((await client.info("server"))["process_id"])
+    finally:
+        await client.aclose()
+    return pid if Path(f"/proc/{pid}/stat").exists() else None
+
+
 async def security_counters(worker: Worker) -> dict[str, float]:
     return {
         name: await metric(worker, name)
@@ -425,10 +435,17 @@ async def measure_secure(
 ) -> None:
     prefix = f"/core/v1/customers?merchant_id={merchant_id}&customer_id="
 
+    redis_pid = await redis_server_pid(settings)
+
     async def checked(name: str, load: Awaitable[dict], reads_metric: str) -> None:
         counters = await security_counters(worker)
         before = await read_sources(worker, reads_metric)
+        redis_before = cpu_seconds(redis_pid) if redis_pid else 0.0
         results[name] = show(name, await measured(worker.process.pid, load))
+        if redis_pid:
+            redis_us = (cpu_seconds(redis_pid) - redis_before) * 1e6 / max(1, results[name]["requests"])
+            results[name]["redis_cpu_us"] = redis_us
+            print(f"   Redis server CPU {redis_us:.0f} us/req (a shared Redis: other clients count too)")
         check_sources(name, await sources_during(worker, reads_metric, before), "table")
         after = await security_counters(worker)
         moved = {k: after[k] - v for k, v in counters.items() if after[k] != v}
