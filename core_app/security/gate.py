@@ -13,7 +13,8 @@ of the event loop) go to Redis together, as one call of the same script that run
 for each request in arrival order, and hands each its own verdict. Every request is still checked
 and counted on its own, atomically, exactly as if it had come alone (the 101st still gets 429, a
 replay inside one batch is still refused); what is shared is the round trip and redis-py's cost per
-command (about 150-200 us of CPU), which dominated the cost of the security layer.
+command (about 150-200 us of CPU), which dominated the cost of the security layer. Two calls may be
+in flight at once; Redis still runs each script atomically, one after the other.
 
 Redis down: SECURITY_REDIS_FAIL_MODE=closed (default) answers 503, because the allow-list and replay
 protection cannot be checked; `open` lets requests through unchecked. Both are counted in
@@ -40,6 +41,7 @@ RATE_LIMIT_TTL = 60
 WINDOW_US = 1_000_000
 ALLOWLIST_TTL = 7 * 24 * 3600
 MAX_BATCH = 256  # requests per script call
+MAX_IN_FLIGHT = 2  # script calls in flight per worker
 
 ADMIT = """
 local function admit(allowlist, window_key, replay_key, ip, limit, window, ttl, member, replay_ttl)
@@ -106,7 +108,7 @@ class Gate:
         self._admit = redis.register_script(ADMIT)
         self._allowed = redis.register_script(ALLOWED)
         self._pending: list[tuple[list[str], list[Any], asyncio.Future[tuple[int, int]]]] = []
-        self._sender: asyncio.Task[None] | None = None
+        self._senders: list[asyncio.Task[None]] = []
 
     def key(self, name: str) -> str:
         return f"{self.prefix}{name}"
@@ -144,12 +146,14 @@ class Gate:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[int, int]] = loop.create_future()
         self._pending.append((keys, args, future))
-        if self._sender is None or self._sender.done() or self._sender.get_loop() is not loop:
-            self._sender = loop.create_task(self._send())
+        self._senders = [task for task in self._senders if not task.done() and task.get_loop() is loop]
+        if len(self._senders) < MAX_IN_FLIGHT:
+            self._senders.append(loop.create_task(self._send()))
         return await future
 
     async def _send(self) -> None:
-        """Send the waiting requests, one script call at a time, until none waits."""
+        """Send the waiting requests, one script call at a time, until none waits (MAX_IN_FLIGHT of
+        these run at once, so the worker handles one batch's answers while Redis runs the next)."""
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             batch = [request for request in batch if not request[2].done()]  # callers gone: not counted
