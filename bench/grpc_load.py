@@ -1,10 +1,13 @@
 """gRPC load generator of bench/reads.py: `GetCustomerRFM` at a fixed concurrency, one JSON line.
 
     .venv/bin/python -m bench.grpc_load --port 50051 --merchant-id M --ids ids.txt \
-        [--concurrency 64] [--duration 10] [--channels 4] [--latencies-out FILE]
+        [--concurrency 64] [--duration 10] [--channels 4] [--latencies-out FILE] \
+        [--authorization 'Bearer <JWT>']
 
 Each of `concurrency` tasks sends one call at a time, over `channels` HTTP/2 connections, cycling
 over the ids (task k of C reads ids k, k+C, ...). Latency is per call, from send to reply.
+`--authorization` is sent as `authorization` metadata on every call (the same token throughout, as
+a client reuses its token until it expires).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     errors = 0
     wrapped = 0
     stop_at = 0.0
+    metadata = {"authorization": args.authorization} if args.authorization else None
 
     async def client(k: int) -> None:
         nonlocal errors, wrapped
@@ -49,7 +53,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
                 position, wrapped = k, wrapped + 1
             started = time.perf_counter()
             try:
-                await call(request, timeout=10)
+                await call(request, timeout=10, metadata=metadata)
             except (GRPCError, TimeoutError, OSError):
                 errors += 1
                 continue
@@ -86,6 +90,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--channels", type=int, default=4)
     parser.add_argument("--latencies-out", help="also write every latency (float64 seconds) here")
+    parser.add_argument("--authorization", help="`authorization` metadata of every call (Bearer <JWT>)")
     print(json.dumps(asyncio.run(run(parser.parse_args()))), flush=True)
 
 

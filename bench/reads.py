@@ -1,7 +1,7 @@
 """Read benchmark: REST and gRPC reads of one worker against bare handlers, in one run.
 
     .venv/bin/python -m bench.reads [--customers 10000] [--duration 10] [--concurrency 64]
-                                    [--fallback-customers 40000] [--grpc-clients 1]
+                                    [--fallback-customers 40000] [--grpc-clients 1] [--secure]
 
 Every phase runs `--concurrency` clients for `--duration` seconds from a separate process: wrk
 (`bench/reads.lua`, ids varying per request) for HTTP, `bench/grpc_load.py` (grpclib) for gRPC.
@@ -15,6 +15,17 @@ Every phase runs `--concurrency` clients for `--duration` seconds from a separat
     each read once (the load generators never repeat an id before the list is exhausted, and the
     phase checks the sources on /metrics): every read misses the table and Redis, reads PostgreSQL
     and writes the answer to Redis.
+With `--secure`, the same worker is then restarted with the security layer on (AUTH_ENABLED=true,
+the merchant's IP allow-list set to the load generator's address and another, rate limiting on with
+RATE_LIMIT_PER_SECOND raised so that nothing is refused: the admission script still runs on every
+request) and two more phases run against the table:
+(g) REST `GET /core/v1/customers` signed with an API key (X-Api-Key, X-Timestamp, X-Nonce,
+    X-Signature): wrk's Lua has no HMAC and a nonce is good once, so the requests are signed in
+    Python just before the phase, more than it can send, and `bench/signed_reads.lua` replays each
+    exactly once; (a') the bare aiohttp handler under the same signed requests (headers ignored)
+    shows what the longer requests cost wrk;
+(h) gRPC `GetCustomerRFM` with a JWT in `authorization` metadata.
+Both fail unless every response was a 2xx / OK and `core_auth_refused_total` did not move.
 Ratios are printed last. Needs wrk (`apt-get install wrk`), the local PostgreSQL and Redis; starts
 its own Tansu, registry and worker.
 """
@@ -33,6 +44,7 @@ import uuid
 from array import array
 from asyncio.subprocess import PIPE
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -46,11 +58,15 @@ from core_app import db
 from core_app.events.codec import EventCodec
 from core_app.migrate import migrate
 from core_app.schema_registry.run import start_registry
+from core_app.security.cli import change_allowlist, create_api_key, mint_token
+from core_app.security.principal import VIEW
+from core_app.security.signing import sign
 from core_app.settings import Settings
 from core_app.topics import ensure_topics
 
 BENCH = Path(__file__).resolve().parent
 LUA = BENCH / "reads.lua"
+SIGNED_LUA = BENCH / "signed_reads.lua"
 WARMUP_SECONDS = 2
 REDIS_CUSTOMERS = 2_000  # (e) cycles over these; they stay cached, so repeats are fine
 
@@ -91,11 +107,21 @@ def write_ids(path: Path, ids: list[str]) -> Path:
     return path
 
 
-async def run_wrk(args: argparse.Namespace, url: str, prefix: str, ids_file: Path, seconds: int) -> dict:
+async def run_wrk(
+    args: argparse.Namespace,
+    url: str,
+    prefix: str,
+    ids_file: Path,
+    seconds: int,
+    *,
+    script: Path = LUA,
+    script_args: tuple[str, ...] | None = None,
+) -> dict:
     threads = args.wrk_threads
+    extra = script_args if script_args is not None else (str(ids_file), prefix, str(threads))
     process = await asyncio.create_subprocess_exec(
         "wrk", f"-t{threads}", f"-c{args.concurrency}", f"-d{seconds}s", "--timeout", "10s",
-        "-s", str(LUA), url, "--", str(ids_file), prefix, str(threads), stdout=PIPE, stderr=PIPE,
+        "-s", str(script), url, "--", *extra, stdout=PIPE, stderr=PIPE,
     )  # fmt: skip
     out, err = await process.communicate()
     lines = [line for line in out.decode().splitlines() if line.startswith("{")]
@@ -105,7 +131,13 @@ async def run_wrk(args: argparse.Namespace, url: str, prefix: str, ids_file: Pat
 
 
 async def run_grpc_load(
-    args: argparse.Namespace, port: int, merchant_id: str, ids: list[str], workdir: Path, seconds: float
+    args: argparse.Namespace,
+    port: int,
+    merchant_id: str,
+    ids: list[str],
+    workdir: Path,
+    seconds: float,
+    authorization: str | None = None,
 ) -> dict:
     """`--grpc-clients` load processes sharing `--concurrency` calls in flight and the ids."""
     clients = args.grpc_clients
@@ -115,6 +147,8 @@ async def run_grpc_load(
         argv = ["--port", str(port), "--merchant-id", merchant_id, "--ids", str(ids_file)]
         argv += ["--concurrency", str(args.concurrency // clients), "--duration", str(seconds)]
         argv += ["--latencies-out", str(workdir / f"grpc-lat-{n}.bin")]
+        if authorization:
+            argv += ["--authorization", authorization]
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.grpc_load", *argv, stdout=PIPE, stderr=PIPE
         )
@@ -267,6 +301,174 @@ async def measure_worker(
     await grpc("grpc_postgres", cold_merchant, grpc_cold, False, "postgres")
 
 
+@dataclass(frozen=True)
+class Credentials:
+    key_id: str
+    secret: str
+    token: str
+
+
+SECURE_RATE_LIMIT = 1_000_000_000  # per merchant per endpoint per second: admission runs, never refuses
+OTHER_ALLOWED_IP = "192.0.2.10"  # TEST-NET-1: the allow-list has more than the load generator's address
+
+
+def create_credentials(settings: Settings, merchant_id: str) -> Credentials:
+    """What an operator would run: `core apikey create`, `core token mint`, `core allowlist add`."""
+    key_id, secret = create_api_key(settings, merchant_id, [VIEW], "bench", "bench/reads.py --secure")
+    token = mint_token(settings, merchant_id, [VIEW], subject="bench", ttl=3600)
+    members = change_allowlist(settings, merchant_id, "add", ["127.0.0.1", OTHER_ALLOWED_IP], "bench")
+    print(f"API key {key_id} (view), JWT (view), IP allow-list {sorted(members)}", flush=True)
+    return Credentials(key_id, secret, token)
+
+
+def write_signed(
+    workdir: Path, name: str, creds: Credentials, prefix: str, ids: list[str], count: int, threads: int
+) -> Path:
+    """`count` signed GETs of `prefix + id` (cycling over ids), each with its own nonce, dealt round
+    robin to one file per wrk thread (`<name>.1` .. `<name>.T`); the timestamp is now."""
+    started = time.perf_counter()
+    stamp = str(int(time.time()))
+    tag = os.urandom(6).hex()
+    base = workdir / name
+    lines: list[list[str]] = [[] for _ in range(threads)]
+    for i in range(count):
+        path = prefix + ids[i % len(ids)]
+        nonce = f"{tag}{i:012x}"
+        signature = sign(creds.secret, "GET", path, stamp, nonce, b"")
+        lines[i % threads].append(f"{path}\t{stamp}\t{nonce}\t{signature}\n")
+    for k, chunk in enumerate(lines, 1):
+        Path(f"{base}.{k}").write_text("".join(chunk))
+    print(f"   signed {count:,} requests in {time.perf_counter() - started:.1f}s", flush=True)
+    return base
+
+
+def signed_count(rate: float, seconds: int) -> int:
+    """More signed requests than a phase can send: 1.5x the rate of the plain phase, plus slack."""
+    return int(rate * seconds * 1.5) + 20_000
+
+
+async def run_signed_wrk(
+    args: argparse.Namespace,
+    url: str,
+    prefix: str,
+    ids: list[str],
+    creds: Credentials,
+    workdir: Path,
+    seconds: int,
+    expected_rate: float,
+) -> dict:
+    base = write_signed(
+        workdir, "signed", creds, prefix, ids, signed_count(expected_rate, seconds), args.wrk_threads
+    )
+    report = await run_wrk(
+        args, url, prefix, base, seconds, script=SIGNED_LUA, script_args=(str(base), creds.key_id)
+    )
+    if report["wrapped"]:
+        raise RuntimeError(f"wrk ran out of signed requests ({report['wrapped']:,} unsigned sent)")
+    return report
+
+
+async def redis_server_pid(settings: Settings) -> int | None:
+    """The Redis server's pid when it runs on this machine (its CPU per admitted request)."""
+    client = aioredis.Redis.from_url(settings.redis_dsn)
+    try:
+        pid = int((await client.info("server"))["process_id"])
+    finally:
+        await client.aclose()
+    return pid if Path(f"/proc/{pid}/stat").exists() else None
+
+
+async def security_counters(worker: Worker) -> dict[str, float]:
+    return {
+        name: await metric(worker, name)
+        for name in ("core_auth_refused_total", "core_security_redis_unavailable_total")
+    }
+
+
+async def admission_entries(settings: Settings, merchant_id: str) -> dict[str, int]:
+    """Entries of the merchant's rate-limit windows in Redis (proof the admission script ran)."""
+    client = aioredis.Redis.from_url(settings.redis_dsn)
+    try:
+        found = {}
+        head = f"{settings.redis_key_prefix}rate_limit:{merchant_id}:"
+        async for key in client.scan_iter(match=f"{head}*"):
+            found[key.decode().removeprefix(head)] = int(await client.zcard(key))
+        return found
+    finally:
+        await client.aclose()
+
+
+async def wait_secure_table(worker: Worker, creds: Credentials, merchant_id: str, ids: list[str]) -> None:
+    """Until a signed read of a table customer is answered from the table (recovery done)."""
+    deadline = time.monotonic() + 180
+    async with aiohttp.ClientSession() as http:
+        while True:
+            path = f"/core/v1/customers?merchant_id={merchant_id}&customer_id={ids[0]}"
+            nonce = os.urandom(12).hex()
+            stamp = str(int(time.time()))
+            headers = {
+                "X-Api-Key": creds.key_id,
+                "X-Timestamp": stamp,
+                "X-Nonce": nonce,
+                "X-Signature": sign(creds.secret, "GET", path, stamp, nonce, b""),
+            }
+            async with http.get(f"{worker.url}{path}", headers=headers) as response:
+                body = await response.json()
+                if response.status == 200 and body.get("source") == "table":
+                    return
+                if response.status in (401, 403, 429):
+                    raise RuntimeError(f"secure worker refused the bench's credentials: {body}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"secure worker: table not ready ({response.status} {body})")
+            await asyncio.sleep(0.5)
+
+
+async def measure_secure(
+    args: argparse.Namespace,
+    settings: Settings,
+    worker: Worker,
+    workdir: Path,
+    results: dict[str, dict],
+    merchant_id: str,
+    ids: list[str],
+    creds: Credentials,
+) -> None:
+    prefix = f"/core/v1/customers?merchant_id={merchant_id}&customer_id="
+
+    redis_pid = await redis_server_pid(settings)
+
+    async def checked(name: str, load: Awaitable[dict], reads_metric: str) -> None:
+        counters = await security_counters(worker)
+        before = await read_sources(worker, reads_metric)
+        redis_before = cpu_seconds(redis_pid) if redis_pid else 0.0
+        results[name] = show(name, await measured(worker.process.pid, load))
+        if redis_pid:
+            redis_us = (cpu_seconds(redis_pid) - redis_before) * 1e6 / max(1, results[name]["requests"])
+            results[name]["redis_cpu_us"] = redis_us
+            print(f"   Redis server CPU {redis_us:.0f} us/req (a shared Redis: other clients count too)")
+        check_sources(name, await sources_during(worker, reads_metric, before), "table")
+        after = await security_counters(worker)
+        moved = {k: after[k] - v for k, v in counters.items() if after[k] != v}
+        if moved:
+            raise RuntimeError(f"{name}: the security layer refused or skipped requests: {moved}")
+
+    section("(g) REST GET /core/v1/customers, from the table, API key + HMAC signature")
+    plain_rate = results["rest_table"]["rate"]
+    await run_signed_wrk(args, worker.url, prefix, ids, creds, workdir, WARMUP_SECONDS, plain_rate)
+    load = run_signed_wrk(args, worker.url, prefix, ids, creds, workdir, args.duration, plain_rate)
+    await checked("rest_secure", load, "core_customer_reads_total")
+
+    section("(h) gRPC GetCustomerRFM, from the table, JWT in `authorization` metadata")
+    bearer = f"Bearer {creds.token}"
+    await run_grpc_load(args, worker.grpc_port, merchant_id, ids, workdir, WARMUP_SECONDS, bearer)
+    load = run_grpc_load(args, worker.grpc_port, merchant_id, ids, workdir, args.duration, bearer)
+    await checked("grpc_secure", load, "core_rfm_reads_total")
+    entries = await admission_entries(settings, merchant_id)
+    print(f"   rate-limit windows in Redis (entries in the last second): {entries}", flush=True)
+    if len(entries) < 2:
+        raise RuntimeError(f"the admission script did not run on both transports: {entries}")
+
+
 def check_sources(name: str, sources: dict[str, int], expect: str) -> None:
     others = {k: v for k, v in sources.items() if k != expect}
     print(f"   answered by: {', '.join(f'{k} {v:,}' for k, v in sources.items())}", flush=True)
@@ -303,6 +505,7 @@ async def run(args: argparse.Namespace) -> None:
         cold_ids = insert_scored_customers(settings, cold_merchant, cold_count)
         await produce_rfm(tansu.bootstrap, codec, table_merchant, table_ids, 1)
         print(f"inserted and produced in {time.perf_counter() - started:.1f}s", flush=True)
+        creds = create_credentials(settings, table_merchant) if args.secure else None
 
         bare_http, bare_grpc = free_port(), free_port()
         bare = await asyncio.create_subprocess_exec(
@@ -314,6 +517,7 @@ async def run(args: argparse.Namespace) -> None:
         await asyncio.wait_for(bare.stdout.readline(), 30)
 
         env = worker_env(settings, tansu.url, registry_url, workdir, "bench-reads")
+        env["AUTH_ENABLED"] = "false"  # phases (c)-(f): the read path alone
         worker = Worker.start(env, workdir / "worker.log")
         try:
             await wait_http_ok(f"{worker.url}/ready", timeout=180)
@@ -331,6 +535,13 @@ async def run(args: argparse.Namespace) -> None:
             await run_wrk(args, bare_url, prefix, ids_file, WARMUP_SECONDS)
             load = run_wrk(args, bare_url, prefix, ids_file, args.duration)
             results["rest_bare"] = show("rest_bare", await measured(bare.pid, load))
+            if creds is not None:
+                section("(a') bare aiohttp handler, the signed requests of (g) (headers ignored)")
+                rate = results["rest_bare"]["rate"]
+                signed = (args, bare_url, prefix, table_ids, creds, workdir)
+                await run_signed_wrk(*signed, WARMUP_SECONDS, rate)
+                load = run_signed_wrk(*signed, args.duration, rate)
+                results["rest_bare_signed"] = show("rest_bare_signed", await measured(bare.pid, load))
             section("(b) bare grpclib unary handler, constant reply")
             await run_grpc_load(args, bare_grpc, table_merchant, table_ids, workdir, WARMUP_SECONDS)
             load = run_grpc_load(args, bare_grpc, table_merchant, table_ids, workdir, args.duration)
@@ -342,6 +553,32 @@ async def run(args: argparse.Namespace) -> None:
             await measure_worker(
                 args, worker, workdir, results, (table_merchant, table_ids), (cold_merchant, cold_ids)
             )
+            if creds is not None:
+                section("restart: the worker with the security layer on")
+                worker.stop()
+                secure_env = env | {
+                    # A fresh data dir: the table is recovered from its changelog (Tansu's changelog
+                    # highwater can sit below the offset RocksDB persisted, which Faust refuses).
+                    "DATA_DIR": str(workdir / "core-data-secure"),
+                    "AUTH_ENABLED": "true",
+                    "RATE_LIMIT_PER_SECOND": str(SECURE_RATE_LIMIT),
+                }
+                worker = Worker.start(secure_env, workdir / "worker-secure.log")
+                try:
+                    await wait_http_ok(f"{worker.url}/ready", timeout=180)
+                except TimeoutError:
+                    print(worker.log_tail(40), file=sys.stderr)
+                    raise
+                # Recovery from Tansu's changelog can miss a partition's last records: a new event
+                # per customer (newer than the first) puts every one back in the table.
+                await produce_rfm(tansu.bootstrap, codec, table_merchant, table_ids, 2)
+                while rows_at_version(settings, table_merchant, 2) < args.customers:
+                    await asyncio.sleep(0.2)
+                await wait_secure_table(worker, creds, table_merchant, table_ids)
+                print(f"worker pid {worker.process.pid}: AUTH_ENABLED=true, rate limit on", flush=True)
+                await measure_secure(
+                    args, settings, worker, workdir, results, table_merchant, table_ids, creds
+                )
         finally:
             worker.stop()
     finally:
@@ -382,6 +619,32 @@ def print_ratios(results: dict[str, dict]) -> None:
         for tier in ("redis", "postgres"):
             ratio = results[f"{transport}_{tier}"]["rate"] / table
             print(f"{label} {tier + ' req/s':<14} / table          = {ratio:.2f}")
+    if "rest_secure" in results:
+        print_secure_ratios(results)
+
+
+def print_secure_ratios(results: dict[str, dict]) -> None:
+    section("security layer on (AUTH_ENABLED=true, allow-list set, rate limit on, nothing refused)")
+    for transport, bare in (("rest", "bare aiohttp"), ("grpc", "bare grpclib")):
+        secure, base, plain = (results[f"{transport}_{k}"] for k in ("secure", "bare", "table"))
+        label = transport.upper().ljust(4)
+        rate = secure["rate"] / base["rate"]
+        target = ""
+        if transport == "rest":
+            verdict = "met" if rate >= 0.35 else f"MISSED by {(1 - rate / 0.35) * 100:.0f}%"
+            target = f"  target >= 0.35: {verdict}"
+        print(f"{label} secure req/s / {bare:<13} = {rate:.2f}{target}")
+        if transport == "rest":
+            signed = secure["rate"] / results["rest_bare_signed"]["rate"]
+            print(f"{label} secure req/s / {'bare, signed':<13} = {signed:.2f}  (same wrk script as (g))")
+        print(f"{label} secure p99   / {bare + ' p99':<13} = {secure['p99_ms'] / base['p99_ms']:.2f}")
+        print(f"{label} secure req/s / plain table   = {secure['rate'] / plain['rate']:.2f}")
+        print(f"{label} secure p99   / plain p99     = {secure['p99_ms'] / plain['p99_ms']:.2f}")
+        extra = secure["cpu_us"] - plain["cpu_us"]
+        print(
+            f"{label} secure CPU/req / plain        = {secure['cpu_us'] / plain['cpu_us']:.2f}"
+            f"  (+{extra:.0f} us per request for the security layer)"
+        )
 
 
 def main() -> None:
@@ -396,6 +659,11 @@ def main() -> None:
     )
     parser.add_argument("--grpc-clients", type=int, default=1, help="gRPC load processes sharing the calls")
     parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="then restart the worker with authentication, rate limiting and the IP allow-list on: (g), (h)",
+    )
     asyncio.run(run(parser.parse_args()))
 
 

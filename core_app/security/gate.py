@@ -8,6 +8,14 @@ One Lua script (atomic, so two workers sharing Redis share one count):
    not counted. The clock is Redis's (`TIME`), so workers with skewed clocks agree.
 Only when all pass is the request counted and its signature remembered.
 
+Batching: the requests that reach admission while a script call is in flight (or in the same turn
+of the event loop) go to Redis together, as one call of the same script that runs the three steps
+for each request in arrival order, and hands each its own verdict. Every request is still checked
+and counted on its own, atomically, exactly as if it had come alone (the 101st still gets 429, a
+replay inside one batch is still refused); what is shared is the round trip and redis-py's cost per
+command (about 150-200 us of CPU), which dominated the cost of the security layer. Two calls may be
+in flight at once; Redis still runs each script atomically, one after the other.
+
 Redis down: SECURITY_REDIS_FAIL_MODE=closed (default) answers 503, because the allow-list and replay
 protection cannot be checked; `open` lets requests through unchecked. Both are counted in
 `core_security_redis_unavailable_total`.
@@ -15,9 +23,11 @@ protection cannot be checked; `open` lets requests through unchecked. Both are c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -30,31 +40,45 @@ log = logging.getLogger(__name__)
 RATE_LIMIT_TTL = 60
 WINDOW_US = 1_000_000
 ALLOWLIST_TTL = 7 * 24 * 3600
+MAX_BATCH = 256  # requests per script call
+MAX_IN_FLIGHT = 2  # script calls in flight per worker
 
 ADMIT = """
-if redis.call('SCARD', KEYS[1]) > 0 then
-  if ARGV[1] == '' or redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then
-    return {1, 0}
+local function admit(allowlist, window_key, replay_key, ip, limit, window, ttl, member, replay_ttl)
+  if redis.call('SCARD', allowlist) > 0 then
+    if ip == '' or redis.call('SISMEMBER', allowlist, ip) == 0 then
+      return 1, 0
+    end
   end
+  if replay_ttl > 0 and redis.call('EXISTS', replay_key) == 1 then
+    return 2, 0
+  end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  redis.call('ZREMRANGEBYSCORE', window_key, '-inf', now - window)
+  if redis.call('ZCARD', window_key) >= limit then
+    local oldest = redis.call('ZRANGE', window_key, 0, 0, 'WITHSCORES')
+    return 3, tonumber(oldest[2]) + window - now
+  end
+  redis.call('ZADD', window_key, now, member)
+  redis.call('EXPIRE', window_key, ttl)
+  if replay_ttl > 0 then
+    redis.call('SET', replay_key, '1', 'EX', replay_ttl)
+  end
+  return 0, 0
 end
-local replay_ttl = tonumber(ARGV[6])
-if replay_ttl > 0 and redis.call('EXISTS', KEYS[3]) == 1 then
-  return {2, 0}
+-- ARGV[1..3]: limit, window (us), window TTL (s), shared; then per request: client ip, window member,
+-- replay TTL (0: no replay check). KEYS: 3 per request. Reply: verdict, value per request, in order.
+local limit, window, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local reply = {}
+for i = 0, #KEYS / 3 - 1 do
+  local k, a = i * 3, 3 + i * 3
+  local verdict, value = admit(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a + 1], limit, window, ttl,
+    ARGV[a + 2], tonumber(ARGV[a + 3]))
+  reply[#reply + 1] = verdict
+  reply[#reply + 1] = value
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local window = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then
-  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  return {3, tonumber(oldest[2]) + window - now}
-end
-redis.call('ZADD', KEYS[2], now, ARGV[5])
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
-if replay_ttl > 0 then
-  redis.call('SET', KEYS[3], '1', 'EX', replay_ttl)
-end
-return {0, 0}
+return reply
 """
 
 ALLOWED = """
@@ -83,6 +107,8 @@ class Gate:
         self.fail_open = fail_mode == "open"
         self._admit = redis.register_script(ADMIT)
         self._allowed = redis.register_script(ALLOWED)
+        self._pending: list[tuple[list[str], list[Any], asyncio.Future[tuple[int, int]]]] = []
+        self._senders: list[asyncio.Task[None]] = []
 
     def key(self, name: str) -> str:
         return f"{self.prefix}{name}"
@@ -102,16 +128,9 @@ class Gate:
             self.key(rate_key(merchant_key, endpoint)),
             self.key(f"replay:{replay_id}" if replay_id else "replay:-"),
         ]
-        args = [
-            client_ip or "",
-            self.limit,
-            WINDOW_US,
-            RATE_LIMIT_TTL,
-            os.urandom(8).hex(),
-            replay_ttl if replay_id else 0,
-        ]
+        args = [client_ip or "", os.urandom(8).hex(), replay_ttl if replay_id else 0]
         try:
-            verdict, value = await self._admit(keys=keys, args=args)
+            verdict, value = await self._verdict(keys, args)
         except (RedisError, OSError) as exc:
             self._unavailable("admission", exc)
             return
@@ -121,6 +140,43 @@ class Gate:
             raise Unauthenticated("signature already used (replay)")
         if verdict == 3:
             raise RateLimited(max(1, math.ceil(int(value) / 1_000_000)))
+
+    async def _verdict(self, keys: list[str], args: list[Any]) -> tuple[int, int]:
+        """This request's verdict, from the next script call (batched with whatever else waits)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[int, int]] = loop.create_future()
+        self._pending.append((keys, args, future))
+        self._senders = [task for task in self._senders if not task.done() and task.get_loop() is loop]
+        if len(self._senders) < MAX_IN_FLIGHT:
+            self._senders.append(loop.create_task(self._send()))
+        return await future
+
+    async def _send(self) -> None:
+        """Send the waiting requests, one script call at a time, until none waits (MAX_IN_FLIGHT of
+        these run at once, so the worker handles one batch's answers while Redis runs the next)."""
+        while self._pending:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            batch = [request for request in batch if not request[2].done()]  # callers gone: not counted
+            if not batch:
+                continue
+            keys = [key for request in batch for key in request[0]]
+            args = [self.limit, WINDOW_US, RATE_LIMIT_TTL]
+            args += [arg for request in batch for arg in request[1]]
+            try:
+                reply = await self._admit(keys=keys, args=args)
+            except asyncio.CancelledError:
+                for _, _, future in batch + self._pending:
+                    future.cancel()
+                self._pending = []
+                raise
+            except Exception as exc:  # each waiter applies the fail mode to RedisError / OSError
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for n, (_, _, future) in enumerate(batch):
+                if not future.done():
+                    future.set_result((int(reply[2 * n]), int(reply[2 * n + 1])))
 
     async def ip_allowed(self, merchant_id: str, client_ip: str | None) -> None:
         try:

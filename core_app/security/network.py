@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+CLIENT_IP_CACHE_SIZE = 4096
 
 
 def parse_ip(value: str | None) -> IPAddress | None:
@@ -39,6 +40,7 @@ class TrustedProxies:
         self.networks: tuple[IPNetwork, ...] = tuple(
             ipaddress.ip_network(c.strip(), strict=False) for c in cidrs if c.strip()
         )
+        self._seen: dict[tuple[str | None, str | None], str | None] = {}
 
     @classmethod
     def from_setting(cls, value: str) -> TrustedProxies:
@@ -48,6 +50,20 @@ class TrustedProxies:
         return address is not None and any(address in net for net in self.networks)
 
     def client_ip(self, peer: str | None, forwarded_for: str | None) -> str | None:
+        """The client's canonical address (cached: a pure function of its inputs, asked per request)."""
+        if forwarded_for is not None and len(forwarded_for) > 256:
+            return self._client_ip(peer, forwarded_for)  # long client-written chains: not kept
+        key = (peer, forwarded_for)
+        try:
+            return self._seen[key]
+        except KeyError:
+            pass
+        if len(self._seen) >= CLIENT_IP_CACHE_SIZE:
+            self._seen.clear()
+        found = self._seen[key] = self._client_ip(peer, forwarded_for)
+        return found
+
+    def _client_ip(self, peer: str | None, forwarded_for: str | None) -> str | None:
         address = parse_ip(peer)
         if not forwarded_for or not self.trusted(address):
             return address.compressed if address is not None else None

@@ -74,6 +74,38 @@ async def test_replayed_signature_is_refused_once_seen(settings: Settings, redis
         )
 
 
+async def test_admissions_batched_into_one_call_are_still_checked_one_by_one(
+    settings: Settings, redis_pair
+) -> None:
+    """Concurrent requests share script calls (Gate batches them); each is still counted, checked for
+    replay and allow-listed on its own, in arrival order."""
+    gate = Gate(redis_pair[0], prefix=settings.redis_key_prefix, limit=100)
+    merchant, replay = str(uuid.uuid4()), f"lnk_x:{uuid.uuid4().hex}"
+    outcomes = await asyncio.gather(
+        *(gate.admit(merchant, "GET:/core/v1/customers", None) for _ in range(150)),
+        return_exceptions=True,
+    )
+    assert outcomes[:100] == [None] * 100
+    assert all(isinstance(o, RateLimited) for o in outcomes[100:])
+    first, second = await asyncio.gather(
+        gate.admit(merchant, "other", None, replay_id=replay, replay_ttl=330),
+        gate.admit(merchant, "other", None, replay_id=replay, replay_ttl=330),
+        return_exceptions=True,
+    )
+    assert first is None and isinstance(second, Unauthenticated)
+    listed = str(uuid.uuid4())
+    await redis_pair[0].sadd(f"{settings.redis_key_prefix}ip_whitelist:{listed}", "203.0.113.5")
+    try:
+        allowed, refused = await asyncio.gather(
+            gate.admit(listed, "e", "203.0.113.5"),
+            gate.admit(listed, "e", "198.51.100.7"),
+            return_exceptions=True,
+        )
+        assert allowed is None and isinstance(refused, Forbidden)
+    finally:
+        await redis_pair[0].delete(f"{settings.redis_key_prefix}ip_whitelist:{listed}")
+
+
 async def test_allow_list_changes_apply_at_once_and_are_audited(settings: Settings, redis_pair) -> None:
     gate = Gate(redis_pair[0], prefix=settings.redis_key_prefix)
     merchant = new_merchant(settings)
