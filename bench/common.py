@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import aiohttp
 
+from core_app.settings import Settings
 from tests.helpers import free_port, metric
 
 __all__ = ["Tansu", "Worker", "free_port", "metric", "start_tansu", "wait_http_ok"]
@@ -104,3 +106,33 @@ async def wait_http_ok(url: str, timeout: float) -> None:
                 pass
             await asyncio.sleep(0.5)
     raise TimeoutError(f"{url} not OK after {timeout}s")
+
+
+def worker_env(
+    settings: Settings,
+    broker: str,
+    registry: str,
+    workdir: Path,
+    worker_id: str,
+    partitions: int,
+    **extra: str,
+) -> dict[str, str]:
+    """A bench worker's environment: tuned for Tansu like the tests (docs/decisions.md D6), quiet logs."""
+    return {
+        **os.environ,
+        "CORE_DB_NAME": settings.core_db_name,
+        "KAFKA_BROKER": broker,
+        "SCHEMA_REGISTRY_URL": registry,
+        "REDIS_KEY_PREFIX": settings.redis_key_prefix,
+        "DATA_DIR": str(workdir / "core-data"),
+        "WORKER_ID": worker_id,
+        "KAFKA_TOPIC_PARTITIONS": str(partitions),
+        "KAFKA_FETCH_MAX_WAIT_MS": "100",
+        "KAFKA_SESSION_TIMEOUT": "10",
+        "KAFKA_REBALANCE_TIMEOUT": "5",
+        "KAFKA_HEARTBEAT_INTERVAL": "1",
+        "TABLE_STANDBY_REPLICAS": "0",
+        "LOG_LEVEL": "WARNING",
+        "LOG_JSON": "false",
+        **extra,
+    }

@@ -29,6 +29,7 @@ import aiohttp
 import psycopg2
 
 from bench.common import Worker, free_port, start_tansu, wait_http_ok
+from bench.common import worker_env as common_worker_env
 from core_app import db
 from core_app.domain.imports import FileReader, ImportedRow, imported_metadata
 from core_app.migrate import migrate
@@ -137,26 +138,17 @@ async def import_rate(
 
 
 def worker_env(settings: Settings, broker: str, registry: str, workdir: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "CORE_DB_NAME": settings.core_db_name,
-        "KAFKA_BROKER": broker,
-        "SCHEMA_REGISTRY_URL": registry,
-        "REDIS_KEY_PREFIX": settings.redis_key_prefix,
-        "DATA_DIR": str(workdir / "core-data"),
-        "WORKER_ID": "bench-imports",
-        "KAFKA_TOPIC_PARTITIONS": str(PARTITIONS),
-        "KAFKA_FETCH_MAX_WAIT_MS": "100",
-        "KAFKA_SESSION_TIMEOUT": "10",
-        "KAFKA_REBALANCE_TIMEOUT": "5",
-        "KAFKA_HEARTBEAT_INTERVAL": "1",
-        "TABLE_STANDBY_REPLICAS": "0",
-        "LOG_LEVEL": "WARNING",
-        "LOG_JSON": "false",
-        "IMPORT_PRIVATE_ALLOWLIST": "127.0.0.1/32",  # the file server below
+    return common_worker_env(
+        settings,
+        broker,
+        registry,
+        workdir,
+        "bench-imports",
+        PARTITIONS,
+        IMPORT_PRIVATE_ALLOWLIST="127.0.0.1/32",  # the file server below
         # One request starts the import; what is measured is the import itself, not the security layer.
-        "AUTH_ENABLED": "false",
-    }
+        AUTH_ENABLED="false",
+    )
 
 
 async def run(args: argparse.Namespace) -> None:

@@ -38,6 +38,7 @@ from bench.common import (
     start_tansu,
     wait_http_ok,
 )
+from bench.common import worker_env as common_worker_env
 from core_app import db
 from core_app.events.codec import EventCodec
 from core_app.migrate import migrate
@@ -215,23 +216,7 @@ async def sink_catch_up(
 def worker_env(
     settings: Settings, broker: str, registry: str, workdir: Path, worker_id: str
 ) -> dict[str, str]:
-    return {
-        **os.environ,
-        "CORE_DB_NAME": settings.core_db_name,
-        "KAFKA_BROKER": broker,
-        "SCHEMA_REGISTRY_URL": registry,
-        "REDIS_KEY_PREFIX": settings.redis_key_prefix,
-        "DATA_DIR": str(workdir / "core-data"),
-        "WORKER_ID": worker_id,
-        "KAFKA_TOPIC_PARTITIONS": str(PARTITIONS),
-        "KAFKA_FETCH_MAX_WAIT_MS": "100",
-        "KAFKA_SESSION_TIMEOUT": "10",
-        "KAFKA_REBALANCE_TIMEOUT": "5",
-        "KAFKA_HEARTBEAT_INTERVAL": "1",
-        "TABLE_STANDBY_REPLICAS": "0",
-        "LOG_LEVEL": "WARNING",
-        "LOG_JSON": "false",
-    }
+    return common_worker_env(settings, broker, registry, workdir, worker_id, PARTITIONS)
 
 
 async def run(args: argparse.Namespace) -> None:
