@@ -5,12 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_async.aio.web import server_stats
 
-from core_app.security.http import security_middleware
 from views import customers, health, imports, internal, live, settings, updates
 from views.admin_page import admin_routes
-from views.errors import error_middleware
 from views.graphql import graphql_handler
-from views.request_metrics import request_metrics
+from views.pipeline import build_pipeline
 
 ROUTES: list[tuple[str, str, object]] = [
     ("GET", "/health", health.health),
@@ -29,12 +27,9 @@ ROUTES: list[tuple[str, str, object]] = [
 
 
 def build_web_app() -> web.Application:
-    # security_middleware authenticates every route but /health, /ready, /metrics and the admin page's
-    # static files (core_app/security/http.py).
-    web_app = web.Application(
-        middlewares=[error_middleware, security_middleware], client_max_size=1024 * 1024
-    )
-    web_app.middlewares.insert(0, request_metrics)  # outermost: sees every final status
+    # The pipeline authenticates every route but /health, /ready, /metrics and the admin page's static
+    # files (core_app/security/http.py), maps domain errors and observes latency (views/pipeline.py).
+    web_app = web.Application(middlewares=[build_pipeline()], client_max_size=1024 * 1024)
     live.install(web_app)  # closes live sockets on shutdown
     for method, path, handler in [*ROUTES, *admin_routes()]:
         web_app.router.add_route(method, path, handler)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Map domain errors to HTTP: 4xx naming the field, never a 500 for bad input."""
+"""Domain errors as HTTP: 4xx naming the field, never a 500 for bad input (views/pipeline.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from core_app.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from core_app.domain.errors import Conflict, DomainError, NotFound, Unavailable, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -32,20 +32,15 @@ def error_body(status: int, message: str, field: str | None = None) -> web.Respo
     return web.json_response({"error": error}, status=status)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ValidationFailed as exc:
+def domain_error_response(exc: DomainError) -> web.Response:
+    """The HTTP answer to a domain error: 400, 404, 409 or 503 naming the field where there is one."""
+    if isinstance(exc, ValidationFailed):
         return error_body(400, exc.reason, exc.field)
-    except NotFound as exc:
+    if isinstance(exc, NotFound):
         return error_body(404, str(exc))
-    except Conflict as exc:
+    if isinstance(exc, Conflict):
         return error_body(409, exc.reason, exc.field)
-    except Unavailable as exc:
+    if isinstance(exc, Unavailable):
         return error_body(503, str(exc))
-    except web.HTTPException:
-        raise
-    except Exception:
-        log.exception("unhandled error", extra={"path": request.path})
-        return error_body(500, "internal error")
+    log.error("unmapped domain error", exc_info=exc)
+    return error_body(500, "internal error")

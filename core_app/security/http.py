@@ -1,4 +1,5 @@
-"""The aiohttp wiring point: one middleware for every route, present and future.
+"""Who is calling over HTTP: the security half of the one middleware (views/pipeline.py), which
+runs for every route, present and future.
 
 | requests                                   | credentials                                        |
 | ------------------------------------------ | -------------------------------------------------- |
@@ -20,16 +21,12 @@ it. Security refusals become JSON errors: 401 with `WWW-Authenticate`, 403, 429 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
 
 from core_app.security import metrics
 from core_app.security.errors import RateLimited, SecurityError, SecurityUnavailable, Unauthenticated
-from core_app.security.layer import SecurityLayer, get_security
-from core_app.security.principal import DISABLED, Principal, use_principal
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from core_app.security.layer import SecurityLayer
+from core_app.security.principal import Principal
 
 PUBLIC_PATHS = frozenset({"/health", "/ready", "/metrics"})
 # The admin page's static files (views/admin_page.py): public for GET and HEAD only (another method
@@ -113,33 +110,3 @@ async def authenticate(layer: SecurityLayer, request: web.Request) -> Principal 
     )
     await layer.admit(principal, endpoint, replay_id=replay_id)
     return principal
-
-
-def build_security_middleware(
-    get_layer: Callable[[], SecurityLayer] = get_security,
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    @web.middleware
-    async def security_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if is_public(request):
-            return await handler(request)
-        layer = get_layer()
-        transport = transport_of(request)
-        principal: Principal | None
-        if not layer.enabled:
-            principal = DISABLED
-        else:
-            try:
-                principal = await authenticate(layer, request)
-            except SecurityError as exc:
-                return refusal(exc, transport)
-        request[PRINCIPAL] = principal
-        with use_principal(principal):
-            try:
-                return await handler(request)
-            except SecurityError as exc:  # raised by a use case's guard()
-                return refusal(exc, transport)
-
-    return security_middleware
-
-
-security_middleware = build_security_middleware()

@@ -10,11 +10,10 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from core_app import db
-from core_app.security.http import build_security_middleware
 from core_app.security.layer import SecurityLayer
 from core_app.settings import Settings
 from tests.helpers import free_port
-from views.errors import error_middleware
+from views.pipeline import build_pipeline
 
 
 @asynccontextmanager
@@ -38,8 +37,8 @@ Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
 
 @asynccontextmanager
 async def serve(layer: SecurityLayer, routes: list[Route]) -> AsyncIterator[str]:
-    """An aiohttp app with the service's middlewares and `routes`, on a free port; yields its URL."""
-    app = web.Application(middlewares=[error_middleware, build_security_middleware(lambda: layer)])
+    """An aiohttp app with the service's middleware and `routes`, on a free port; yields its URL."""
+    app = web.Application(middlewares=[build_pipeline(lambda: layer)])
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
     runner = web.AppRunner(app, access_log=None)

@@ -12,14 +12,16 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.server import Server, Stream
 from prometheus_client import REGISTRY
+from redis.asyncio import Redis
 
 from core_app import metrics, read_source
 from core_app.rpc.generated.core.v1 import core_pb2 as pb
 from core_app.rpc.generated.core.v1.core_grpc import CoreServiceBase, CoreServiceStub
 from core_app.rpc.request_metrics import instrument
+from core_app.security.layer import SecurityLayer
+from core_app.settings import Settings
 from tests.helpers import free_port
-from views.errors import error_middleware
-from views.request_metrics import request_metrics
+from views.pipeline import build_pipeline
 
 
 def observed(transport: str, route: str, status: str) -> float:
@@ -40,8 +42,10 @@ async def failing(request: web.Request) -> web.Response:
 
 
 async def rest_client() -> TestClient:
-    app = web.Application(middlewares=[error_middleware])
-    app.middlewares.insert(0, request_metrics)
+    # Authentication off: the pipeline's security half lets every request through as DISABLED, and
+    # a layer with authentication off never touches its Redis client or pool.
+    layer = SecurityLayer(Settings(auth_enabled=False), Redis(), None)  # type: ignore[arg-type]
+    app = web.Application(middlewares=[build_pipeline(lambda: layer)])
     app.router.add_get("/read/{source}", reader)
     app.router.add_get("/forbidden", failing)
     client = TestClient(TestServer(app))

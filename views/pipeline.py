@@ -1,0 +1,97 @@
+"""The one aiohttp middleware every request passes: latency, the caller, and domain errors as HTTP.
+
+For each request, in order:
+1. a read-source holder (core_app.read_source) and a start time;
+2. the caller (core_app/security/http.py): public paths pass without one; otherwise the request is
+   authenticated and admitted, or refused with 401/403/429/503;
+3. the handler, run as that caller (`current_principal`, where use cases' `guard()` finds it). A
+   SecurityError from `guard()` is refused the same way; a domain error becomes a 4xx/503 JSON body
+   naming the field (views/errors.py); anything else is logged and answered 500;
+4. `X-Core-Source` on a response whose request read a customer or settings, and
+   `core_request_duration_seconds{transport="rest"|"graphql", route="GET /core/v1/customers",
+   status="200"}`. Unmatched paths share `route="unmatched"`, so label cardinality stays bounded
+   whatever clients send. WebSocket upgrades are connections, not requests, and are not observed.
+
+One middleware, not three: aiohttp runs each middleware as a coroutine behind a partial, and on the
+hot read path three of them cost more than the table read (docs/decisions.md D43).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from core_app import metrics, read_source
+from core_app.domain.errors import DomainError
+from core_app.security.errors import SecurityError
+from core_app.security.http import PRINCIPAL, authenticate, is_public, refusal, transport_of
+from core_app.security.layer import SecurityLayer, get_security
+from core_app.security.principal import DISABLED, current_principal
+from views.errors import Handler, domain_error_response, error_body
+
+log = logging.getLogger(__name__)
+
+GRAPHQL_PATH = "/graphql"
+UNMATCHED = ("rest", "unmatched")
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+_route_labels: dict[tuple[object, str], tuple[str, str]] = {}  # (resource, method) -> labels
+
+
+def route_labels(request: web.Request) -> tuple[str, str]:
+    """(transport, route label) of a request, from its matched route template."""
+    resource = request.match_info.route.resource
+    if resource is None:  # 404/405: aiohttp makes a new system route per request, so none is kept
+        return UNMATCHED
+    labels = _route_labels.get((resource, request.method))
+    if labels is None:
+        path = resource.canonical
+        transport = "graphql" if path == GRAPHQL_PATH else "rest"
+        labels = _route_labels[resource, request.method] = (transport, f"{request.method} {path}")
+    return labels
+
+
+def build_pipeline(get_layer: Callable[[], SecurityLayer] = get_security) -> Middleware:
+    @web.middleware
+    async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        sources = read_source.begin()
+        as_caller = None
+        status: int | None = None
+        try:
+            try:
+                if not is_public(request):
+                    layer = get_layer()
+                    principal = await authenticate(layer, request) if layer.enabled else DISABLED
+                    request[PRINCIPAL] = principal
+                    as_caller = current_principal.set(principal)
+                response = await handler(request)
+            except SecurityError as exc:
+                response = refusal(exc, transport_of(request))
+            except DomainError as exc:
+                response = domain_error_response(exc)
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            except Exception:
+                log.exception("unhandled error", extra={"path": request.path})
+                response = error_body(500, "internal error")
+            if isinstance(response, web.WebSocketResponse):
+                return response
+            status = response.status
+            source = read_source.summary()
+            if source is not None and not response.prepared:
+                response.headers[read_source.HEADER] = source
+            return response
+        finally:
+            if as_caller is not None:
+                current_principal.reset(as_caller)
+            read_source.end(sources)
+            if status is not None:
+                transport, route = route_labels(request)
+                metrics.observe_request(transport, route, str(status), time.perf_counter() - started)
+
+    return pipeline
