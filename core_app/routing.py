@@ -44,9 +44,24 @@ def murmur2(data: bytes) -> int:
     return h ^ (h >> 15)
 
 
+# Per partition count: key -> partition. murmur2 is ~4 us of pure Python and every read needs the
+# partition, while reads repeat keys; bounded, it starts over when full (imports pass a million keys).
+PARTITION_MEMO_KEYS = 65_536
+_partition_memos: dict[int, dict[str, int]] = {}
+
+
 def key_partition(key: str, partitions: int) -> int:
     """Kafka's default partitioner (Java and aiokafka): murmur2 of the key bytes, positive, modulo."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    memo = _partition_memos.get(partitions)
+    if memo is None:
+        memo = _partition_memos[partitions] = {}
+    partition = memo.get(key)
+    if partition is None:
+        partition = (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+        if len(memo) >= PARTITION_MEMO_KEYS:
+            memo.clear()
+        memo[key] = partition
+    return partition
 
 
 def table_partition(app: AppT, table_name: str, key: str) -> int:

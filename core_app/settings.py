@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     # Per RocksDB instance (one per table per partition); see tables/rocksdb.py.
     rocksdb_write_buffer_mb: int = Field(default=4, ge=1)
     rocksdb_block_cache_mb: int = Field(default=4, ge=1)
+    # Decoded customers kept in front of RocksDB for reads (tables/read_memo.py); 0 turns it off.
+    table_read_memo_keys: int = Field(default=20_000, ge=0)
 
     schema_registry_url: str = "http://127.0.0.1:8081"
     # Ports `core dev` uses for the broker and registry it starts itself.

@@ -32,6 +32,8 @@ from typing import Any
 from aiokafka.producer.message_accumulator import BatchBuilder
 from faust.types import TP, AppT, CollectionT
 
+from tables.rocksdb import encode_key
+
 log = logging.getLogger(__name__)
 
 Records = list[tuple[bytes | None, bytes | None]]
@@ -63,7 +65,7 @@ class RecordWriter:
     def write(self, table: CollectionT, partition: int, key: Any, value: Any) -> None:
         """`table[key] = value` for the key's own `partition` (the source event's)."""
         store = table.data
-        key_bytes = store._encode_key(key)
+        key_bytes = encode_key(store, key)
         value_bytes = store._encode_value(value)
         store._db_for_partition(partition).put(key_bytes, value_bytes)
         store._key_index[key_bytes] = partition
@@ -74,7 +76,7 @@ class RecordWriter:
     def read(self, table: CollectionT, partition: int, key: Any) -> Any:
         """`table.get(key)` for the key's own `partition`: one RocksDB read (Faust's `get` makes two)."""
         store = table.data
-        key_bytes = store._encode_key(key)
+        key_bytes = encode_key(store, key)
         value_bytes = store._db_for_partition(partition).get(key_bytes)
         if value_bytes is None:
             return None

@@ -15,6 +15,7 @@ from core_app.retry import infra_retry
 from core_app.routing import key_partition
 from core_app.runtime import get_runtime
 from tables.changelog import writer_for
+from tables.read_memo import ReadMemo
 from tables.rocksdb import read_in_partition, rocksdb_options
 
 customers_table = app.Table(
@@ -27,17 +28,28 @@ customers_table = app.Table(
 )
 
 
-def stored_customer(merchant_id: str, customer_id: str, partition: int | None = None) -> dict | None:
+read_memo = ReadMemo(app, app.core_settings.table_read_memo_keys)
+
+
+def stored_customer(
+    merchant_id: str, customer_id: str, partition: int | None = None, *, active: bool = False
+) -> dict | None:
     """The table's stored value (CustomerState.to_dict) if this worker holds the key's partition.
 
     Only the key's own partition is read, once: every write lands there (the key's own event is
     current, docs/decisions.md D19, D29). Faust's `table.get` would probe every partition this
-    worker holds and read the key twice (`in`, then the get).
+    worker holds and read the key twice (`in`, then the get). `active`: this worker holds the
+    partition as active, so the value may be remembered (tables/read_memo.py). Read-only.
     """
     key = customer_key(merchant_id, customer_id)
     if partition is None:
         partition = key_partition(key, customers_table.partitions or app.conf.topic_partitions)
-    return read_in_partition(customers_table, key, partition)
+    value = read_memo.get(partition, key)
+    if value is None:
+        value = read_in_partition(customers_table, key, partition)
+        if active and value is not None:
+            read_memo.remember(partition, key, value)
+    return value  # type: ignore[no-any-return]
 
 
 def local_customer(merchant_id: str, customer_id: str, partition: int | None = None) -> CustomerState | None:
@@ -63,7 +75,9 @@ def save_customer(state: CustomerState, event: EventT) -> None:
     Synchronous like `table[key] = value`, through the lean path of tables/changelog.py: the RocksDB
     write now, the changelog record queued in write order and flushed before offsets commit.
     """
-    writer_for(app).write(customers_table, event.message.partition, state.key, state.to_dict())
+    partition = event.message.partition
+    read_memo.forget(partition, state.key)
+    writer_for(app).write(customers_table, partition, state.key, state.to_dict())
 
 
 async def fetch_missing(keys: list[str]) -> dict[str, CustomerState]:

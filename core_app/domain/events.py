@@ -20,11 +20,11 @@ from core_app.domain.rfm import RfmScore
 MAX_COUNT = 10**12
 
 
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def parse_uuid(value: Any, field: str) -> str:
-    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
+    if isinstance(value, str) and CANONICAL_UUID.fullmatch(value):
         return value  # already canonical: the common case on every read, 15x cheaper than uuid.UUID
     try:
         return str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))

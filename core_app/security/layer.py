@@ -15,6 +15,7 @@ import logging
 import aiopg
 from redis.asyncio import Redis
 
+from core_app.runtime import get_runtime
 from core_app.security.api_keys import ApiKeyStore
 from core_app.security.crypto import kek_from_setting
 from core_app.security.errors import FeatureDisabled, Unauthenticated
@@ -146,7 +147,7 @@ class SecurityLayer:
             raise Unauthenticated("unknown, revoked or expired API key")
         check_signature(key.secret, signature, method, path_qs, stamp, nonce, body)
         # Replays are told apart by key and nonce: a nonce is good for one request per window.
-        return key.principal().with_ip(client_ip), f"{key_id}:{nonce}"
+        return key.principal.with_ip(client_ip), f"{key_id}:{nonce}"
 
     def authenticate_internal(self, token: str | None) -> Principal:
         if not token or not hmac.compare_digest(token.encode(), self._internal_token):
@@ -198,8 +199,6 @@ def get_security() -> SecurityLayer:
     global _layer, _layer_runtime
     if _pinned and _layer is not None:
         return _layer
-    from core_app.runtime import get_runtime
-
     runtime = get_runtime()
     if _layer is None or _layer_runtime is not runtime:
         if _layer is not None:

@@ -13,7 +13,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+from core_app.domain.events import CANONICAL_UUID
 from core_app.security.errors import Forbidden, Unauthenticated
 
 VIEW = "admin:customers:view"
@@ -29,11 +31,19 @@ def normalise_permissions(values: Iterable[str]) -> frozenset[str]:
 
 
 def grants(permissions: Iterable[str], needed: str) -> bool:
-    rank = max((_RANK.get(p, 0) for p in permissions), default=0)
-    return rank >= _RANK[needed]
+    if isinstance(permissions, frozenset):
+        return _rank_of(permissions) >= _RANK[needed]
+    return max((_RANK.get(p, 0) for p in permissions), default=0) >= _RANK[needed]
+
+
+@lru_cache(maxsize=64)  # a principal's permissions are one of a handful of frozensets
+def _rank_of(permissions: frozenset[str]) -> int:
+    return max((_RANK.get(p, 0) for p in permissions), default=0)
 
 
 def normalise_merchant(value: object) -> str | None:
+    if isinstance(value, str) and CANONICAL_UUID.fullmatch(value):
+        return value  # already canonical (ids the use cases parsed): no uuid.UUID on every request
     try:
         return str(uuid.UUID(str(value)))
     except (ValueError, TypeError, AttributeError):

@@ -98,9 +98,11 @@ def stored_view(stored: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def local_view(merchant_id: str, customer_id: str, partition: int | None = None) -> dict[str, Any] | None:
+def local_view(
+    merchant_id: str, customer_id: str, partition: int | None = None, *, active: bool = False
+) -> dict[str, Any] | None:
     """This worker's table value (for reads, and the internal owner route)."""
-    stored = stored_customer(merchant_id, customer_id, partition)
+    stored = stored_customer(merchant_id, customer_id, partition, active=active)
     return stored_view(stored) if stored is not None else None
 
 
@@ -124,7 +126,7 @@ async def read_customer(merchant_id: str, customer_id: str) -> tuple[dict[str, A
     partition = table_partition(app, "customers", customer_key(merchant_id, customer_id))
     owner = partition_owner(app, "customers", partition)
     if owner is None or _is_this_worker(owner, runtime):
-        view = local_view(merchant_id, customer_id, partition)
+        view = local_view(merchant_id, customer_id, partition, active=owner is not None)
         if view is not None:
             return view, "table"
     else:
@@ -150,7 +152,8 @@ async def get_customer(merchant_id: Any, customer_id: Any) -> dict[str, Any]:
     view, source = await read_customer(merchant_id, customer_id)
     metrics.count_read(metrics.reads, source)
     read_source.record(source)
-    return view | {"source": source}
+    view["source"] = source  # every read gives a dict of its own
+    return view
 
 
 async def get_customer_rfm(merchant_id: Any, customer_id: Any) -> dict[str, int]:
