@@ -13,8 +13,9 @@ of the event loop) go to Redis together, as one call of the same script that run
 for each request in arrival order, and hands each its own verdict. Every request is still checked
 and counted on its own, atomically, exactly as if it had come alone (the 101st still gets 429, a
 replay inside one batch is still refused); what is shared is the round trip and redis-py's cost per
-command (about 150-200 us of CPU), which dominated the cost of the security layer. Two calls may be
-in flight at once; Redis still runs each script atomically, one after the other.
+command (about 150-200 us of CPU), which dominated the cost of the security layer. One call is in
+flight at a time: the requests that arrive meanwhile make the next batch. (Two in flight made smaller
+batches: ~9 us more worker CPU per signed read in bench/reads.py, and no better p99.)
 
 Redis down: SECURITY_REDIS_FAIL_MODE=closed (default) answers 503, because the allow-list and replay
 protection cannot be checked; `open` lets requests through unchecked. Both are counted in
@@ -24,6 +25,7 @@ protection cannot be checked; `open` lets requests through unchecked. Both are c
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import os
@@ -41,7 +43,7 @@ RATE_LIMIT_TTL = 60
 WINDOW_US = 1_000_000
 ALLOWLIST_TTL = 7 * 24 * 3600
 MAX_BATCH = 256  # requests per script call
-MAX_IN_FLIGHT = 2  # script calls in flight per worker
+MAX_IN_FLIGHT = 1  # script calls in flight per worker: the next batch gathers meanwhile
 
 ADMIT = """
 local function admit(allowlist, window_key, replay_key, ip, limit, window, ttl, member, replay_ttl)
@@ -109,6 +111,8 @@ class Gate:
         self._allowed = redis.register_script(ALLOWED)
         self._pending: list[tuple[list[str], list[Any], asyncio.Future[tuple[int, int]]]] = []
         self._senders: list[asyncio.Task[None]] = []
+        self._member_prefix = f"{os.urandom(6).hex()}:"  # per gate (worker): members never collide
+        self._members = itertools.count()
 
     def key(self, name: str) -> str:
         return f"{self.prefix}{name}"
@@ -128,7 +132,8 @@ class Gate:
             self.key(rate_key(merchant_key, endpoint)),
             self.key(f"replay:{replay_id}" if replay_id else "replay:-"),
         ]
-        args = [client_ip or "", os.urandom(8).hex(), replay_ttl if replay_id else 0]
+        member = f"{self._member_prefix}{next(self._members)}"  # unique in the window's sorted set
+        args = [client_ip or "", member, replay_ttl if replay_id else 0]
         try:
             verdict, value = await self._verdict(keys, args)
         except (RedisError, OSError) as exc:

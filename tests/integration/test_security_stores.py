@@ -151,7 +151,7 @@ async def test_api_keys_hold_no_usable_secret_and_can_be_revoked(settings: Setti
     async with open_layer(settings) as layer:
         found = await layer.api_keys.lookup(key_id)
         assert found is not None and found.secret == secret and found.merchant_id == merchant
-        assert found.principal().permissions == {VIEW}
+        assert found.principal.permissions == {VIEW}
         assert await layer.api_keys.lookup("lnk_" + "0" * 24) is None
         assert await layer.api_keys.lookup("'; DROP TABLE api_keys; --") is None
         with pg(settings) as conn, conn.cursor() as cur:
