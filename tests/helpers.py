@@ -134,6 +134,27 @@ async def wait_ready(worker: WorkerProcess, timeout: float = 120.0) -> None:
         raise AssertionError(f"worker {worker.name} not ready:\n{worker.log_tail()}") from None
 
 
+DIAGNOSTIC_METRICS = ("core_events_processed_total", "core_events_failed_total", "core_sink_")
+
+
+async def diagnose(worker: WorkerProcess) -> str:
+    """What a stalled worker is doing, for a failure message: its pipeline and sink counters from
+    /metrics, then the stacks of its threads and asyncio tasks (mode's SIGUSR1 handler writes them
+    to the worker's log) and the log's tail."""
+    lines = []
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"{worker.url}/metrics") as response:
+            text = await response.text()
+        lines = [line for line in text.splitlines() if line.startswith(DIAGNOSTIC_METRICS)]
+    except aiohttp.ClientError as exc:
+        lines = [f"/metrics did not answer: {exc!r}"]
+    if worker.process.poll() is None:
+        worker.process.send_signal(signal.SIGUSR1)
+        await asyncio.sleep(2)
+    dump = worker.log_tail(400)
+    return "\n".join(["worker metrics:", *lines, "worker log (with a SIGUSR1 stack dump):", dump])
+
+
 async def metric(worker: WorkerProcess, name: str, **labels: str) -> float:
     """Sum of the worker's samples of `name` whose labels include `labels`."""
     from prometheus_client.parser import text_string_to_metric_families

@@ -23,6 +23,7 @@ from core_app.migrate import migrate
 from core_app.settings import Settings
 from tests.helpers import (
     WorkerProcess,
+    diagnose,
     eventually,
     free_port,
     metric,
@@ -89,7 +90,10 @@ async def test_sigkill_mid_stream_loses_and_regresses_nothing(
     try:
         await wait_ready(restarted)
         # Exactly ten applied changes per key: none lost (a lower version), none applied twice.
-        await wait_for_postgres(settings, merchant_id, expected_final_state(events), version=10)
+        try:
+            await wait_for_postgres(settings, merchant_id, expected_final_state(events), version=10)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{await diagnose(restarted)}") from None
     finally:
         stop_process(restarted.process)
 
