@@ -98,7 +98,7 @@ def create_app(settings: Settings) -> CoreApp:
         broker_session_timeout=settings.kafka_session_timeout,
         broker_rebalance_timeout=settings.kafka_rebalance_timeout,
         broker_heartbeat_interval=settings.kafka_heartbeat_interval,
-        broker_request_timeout=max(90.0, settings.kafka_session_timeout + 30),
+        broker_request_timeout=settings.kafka_request_timeout,
         producer_linger=settings.kafka_producer_linger,
         consumer_auto_offset_reset="earliest",
         web_enabled=False,

@@ -234,6 +234,11 @@ class Settings(BaseSettings):
         return self.redis_url or f"redis://{self.redis_host}:{self.redis_port}/{self.redis_db}"
 
     @property
+    def kafka_request_timeout(self) -> float:
+        """Seconds a Kafka request may take, group joins included (Tansu's take ~30 s)."""
+        return max(90.0, self.kafka_session_timeout + 30)
+
+    @property
     def kafka_bootstrap(self) -> list[str]:
         """host:port list for clients that are not Faust (health probe, benches)."""
         hosts = self.kafka_broker.replace(";", ",").split(",")

@@ -21,7 +21,13 @@ from typing import Any
 import aiopg
 import psycopg2
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.errors import CommitFailedError, KafkaError
 from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
@@ -49,6 +55,17 @@ cache_invalidation_failures = Counter(
 )
 
 MAX_RECORDS = 2000
+
+
+class AssignmentLog(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Which changelog partitions this sink persists, logged at every rebalance (a sink that holds
+    none while its group waits shows here, not only as growing lag)."""
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        log.info("sink partitions revoked: %d", len(list(revoked)))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        log.info("sink partitions assigned: %d", len(list(assigned)))
 
 
 def changelog_topic(app_id: str, table: str) -> str:
@@ -128,7 +145,6 @@ class PostgresSink(Service):
 
     async def on_start(self) -> None:
         self.consumer = AIOKafkaConsumer(
-            *self.specs,
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=f"{self.settings.service_name}-pg-sink",
             client_id=f"{self.settings.worker_id}-pg-sink",
@@ -139,7 +155,11 @@ class PostgresSink(Service):
             rebalance_timeout_ms=int(self.settings.kafka_rebalance_timeout * 1000),
             heartbeat_interval_ms=int(self.settings.kafka_heartbeat_interval * 1000),
             max_poll_interval_ms=3_600_000,  # a long PostgreSQL outage must not evict the sink
+            # As the worker's Faust consumer: a group join on Tansu can outlast aiokafka's 40 s
+            # default, and a timed-out join starts over.
+            request_timeout_ms=int(self.settings.kafka_request_timeout * 1000),
         )
+        self.consumer.subscribe(list(self.specs), listener=AssignmentLog())
         await self.consumer.start()
         self.add_future(self._run())
 
