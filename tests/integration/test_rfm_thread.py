@@ -60,6 +60,29 @@ async def test_rfm_updated_reaches_the_table_and_rest(
     assert "email" not in body and "email_hash" not in body
 
 
+async def test_a_read_after_a_change_sees_the_change(
+    worker: WorkerProcess, settings: Settings, codec: EventCodec, producer: AIOKafkaProducer
+) -> None:
+    """Table reads are remembered (tables/read_memo.py, D44): the write that follows must show."""
+    merchant_id, customer_id = new_customer(settings)
+    key = f"{merchant_id}:{customer_id}"
+    first = rfm_event(merchant_id, customer_id, (3, 3, 300), NOW)
+    await send(producer, key, await codec.encode(RFM_UPDATED, first))
+
+    async def at_version(version: int) -> dict | None:
+        status, body = await get_customer(worker, merchant_id, customer_id)
+        ok = status == 200 and body["source"] == "table" and body["version"] == version
+        return body if ok else None
+
+    await eventually(lambda: at_version(1), timeout=30)
+    for _ in range(3):  # answered again and again, now from the memo
+        assert await at_version(1) is not None
+    second = rfm_event(merchant_id, customer_id, (4, 5, 600), NOW + timedelta(minutes=1))
+    await send(producer, key, await codec.encode(RFM_UPDATED, second))
+    body = await eventually(lambda: at_version(2), timeout=30)
+    assert body["rfm_score"] == {"recency": 4, "frequency": 5, "monetary": 600}
+
+
 async def test_stale_rfm_event_never_moves_a_customer_backwards(
     worker: WorkerProcess, settings: Settings, codec: EventCodec, producer: AIOKafkaProducer
 ) -> None:
