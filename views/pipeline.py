@@ -27,14 +27,13 @@ from aiohttp import web
 from core_app import metrics, read_source
 from core_app.domain.errors import DomainError
 from core_app.security.errors import SecurityError
-from core_app.security.http import PRINCIPAL, authenticate, is_public, refusal, transport_of
+from core_app.security.http import GRAPHQL_PATH, PRINCIPAL, authenticate, is_public, refusal, transport_of
 from core_app.security.layer import SecurityLayer, get_security
 from core_app.security.principal import DISABLED, current_principal
 from views.errors import Handler, domain_error_response, error_body
 
 log = logging.getLogger(__name__)
 
-GRAPHQL_PATH = "/graphql"
 UNMATCHED = ("rest", "unmatched")
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 

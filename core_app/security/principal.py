@@ -31,9 +31,7 @@ def normalise_permissions(values: Iterable[str]) -> frozenset[str]:
 
 
 def grants(permissions: Iterable[str], needed: str) -> bool:
-    if isinstance(permissions, frozenset):
-        return _rank_of(permissions) >= _RANK[needed]
-    return max((_RANK.get(p, 0) for p in permissions), default=0) >= _RANK[needed]
+    return _rank_of(frozenset(permissions)) >= _RANK[needed]  # frozenset() of a frozenset: no copy
 
 
 @lru_cache(maxsize=64)  # a principal's permissions are one of a handful of frozensets
