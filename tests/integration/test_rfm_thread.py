@@ -40,6 +40,15 @@ async def send(producer: AIOKafkaProducer, key: str, value: bytes) -> None:
     await producer.send_and_wait(RFM_UPDATED, key=key.encode(), value=value)
 
 
+async def table_answer(
+    worker: WorkerProcess, merchant_id: str, customer_id: str, version: int | None = None
+) -> dict | None:
+    """The REST read, if the table answered it (at `version`, when given)."""
+    status, body = await get_customer(worker, merchant_id, customer_id)
+    answered = status == 200 and body["source"] == "table"
+    return body if answered and (version is None or body["version"] == version) else None
+
+
 async def test_rfm_updated_reaches_the_table_and_rest(
     worker: WorkerProcess, settings: Settings, codec: EventCodec, producer: AIOKafkaProducer
 ) -> None:
@@ -48,11 +57,7 @@ async def test_rfm_updated_reaches_the_table_and_rest(
     event = rfm_event(merchant_id, customer_id, (12, 4, 870), NOW)
     await send(producer, key, await codec.encode(RFM_UPDATED, event))
 
-    async def updated() -> dict | None:
-        status, body = await get_customer(worker, merchant_id, customer_id)
-        return body if status == 200 and body["source"] == "table" else None
-
-    body = await eventually(updated, timeout=30)
+    body = await eventually(lambda: table_answer(worker, merchant_id, customer_id), timeout=30)
     assert body["rfm_score"] == {"recency": 12, "frequency": 4, "monetary": 870}
     assert body["id"] == customer_id
     assert body["merchant_id"] == merchant_id
@@ -69,17 +74,12 @@ async def test_a_read_after_a_change_sees_the_change(
     first = rfm_event(merchant_id, customer_id, (3, 3, 300), NOW)
     await send(producer, key, await codec.encode(RFM_UPDATED, first))
 
-    async def at_version(version: int) -> dict | None:
-        status, body = await get_customer(worker, merchant_id, customer_id)
-        ok = status == 200 and body["source"] == "table" and body["version"] == version
-        return body if ok else None
-
-    await eventually(lambda: at_version(1), timeout=30)
+    await eventually(lambda: table_answer(worker, merchant_id, customer_id, 1), timeout=30)
     for _ in range(3):  # answered again and again, now from the memo
-        assert await at_version(1) is not None
+        assert await table_answer(worker, merchant_id, customer_id, 1) is not None
     second = rfm_event(merchant_id, customer_id, (4, 5, 600), NOW + timedelta(minutes=1))
     await send(producer, key, await codec.encode(RFM_UPDATED, second))
-    body = await eventually(lambda: at_version(2), timeout=30)
+    body = await eventually(lambda: table_answer(worker, merchant_id, customer_id, 2), timeout=30)
     assert body["rfm_score"] == {"recency": 4, "frequency": 5, "monetary": 600}
 
 
