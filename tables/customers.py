@@ -52,12 +52,6 @@ def stored_customer(
     return value  # type: ignore[no-any-return]
 
 
-def local_customer(merchant_id: str, customer_id: str, partition: int | None = None) -> CustomerState | None:
-    """The table's value as a CustomerState (see stored_customer)."""
-    value = stored_customer(merchant_id, customer_id, partition)
-    return CustomerState.from_dict(value) if value is not None else None
-
-
 def read_customer(key: str, event: EventT) -> CustomerState | None:
     """The key's state in the partition of `event` (the key's own event), as Faust would read it."""
     value = writer_for(app).read(customers_table, event.message.partition, key)
