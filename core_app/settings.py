@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     rocksdb_block_cache_mb: int = Field(default=4, ge=1)
     # Decoded customers kept in front of RocksDB for reads (tables/read_memo.py); 0 turns it off.
     table_read_memo_keys: int = Field(default=20_000, ge=0)
+    # Net container allocations between young GC collections (Python's default is 700); D45.
+    gc_gen0_threshold: int = Field(default=50_000, ge=100)
 
     schema_registry_url: str = "http://127.0.0.1:8081"
     # Ports `core dev` uses for the broker and registry it starts itself.

@@ -398,9 +398,11 @@ async def wait_for_changelogs(settings: Settings, topics: list[str], stop: async
 
 def run_sink(settings: Settings) -> None:
     """`core sink`: the PostgreSQL sink alone (run the workers with SINK_IN_WORKER=false)."""
+    from core_app.gc_tuning import tune_gc
     from core_app.logs import configure_logging
 
     configure_logging(settings)
+    tune_gc(settings)
 
     async def main() -> None:
         stop = asyncio.Event()

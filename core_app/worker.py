@@ -14,6 +14,7 @@ from typing import Any
 
 import faust
 
+from core_app.gc_tuning import tune_gc
 from core_app.logs import configure_logging, logging_config
 from core_app.settings import Settings
 
@@ -49,6 +50,7 @@ def run_worker(settings: Settings) -> None:
     from core_app.main import build
 
     configure_logging(settings)
+    tune_gc(settings)
     app = build()
     discard_state_after_crash(settings)
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,9 @@ One Lua script (atomic, so two workers sharing Redis share one count):
 3. `rate_limit:{merchant_id}:{endpoint}` (a sorted set of admission times, TTL 60 s): a sliding
    one-second window, at most RATE_LIMIT_PER_SECOND admissions in any second. Refused requests are
    not counted. The clock is Redis's (`TIME`), so workers with skewed clocks agree.
-Only when all pass is the request counted and its signature remembered.
+Only when all pass is the request counted and its signature remembered (the replay check is a
+`SET NX`, deleted again when the rate limit refuses). A batch reads the clock, each allow-list's size
+and each window once, so Redis's work per request is two writes in the common case.
 
 Batching: the requests that reach admission while a script call is in flight (or in the same turn
 of the event loop) go to Redis together, as one call of the same script that runs the three steps
@@ -46,39 +48,51 @@ MAX_BATCH = 256  # requests per script call
 MAX_IN_FLIGHT = 1  # script calls in flight per worker: the next batch gathers meanwhile
 
 ADMIT = """
-local function admit(allowlist, window_key, replay_key, ip, limit, window, ttl, member, replay_ttl)
-  if redis.call('SCARD', allowlist) > 0 then
-    if ip == '' or redis.call('SISMEMBER', allowlist, ip) == 0 then
-      return 1, 0
-    end
-  end
-  if replay_ttl > 0 and redis.call('EXISTS', replay_key) == 1 then
-    return 2, 0
-  end
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  redis.call('ZREMRANGEBYSCORE', window_key, '-inf', now - window)
-  if redis.call('ZCARD', window_key) >= limit then
-    local oldest = redis.call('ZRANGE', window_key, 0, 0, 'WITHSCORES')
-    return 3, tonumber(oldest[2]) + window - now
-  end
-  redis.call('ZADD', window_key, now, member)
-  redis.call('EXPIRE', window_key, ttl)
-  if replay_ttl > 0 then
-    redis.call('SET', replay_key, '1', 'EX', replay_ttl)
-  end
-  return 0, 0
-end
 -- ARGV[1..3]: limit, window (us), window TTL (s), shared; then per request: client ip, window member,
 -- replay TTL (0: no replay check). KEYS: 3 per request. Reply: verdict, value per request, in order.
+-- One clock reading, one allow-list size and one window trim per key serve the whole batch: the
+-- script is atomic, so every request in it is admitted at the same instant anyway.
 local limit, window, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local reply = {}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local listed, counts, reply = {}, {}, {}
+local function admit(allowlist, window_key, replay_key, ip, member, replay_ttl)
+  if listed[allowlist] == nil then
+    listed[allowlist] = redis.call('SCARD', allowlist) > 0
+  end
+  if listed[allowlist] and (ip == '' or redis.call('SISMEMBER', allowlist, ip) == 0) then
+    return 1, 0
+  end
+  -- SET NX is the replay check and the remembering in one call; undone below if the limit refuses
+  if replay_ttl > 0 and not redis.call('SET', replay_key, '1', 'EX', replay_ttl, 'NX') then
+    return 2, 0
+  end
+  local count = counts[window_key]
+  if count == nil then
+    redis.call('ZREMRANGEBYSCORE', window_key, '-inf', now - window)
+    count = redis.call('ZCARD', window_key)
+  end
+  if count >= limit then
+    counts[window_key] = count
+    if replay_ttl > 0 then
+      redis.call('DEL', replay_key)
+    end
+    local oldest = redis.call('ZRANGE', window_key, 0, 0, 'WITHSCORES')
+    return 3, oldest[2] and tonumber(oldest[2]) + window - now or window
+  end
+  redis.call('ZADD', window_key, now, member)
+  counts[window_key] = count + 1
+  return 0, 0
+end
 for i = 0, #KEYS / 3 - 1 do
   local k, a = i * 3, 3 + i * 3
-  local verdict, value = admit(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a + 1], limit, window, ttl,
-    ARGV[a + 2], tonumber(ARGV[a + 3]))
+  local verdict, value = admit(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a + 1], ARGV[a + 2],
+    tonumber(ARGV[a + 3]))
   reply[#reply + 1] = verdict
   reply[#reply + 1] = value
+end
+for window_key in pairs(counts) do
+  redis.call('EXPIRE', window_key, ttl)
 end
 return reply
 """

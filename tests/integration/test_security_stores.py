@@ -93,6 +93,12 @@ async def test_admissions_batched_into_one_call_are_still_checked_one_by_one(
         return_exceptions=True,
     )
     assert first is None and isinstance(second, Unauthenticated)
+    limited = f"lnk_x:{uuid.uuid4().hex}"  # a refused request does not use up its signature
+    with pytest.raises(RateLimited):
+        await gate.admit(merchant, "GET:/core/v1/customers", None, replay_id=limited, replay_ttl=330)
+    assert await redis_pair[0].exists(f"{settings.redis_key_prefix}replay:{limited}") == 0
+    await gate.admit(merchant, "another", None, replay_id=limited, replay_ttl=330)
+    assert await redis_pair[0].exists(f"{settings.redis_key_prefix}replay:{limited}") == 1
     listed = str(uuid.uuid4())
     await redis_pair[0].sadd(f"{settings.redis_key_prefix}ip_whitelist:{listed}", "203.0.113.5")
     try:
