@@ -1,14 +1,18 @@
 """Read benchmark: REST and gRPC reads of one worker against bare handlers, in one run.
 
-    .venv/bin/python -m bench.reads [--customers 10000] [--duration 10] [--concurrency 64]
+    .venv/bin/python -m bench.reads [--customers 10000] [--duration 10] [--concurrency 64] [--rounds 3]
                                     [--fallback-customers 40000] [--grpc-clients 1] [--secure]
 
 Every phase runs `--concurrency` clients for `--duration` seconds from a separate process: wrk
 (`bench/reads.lua`, ids varying per request) for HTTP, `bench/grpc_load.py` (grpclib) for gRPC.
 (a) a bare aiohttp handler returning a constant;  (b) a bare grpclib unary handler returning a
-    constant (`bench/bare_servers.py`, its own process);
+    constant (`bench/bare_servers.py`, its own process, up for the whole run);
 (c) REST `GET /core/v1/customers` and (d) gRPC `GetCustomerRFM` answered from the worker's table:
     `--customers` customers inserted into PostgreSQL, then one `rfm.updated` event each;
+Each comparison with a bare handler runs as `--rounds` rounds of its phases back to back ((a) then
+(c), three times; (b) then (d), three times); each round gives a ratio and the verdict takes the
+median: this host's speed drifts by tens of percent within minutes, so phases minutes apart are
+not comparable.
 (e) the same, answered from Redis: customers of a second merchant that no event touched (never in
     the table), whose Redis entries a first read filled;
 (f) the PostgreSQL fallback: more never-loaded customers of that merchant, Redis empty for them,
@@ -18,14 +22,15 @@ Every phase runs `--concurrency` clients for `--duration` seconds from a separat
 With `--secure`, the same worker is then restarted with the security layer on (AUTH_ENABLED=true,
 the merchant's IP allow-list set to the load generator's address and another, rate limiting on with
 RATE_LIMIT_PER_SECOND raised so that nothing is refused: the admission script still runs on every
-request) and two more phases run against the table:
+request) and, in rounds with (a) and (b) again, two more phases run against the table:
 (g) REST `GET /core/v1/customers` signed with an API key (X-Api-Key, X-Timestamp, X-Nonce,
     X-Signature): wrk's Lua has no HMAC and a nonce is good once, so the requests are signed in
     Python just before the phase, more than it can send, and `bench/signed_reads.lua` replays each
     exactly once; (a') the bare aiohttp handler under the same signed requests (headers ignored)
     shows what the longer requests cost wrk;
 (h) gRPC `GetCustomerRFM` with a JWT in `authorization` metadata.
-Both fail unless every response was a 2xx / OK and `core_auth_refused_total` did not move.
+Both fail unless every response was a 2xx / OK, `core_auth_refused_total` did not move and the
+merchant's rate-limit window in Redis holds the phase's admissions.
 The worker runs with Faust's default fetch wait (1500 ms, as deployed), not the tests' 100 ms.
 Ratios are printed last. Needs wrk (`apt-get install wrk`), the local PostgreSQL and Redis; starts
 its own Tansu, registry and worker.
@@ -44,9 +49,10 @@ import time
 import uuid
 from array import array
 from asyncio.subprocess import PIPE
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
 import aiohttp
 import psycopg2
@@ -252,11 +258,42 @@ async def drop_redis_keys(settings: Settings) -> None:
         await client.aclose()
 
 
+Load = Callable[[], Awaitable[dict]]
+Results = dict[str, list[dict]]
+
+
+async def alternate(args: argparse.Namespace, phases: list[tuple[str, Load]], results: Results) -> None:
+    """Each phase once per round, `--rounds` times, in order. This host's speed drifts by tens of
+    percent within minutes (the same bare server gave 11k and 23k req/s in consecutive runs), so each
+    ratio compares phases run seconds apart, and the verdict takes the median round."""
+    for n in range(1, args.rounds + 1):
+        for name, load in phases:
+            results.setdefault(name, []).append(show(f"{name} [{n}/{args.rounds}]", await load()))
+
+
+@dataclass(frozen=True)
+class Bare:
+    pid: int
+    url: str
+    grpc_port: int
+
+
+def bare_rest(args: argparse.Namespace, bare: Bare, merchant_id: str, ids_file: Path) -> Load:
+    prefix = f"/bare?merchant_id={merchant_id}&customer_id="
+    return lambda: measured(bare.pid, run_wrk(args, bare.url, prefix, ids_file, args.duration))
+
+
+def bare_grpc(args: argparse.Namespace, bare: Bare, merchant_id: str, ids: list[str], workdir: Path) -> Load:
+    load = run_grpc_load
+    return lambda: measured(bare.pid, load(args, bare.grpc_port, merchant_id, ids, workdir, args.duration))
+
+
 async def measure_worker(
     args: argparse.Namespace,
     worker: Worker,
+    bare: Bare,
     workdir: Path,
-    results: dict[str, dict],
+    results: Results,
     table: tuple[str, list[str]],
     fallback: tuple[str, list[str]],
 ) -> None:
@@ -269,37 +306,62 @@ async def measure_worker(
         cold_ids[REDIS_CUSTOMERS + 1 :: 2],
     )
 
-    async def rest(name: str, merchant_id: str, ids: list[str], warmup: bool, expect: str) -> None:
+    def rest(name: str, merchant_id: str, ids: list[str], expect: str) -> Load:
         ids_file = write_ids(workdir / f"{name}.txt", ids)
         prefix = rest_prefix.format(m=merchant_id)
-        if warmup:
-            await run_wrk(args, worker.url, prefix, ids_file, WARMUP_SECONDS)
-        before = await read_sources(worker, "core_customer_reads_total")
-        load = run_wrk(args, worker.url, prefix, ids_file, args.duration)
-        results[name] = show(name, await measured(worker.process.pid, load))
-        check_sources(name, await sources_during(worker, "core_customer_reads_total", before), expect)
 
-    async def grpc(name: str, merchant_id: str, ids: list[str], warmup: bool, expect: str) -> None:
-        if warmup:
-            await run_grpc_load(args, worker.grpc_port, merchant_id, ids, workdir, WARMUP_SECONDS)
-        before = await read_sources(worker, "core_rfm_reads_total")
-        load = run_grpc_load(args, worker.grpc_port, merchant_id, ids, workdir, args.duration)
-        results[name] = show(name, await measured(worker.process.pid, load))
-        check_sources(name, await sources_during(worker, "core_rfm_reads_total", before), expect)
+        async def load() -> dict:
+            before = await read_sources(worker, "core_customer_reads_total")
+            report = await measured(
+                worker.process.pid, run_wrk(args, worker.url, prefix, ids_file, args.duration)
+            )
+            check_sources(name, await sources_during(worker, "core_customer_reads_total", before), expect)
+            return report
 
-    section("(c) REST GET /core/v1/customers, from the table")
-    await rest("rest_table", table_merchant, table_ids, True, "table")
-    section("(d) gRPC GetCustomerRFM, from the table")
-    await grpc("grpc_table", table_merchant, table_ids, True, "table")
+        return load
+
+    def grpc(name: str, merchant_id: str, ids: list[str], expect: str) -> Load:
+        async def load() -> dict:
+            before = await read_sources(worker, "core_rfm_reads_total")
+            calls = run_grpc_load(args, worker.grpc_port, merchant_id, ids, workdir, args.duration)
+            report = await measured(worker.process.pid, calls)
+            check_sources(name, await sources_during(worker, "core_rfm_reads_total", before), expect)
+            return report
+
+        return load
+
+    bare_ids = write_ids(workdir / "bare.txt", table_ids)
+    warm = f"/core/v1/customers?merchant_id={table_merchant}&customer_id="
+    section("(a) bare aiohttp handler, constant body, and (c) REST GET /core/v1/customers, from the table")
+    await run_wrk(
+        args, bare.url, f"/bare?merchant_id={table_merchant}&customer_id=", bare_ids, WARMUP_SECONDS
+    )
+    await run_wrk(args, worker.url, warm, bare_ids, WARMUP_SECONDS)
+    rest_table = rest("rest_table", table_merchant, table_ids, "table")
+    await alternate(
+        args,
+        [("rest_bare", bare_rest(args, bare, table_merchant, bare_ids)), ("rest_table", rest_table)],
+        results,
+    )
+    section("(b) bare grpclib unary handler, constant reply, and (d) gRPC GetCustomerRFM, from the table")
+    await run_grpc_load(args, bare.grpc_port, table_merchant, table_ids, workdir, WARMUP_SECONDS)
+    await run_grpc_load(args, worker.grpc_port, table_merchant, table_ids, workdir, WARMUP_SECONDS)
+    grpc_bare = bare_grpc(args, bare, table_merchant, table_ids, workdir)
+    grpc_table = grpc("grpc_table", table_merchant, table_ids, "table")
+    await alternate(args, [("grpc_bare", grpc_bare), ("grpc_table", grpc_table)], results)
 
     section(f"(e) from Redis: {len(redis_ids):,} never-loaded customers, cached by one read each")
     await prewarm_redis(worker, cold_merchant, redis_ids)
-    await rest("rest_redis", cold_merchant, redis_ids, False, "redis")
-    await grpc("grpc_redis", cold_merchant, redis_ids, False, "redis")
+    once = argparse.Namespace(**{**vars(args), "rounds": 1})
+    await alternate(once, [("rest_redis", rest("rest_redis", cold_merchant, redis_ids, "redis"))], results)
+    await alternate(once, [("grpc_redis", grpc("grpc_redis", cold_merchant, redis_ids, "redis"))], results)
 
     section(f"(f) PostgreSQL fallback: {len(rest_cold):,} + {len(grpc_cold):,} never-read customers")
-    await rest("rest_postgres", cold_merchant, rest_cold, False, "postgres")
-    await grpc("grpc_postgres", cold_merchant, grpc_cold, False, "postgres")
+    postgres = [
+        ("rest_postgres", rest("rest_postgres", cold_merchant, rest_cold, "postgres")),
+        ("grpc_postgres", grpc("grpc_postgres", cold_merchant, grpc_cold, "postgres")),
+    ]
+    await alternate(once, postgres, results)
 
 
 @dataclass(frozen=True)
@@ -344,8 +406,9 @@ def write_signed(
 
 
 def signed_count(rate: float, seconds: int) -> int:
-    """More signed requests than a phase can send: 1.5x the rate of the plain phase, plus slack."""
-    return int(rate * seconds * 1.5) + 20_000
+    """More signed requests than a phase can send: twice the rate of the plain phase, plus slack (the
+    host's speed drifts: one phase ran 1.6x as fast as the one before it)."""
+    return int(rate * seconds * 2) + 20_000
 
 
 async def run_signed_wrk(
@@ -428,46 +491,86 @@ async def measure_secure(
     args: argparse.Namespace,
     settings: Settings,
     worker: Worker,
+    bare: Bare,
     workdir: Path,
-    results: dict[str, dict],
-    merchant_id: str,
-    ids: list[str],
+    results: Results,
+    table: tuple[str, list[str]],
     creds: Credentials,
+    rates: tuple[float, float],
 ) -> None:
+    """`rates`: the plain phases' bare and table req/s, to sign enough requests for each phase."""
+    bare_rate, plain_rate = rates
+    merchant_id, ids = table
     prefix = f"/core/v1/customers?merchant_id={merchant_id}&customer_id="
-
+    bare_prefix = f"/bare?merchant_id={merchant_id}&customer_id="
     redis_pid = await redis_server_pid(settings)
 
-    async def checked(name: str, load: Awaitable[dict], reads_metric: str) -> None:
-        counters = await security_counters(worker)
-        before = await read_sources(worker, reads_metric)
-        redis_before = cpu_seconds(redis_pid) if redis_pid else 0.0
-        results[name] = show(name, await measured(worker.process.pid, load))
-        if redis_pid:
-            redis_us = (cpu_seconds(redis_pid) - redis_before) * 1e6 / max(1, results[name]["requests"])
-            results[name]["redis_cpu_us"] = redis_us
-            print(f"   Redis server CPU {redis_us:.0f} us/req (a shared Redis: other clients count too)")
-        check_sources(name, await sources_during(worker, reads_metric, before), "table")
-        after = await security_counters(worker)
-        moved = {k: after[k] - v for k, v in counters.items() if after[k] != v}
-        if moved:
-            raise RuntimeError(f"{name}: the security layer refused or skipped requests: {moved}")
+    def checked(name: str, load: Callable[[], Awaitable[dict]], reads_metric: str, endpoint: str) -> Load:
+        async def run_checked() -> dict:
+            counters = await security_counters(worker)
+            before = await read_sources(worker, reads_metric)
+            redis_before = cpu_seconds(redis_pid) if redis_pid else 0.0
+            report = await measured(worker.process.pid, load())
+            if redis_pid:
+                redis_us = (cpu_seconds(redis_pid) - redis_before) * 1e6 / max(1, report["requests"])
+                print(f"   Redis server CPU {redis_us:.0f} us/req (a shared Redis: other clients count too)")
+            check_sources(name, await sources_during(worker, reads_metric, before), "table")
+            after = await security_counters(worker)
+            moved = {k: after[k] - v for k, v in counters.items() if after[k] != v}
+            if moved:
+                raise RuntimeError(f"{name}: the security layer refused or skipped requests: {moved}")
+            entries = (await admission_entries(settings, merchant_id)).get(endpoint, 0)
+            print(f"   rate-limit window {endpoint} in Redis: {entries:,} entries (the last second)")
+            if not entries:
+                raise RuntimeError(f"{name}: the admission script did not count the requests")
+            return report
 
-    section("(g) REST GET /core/v1/customers, from the table, API key + HMAC signature")
-    plain_rate = results["rest_table"]["rate"]
+        return run_checked
+
+    def signed(url: str, path_prefix: str, rate: float) -> Callable[[], Awaitable[dict]]:
+        return lambda: run_signed_wrk(args, url, path_prefix, ids, creds, workdir, args.duration, rate)
+
+    section(
+        "(a) bare aiohttp handler, (a') the same with the signed requests of (g) (headers ignored),"
+        " (g) REST GET /core/v1/customers, from the table, API key + HMAC signature"
+    )
     await run_signed_wrk(args, worker.url, prefix, ids, creds, workdir, WARMUP_SECONDS, plain_rate)
-    load = run_signed_wrk(args, worker.url, prefix, ids, creds, workdir, args.duration, plain_rate)
-    await checked("rest_secure", load, "core_customer_reads_total")
+    bare_ids = write_ids(workdir / "bare.txt", ids)
+    phases = [
+        ("rest_bare", bare_rest(args, bare, merchant_id, bare_ids)),
+        ("rest_bare_signed", lambda: measured(bare.pid, signed(bare.url, bare_prefix, bare_rate)())),
+        (
+            "rest_secure",
+            checked(
+                "rest_secure",
+                signed(worker.url, prefix, plain_rate),
+                "core_customer_reads_total",
+                "GET:/core/v1/customers",
+            ),
+        ),
+    ]
+    await alternate(args, phases, results)
 
-    section("(h) gRPC GetCustomerRFM, from the table, JWT in `authorization` metadata")
+    section("(b) bare grpclib handler, (h) gRPC GetCustomerRFM, from the table, JWT in `authorization`")
     bearer = f"Bearer {creds.token}"
     await run_grpc_load(args, worker.grpc_port, merchant_id, ids, workdir, WARMUP_SECONDS, bearer)
-    load = run_grpc_load(args, worker.grpc_port, merchant_id, ids, workdir, args.duration, bearer)
-    await checked("grpc_secure", load, "core_rfm_reads_total")
-    entries = await admission_entries(settings, merchant_id)
-    print(f"   rate-limit windows in Redis (entries in the last second): {entries}", flush=True)
-    if len(entries) < 2:
-        raise RuntimeError(f"the admission script did not run on both transports: {entries}")
+
+    def secure_calls() -> Awaitable[dict]:
+        return run_grpc_load(args, worker.grpc_port, merchant_id, ids, workdir, args.duration, bearer)
+
+    phases = [
+        ("grpc_bare", bare_grpc(args, bare, merchant_id, ids, workdir)),
+        (
+            "grpc_secure",
+            checked(
+                "grpc_secure",
+                secure_calls,
+                "core_rfm_reads_total",
+                "grpc:/core.v1.CoreService/GetCustomerRFM",
+            ),
+        ),
+    ]
+    await alternate(args, phases, results)
 
 
 def check_sources(name: str, sources: dict[str, int], expect: str) -> None:
@@ -493,7 +596,8 @@ async def run(args: argparse.Namespace) -> None:
     await ensure_topics(settings.model_copy(update={"kafka_broker": tansu.url, "kafka_topic_partitions": 12}))
     codec = EventCodec(registry_url, settings.avro_dir)
     await codec.register_all()
-    results: dict[str, dict] = {}
+    results: Results = {}
+    secure: Results = {}  # --secure: the bare servers measured again, beside the secure worker
     bare = None
     try:
         table_merchant, cold_merchant = str(uuid.uuid4()), str(uuid.uuid4())
@@ -533,30 +637,15 @@ async def run(args: argparse.Namespace) -> None:
                 await asyncio.sleep(0.2)  # let the sink finish, so it does not compete with reads
             print(f"table loaded and persisted after {time.perf_counter() - started:.1f}s", flush=True)
 
-            section("(a) bare aiohttp handler, constant body")
-            ids_file = write_ids(workdir / "bare.txt", table_ids)
-            prefix = f"/bare?merchant_id={table_merchant}&customer_id="
-            bare_url = f"http://127.0.0.1:{bare_http}"
-            await run_wrk(args, bare_url, prefix, ids_file, WARMUP_SECONDS)
-            load = run_wrk(args, bare_url, prefix, ids_file, args.duration)
-            results["rest_bare"] = show("rest_bare", await measured(bare.pid, load))
-            if creds is not None:
-                section("(a') bare aiohttp handler, the signed requests of (g) (headers ignored)")
-                rate = results["rest_bare"]["rate"]
-                signed = (args, bare_url, prefix, table_ids, creds, workdir)
-                await run_signed_wrk(*signed, WARMUP_SECONDS, rate)
-                load = run_signed_wrk(*signed, args.duration, rate)
-                results["rest_bare_signed"] = show("rest_bare_signed", await measured(bare.pid, load))
-            section("(b) bare grpclib unary handler, constant reply")
-            await run_grpc_load(args, bare_grpc, table_merchant, table_ids, workdir, WARMUP_SECONDS)
-            load = run_grpc_load(args, bare_grpc, table_merchant, table_ids, workdir, args.duration)
-            results["grpc_bare"] = show("grpc_bare", await measured(bare.pid, load))
-            bare.terminate()
-            await bare.wait()
-            bare = None
-
+            servers = Bare(bare.pid, f"http://127.0.0.1:{bare_http}", bare_grpc)
             await measure_worker(
-                args, worker, workdir, results, (table_merchant, table_ids), (cold_merchant, cold_ids)
+                args,
+                worker,
+                servers,
+                workdir,
+                results,
+                (table_merchant, table_ids),
+                (cold_merchant, cold_ids),
             )
             if creds is not None:
                 section("restart: the worker with the security layer on")
@@ -581,8 +670,17 @@ async def run(args: argparse.Namespace) -> None:
                     await asyncio.sleep(0.2)
                 await wait_secure_table(worker, creds, table_merchant, table_ids)
                 print(f"worker pid {worker.process.pid}: AUTH_ENABLED=true, rate limit on", flush=True)
+                rates = [median(r["rate"] for r in results[k]) for k in ("rest_bare", "rest_table")]
                 await measure_secure(
-                    args, settings, worker, workdir, results, table_merchant, table_ids, creds
+                    args,
+                    settings,
+                    worker,
+                    servers,
+                    workdir,
+                    secure,
+                    (table_merchant, table_ids),
+                    creds,
+                    (rates[0], rates[1]),
                 )
         finally:
             worker.stop()
@@ -601,54 +699,73 @@ async def run(args: argparse.Namespace) -> None:
         admin.close()
     print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print_ratios(results)
+    if secure:
+        print_secure_ratios(secure, results)
 
 
-def print_ratios(results: dict[str, dict]) -> None:
-    section(f"ratios (same run, {os.cpu_count()} cores shared by server and load generator)")
+def paired(subject: list[dict], base: list[dict], field: str) -> list[float]:
+    """subject / base of one field, round by round (each pair ran seconds apart)."""
+    return [a[field] / b[field] for a, b in zip(subject, base, strict=True)]
+
+
+def summary(values: list[float]) -> str:
+    rounds = " ".join(f"{v:.2f}" for v in values)
+    return f"{median(values):.2f}  (rounds: {rounds})" if len(values) > 1 else f"{values[0]:.2f}"
+
+
+def verdict(value: float, target: float, at_least: bool) -> str:
+    if (value >= target) if at_least else (value <= target):
+        return "met"
+    missed = (1 - value / target) if at_least else (value / target - 1)
+    return f"MISSED by {missed * 100:.0f}%"
+
+
+def print_ratios(results: Results) -> None:
+    section(
+        f"ratios (same run, {os.cpu_count()} cores shared by server and load generator;"
+        " median of the rounds, each a pair of phases run back to back)"
+    )
     for transport, bare in (("rest", "bare aiohttp"), ("grpc", "bare grpclib")):
         table, base = results[f"{transport}_table"], results[f"{transport}_bare"]
         label = transport.upper().ljust(4)
-        rate = table["rate"] / base["rate"]
-        verdict = "met" if rate >= 0.5 else f"MISSED by {(1 - rate / 0.5) * 100:.0f}%"
-        print(f"{label} table req/s / {bare:<13} = {rate:.2f}  target >= 0.5: {verdict}")
-        p99 = table["p99_ms"] / base["p99_ms"]
-        verdict = "met" if p99 <= 2 else f"MISSED by {(p99 / 2 - 1) * 100:.0f}%"
-        print(f"{label} table p99   / {bare + ' p99':<13} = {p99:.2f}  target <= 2.0: {verdict}")
-        cpu = table["cpu_us"] / base["cpu_us"]
-        print(
-            f"{label} table CPU/req / {bare:<11} = {cpu:.2f}  (server CPU per request; 2.0 ~ half the rate)"
-        )
+        rate = paired(table, base, "rate")
+        met = verdict(median(rate), 0.5, True)
+        print(f"{label} table req/s / {bare:<13} = {summary(rate)}  target >= 0.5: {met}")
+        p99 = paired(table, base, "p99_ms")
+        met = verdict(median(p99), 2, False)
+        print(f"{label} table p99   / {bare + ' p99':<13} = {summary(p99)}  target <= 2.0: {met}")
+        cpu = paired(table, base, "cpu_us")
+        note = "(server CPU per request; 2.0 ~ half the rate)"
+        print(f"{label} table CPU/req / {bare:<11} = {summary(cpu)}  {note}")
     for transport in ("rest", "grpc"):
-        table = results[f"{transport}_table"]["rate"]
+        table = median(r["rate"] for r in results[f"{transport}_table"])
         label = transport.upper().ljust(4)
         for tier in ("redis", "postgres"):
-            ratio = results[f"{transport}_{tier}"]["rate"] / table
+            ratio = results[f"{transport}_{tier}"][0]["rate"] / table
             print(f"{label} {tier + ' req/s':<14} / table          = {ratio:.2f}")
-    if "rest_secure" in results:
-        print_secure_ratios(results)
 
 
-def print_secure_ratios(results: dict[str, dict]) -> None:
+def print_secure_ratios(secure: Results, plain: Results) -> None:
     section("security layer on (AUTH_ENABLED=true, allow-list set, rate limit on, nothing refused)")
     for transport, bare in (("rest", "bare aiohttp"), ("grpc", "bare grpclib")):
-        secure, base, plain = (results[f"{transport}_{k}"] for k in ("secure", "bare", "table"))
+        subject, base = secure[f"{transport}_secure"], secure[f"{transport}_bare"]
         label = transport.upper().ljust(4)
-        rate = secure["rate"] / base["rate"]
-        target = ""
+        rate = paired(subject, base, "rate")
+        target = f"  target >= 0.35: {verdict(median(rate), 0.35, True)}" if transport == "rest" else ""
+        print(f"{label} secure req/s / {bare:<13} = {summary(rate)}{target}")
         if transport == "rest":
-            verdict = "met" if rate >= 0.35 else f"MISSED by {(1 - rate / 0.35) * 100:.0f}%"
-            target = f"  target >= 0.35: {verdict}"
-        print(f"{label} secure req/s / {bare:<13} = {rate:.2f}{target}")
-        if transport == "rest":
-            signed = secure["rate"] / results["rest_bare_signed"]["rate"]
-            print(f"{label} secure req/s / {'bare, signed':<13} = {signed:.2f}  (same wrk script as (g))")
-        print(f"{label} secure p99   / {bare + ' p99':<13} = {secure['p99_ms'] / base['p99_ms']:.2f}")
-        print(f"{label} secure req/s / plain table   = {secure['rate'] / plain['rate']:.2f}")
-        print(f"{label} secure p99   / plain p99     = {secure['p99_ms'] / plain['p99_ms']:.2f}")
-        extra = secure["cpu_us"] - plain["cpu_us"]
+            signed = paired(subject, secure["rest_bare_signed"], "rate")
+            print(
+                f"{label} secure req/s / {'bare, signed':<13} = {summary(signed)}  (same wrk script as (g))"
+            )
+        print(f"{label} secure p99   / {bare + ' p99':<13} = {summary(paired(subject, base, 'p99_ms'))}")
+        plain_rate = median(r["rate"] for r in plain[f"{transport}_table"])
+        plain_cpu = median(r["cpu_us"] for r in plain[f"{transport}_table"])
+        secure_cpu = median(r["cpu_us"] for r in subject)
+        print(f"{label} secure req/s / plain table   = {median(r['rate'] for r in subject) / plain_rate:.2f}")
         print(
-            f"{label} secure CPU/req / plain        = {secure['cpu_us'] / plain['cpu_us']:.2f}"
-            f"  (+{extra:.0f} us per request for the security layer)"
+            f"{label} secure CPU/req / plain        = {secure_cpu / plain_cpu:.2f}"
+            f"  (+{secure_cpu - plain_cpu:.0f} us per request for the security layer)"
         )
 
 
@@ -659,6 +776,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--duration", type=int, default=10, help="seconds per phase")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="bare/worker pairs per comparison")
     parser.add_argument(
         "--fallback-customers", type=int, default=40_000, help="never-read customers per transport for (f)"
     )

@@ -8,7 +8,7 @@ from prometheus_async.aio.web import server_stats
 from views import customers, health, imports, internal, live, settings, updates
 from views.admin_page import admin_routes
 from views.graphql import graphql_handler
-from views.pipeline import build_pipeline
+from views.pipeline import build_app
 
 ROUTES: list[tuple[str, str, object]] = [
     ("GET", "/health", health.health),
@@ -29,9 +29,7 @@ ROUTES: list[tuple[str, str, object]] = [
 def build_web_app() -> web.Application:
     # The pipeline authenticates every route but /health, /ready, /metrics and the admin page's static
     # files (core_app/security/http.py), maps domain errors and observes latency (views/pipeline.py).
-    web_app = web.Application(middlewares=[build_pipeline()], client_max_size=1024 * 1024)
+    routes = [*ROUTES, *admin_routes(), ("*", "/graphql", graphql_handler())]
+    web_app = build_app(routes, client_max_size=1024 * 1024)  # type: ignore[arg-type]
     live.install(web_app)  # closes live sockets on shutdown
-    for method, path, handler in [*ROUTES, *admin_routes()]:
-        web_app.router.add_route(method, path, handler)  # type: ignore[arg-type]
-    web_app.router.add_route("*", "/graphql", graphql_handler())
     return web_app

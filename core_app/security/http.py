@@ -36,6 +36,7 @@ PUBLIC_PAGE_METHODS = frozenset({"GET", "HEAD"})
 INTERNAL_PREFIX = "/internal/"
 INTERNAL_HEADER = "X-Internal-Token"
 GRAPHQL_PATH = "/graphql"
+UNMATCHED_ROUTE = "unmatched"  # the catch-all route's name (views/pipeline.py): paths no route serves
 # request[PRINCIPAL] is the caller (None until a WS connection-init authenticates it).
 PRINCIPAL = web.RequestKey("principal", object)
 
@@ -47,7 +48,8 @@ def is_websocket(request: web.Request) -> bool:
 def endpoint_name(request: web.Request) -> str:
     """The rate-limit endpoint: the route's pattern, so ids in paths do not make new counters."""
     resource = getattr(request.match_info.route, "resource", None)
-    canonical = resource.canonical if resource is not None else "unmatched"
+    unmatched = resource is None or resource.name == UNMATCHED_ROUTE
+    canonical = UNMATCHED_ROUTE if unmatched else resource.canonical
     if canonical == GRAPHQL_PATH:
         return "graphql"
     return f"{request.method}:{canonical}"

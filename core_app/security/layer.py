@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import logging
+from collections.abc import Awaitable
 
 import aiopg
 from redis.asyncio import Redis
@@ -214,12 +215,13 @@ def set_security(layer: SecurityLayer | None) -> None:
     _layer, _layer_runtime, _pinned = layer, None, layer is not None
 
 
-async def guard(merchant_id: str, permission: str, *, flag: str | None = None) -> Principal | None:
+def guard(merchant_id: str, permission: str, *, flag: str | None = None) -> Awaitable[Principal | None]:
     """Authorize the current caller on `merchant_id` (and check `flag`); raise a SecurityError if not.
 
-    Use cases call this first thing after validating their ids. The transports set the caller.
+    Use cases await this first thing after validating their ids. The transports set the caller.
+    (It hands back the layer's coroutine rather than wrapping it in one more: every read awaits it.)
     """
-    return await get_security().guard(merchant_id, permission, flag)
+    return get_security().guard(merchant_id, permission, flag)
 
 
 async def flag_enabled(merchant_id: str, flag: str) -> bool:

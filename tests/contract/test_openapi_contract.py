@@ -2,6 +2,7 @@
 
 import yaml
 
+from core_app.security.http import UNMATCHED_ROUTE
 from core_app.settings import REPO_ROOT
 from views import build_web_app
 
@@ -14,6 +15,7 @@ def served_routes() -> set[tuple[str, str]]:
         if route.method != "HEAD"
         and not route.resource.canonical.startswith("/internal/")
         and route.resource.canonical != "/graphql"  # GraphQL's contract is schema.graphql
+        and route.resource.name != UNMATCHED_ROUTE  # the catch-all: 404 and 405 for everything else
     }
 
 

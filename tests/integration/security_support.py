@@ -13,7 +13,7 @@ from core_app import db
 from core_app.security.layer import SecurityLayer
 from core_app.settings import Settings
 from tests.helpers import free_port
-from views.pipeline import build_pipeline
+from views.pipeline import build_app
 
 
 @asynccontextmanager
@@ -37,10 +37,8 @@ Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
 
 @asynccontextmanager
 async def serve(layer: SecurityLayer, routes: list[Route]) -> AsyncIterator[str]:
-    """An aiohttp app with the service's middleware and `routes`, on a free port; yields its URL."""
-    app = web.Application(middlewares=[build_pipeline(lambda: layer)])
-    for method, path, handler in routes:
-        app.router.add_route(method, path, handler)
+    """An aiohttp app with the service's pipeline and `routes`, on a free port; yields its URL."""
+    app = build_app(routes, lambda: layer)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()

@@ -21,7 +21,7 @@ from core_app.rpc.request_metrics import instrument
 from core_app.security.layer import SecurityLayer
 from core_app.settings import Settings
 from tests.helpers import free_port
-from views.pipeline import build_pipeline
+from views.pipeline import build_app
 
 
 def observed(transport: str, route: str, status: str) -> float:
@@ -45,9 +45,7 @@ async def rest_client() -> TestClient:
     # Authentication off: the pipeline's security half lets every request through as DISABLED, and
     # a layer with authentication off never touches its Redis client or pool.
     layer = SecurityLayer(Settings(auth_enabled=False), Redis(), None)  # type: ignore[arg-type]
-    app = web.Application(middlewares=[build_pipeline(lambda: layer)])
-    app.router.add_get("/read/{source}", reader)
-    app.router.add_get("/forbidden", failing)
+    app = build_app([("GET", "/read/{source}", reader), ("GET", "/forbidden", failing)], lambda: layer)
     client = TestClient(TestServer(app))
     await client.start_server()
     return client
@@ -59,6 +57,7 @@ async def test_rest_latency_by_route_template_and_a_source_header_per_request() 
         route = "GET /read/{source}"
         before = observed("rest", route, "200")
         unmatched = observed("rest", "unmatched", "404")
+        not_allowed = observed("rest", "unmatched", "405")
         forbidden = observed("rest", "GET /forbidden", "403")
 
         # Concurrent requests each see only their own source; a later request on a reused
@@ -71,6 +70,9 @@ async def test_rest_latency_by_route_template_and_a_source_header_per_request() 
         assert "X-Core-Source" not in quiet.headers
 
         assert (await client.get(f"/no/such/{'x' * 20}")).status == 404
+        wrong_method = await client.post("/forbidden")  # the catch-all answers as aiohttp would
+        assert (wrong_method.status, wrong_method.headers["Allow"]) == (405, "GET")
+        assert observed("rest", "unmatched", "405") == not_allowed + 1
         assert (await client.get("/forbidden")).status == 403
         assert observed("rest", route, "200") == before + 4
         assert observed("rest", "unmatched", "404") == unmatched + 1
