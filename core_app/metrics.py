@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from prometheus_client import Counter, Gauge
 
-from prometheus_client import Counter, Gauge, Histogram
+from core_app.tallies import TalliedCounter, TalliedHistogram
 
 customers_created = Counter("core_customers_created_total", "Customers created, by merchant", ["merchant_id"])
 events_processed = Counter("core_events_processed_total", "Consumed events applied", ["topic"])
@@ -18,23 +18,20 @@ events_rekeyed = Counter(
 )
 events_failed = Counter("core_events_failed_total", "Consumed events that could not be applied", ["topic"])
 dead_letters = Counter("core_dead_letters_total", "Events sent to the dead-letter topic", ["topic", "kind"])
-reads = Counter("core_customer_reads_total", "Customer reads by the source that answered", ["source"])
+READ_SOURCES = ("table", "owner", "redis", "postgres")
+# Counted on every read: tallies exported on scrape (core_app/tallies.py), not prometheus Counters.
+reads = TalliedCounter(
+    "core_customer_reads_total", "Customer reads by the source that answered", "source", READ_SOURCES
+)
 dependency_up = Gauge(
     "core_dependency_up", "1 when the last health probe reached the dependency", ["dependency"]
 )
-rfm_reads = Counter("core_rfm_reads_total", "RFM score reads", ["source"])
-READ_SOURCES = ("table", "owner", "redis", "postgres")
-_read_children = {
-    (counter, source): counter.labels(source) for counter in (reads, rfm_reads) for source in READ_SOURCES
-}
+rfm_reads = TalliedCounter("core_rfm_reads_total", "RFM score reads", "source", READ_SOURCES)
 
 
-def count_read(counter: Counter, source: str) -> None:
-    """`counter.labels(source).inc()` without the per-call label lookup (every read counts one).
-
-    The children exist from the start, so every source shows on /metrics at 0 before its first read.
-    """
-    _read_children[counter, source].inc()
+def count_read(counter: TalliedCounter, source: str) -> None:
+    """One read answered by `source`; every source shows on /metrics at 0 before its first read."""
+    counter.inc(source)
 
 
 cache_errors = Counter("core_cache_errors_total", "Redis cache reads or writes that failed", ["operation"])
@@ -71,18 +68,13 @@ def cache_lookup(cache: str, hit: bool) -> None:
 # Request latency per transport. `route` is bounded: the REST route template with its HTTP method
 # ("GET /core/v1/customers"), or the gRPC method path of a served method; never a raw path.
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-request_duration = Histogram(
+request_duration = TalliedHistogram(
     "core_request_duration_seconds",
     "Request latency by transport (rest, graphql, grpc), route template or gRPC method, and status",
     ["transport", "route", "status"],
-    buckets=REQUEST_BUCKETS,
+    REQUEST_BUCKETS,
 )
-_request_children: dict[tuple[str, str, str], Any] = {}
 
 
 def observe_request(transport: str, route: str, status: str, seconds: float) -> None:
-    labels = (transport, route, status)
-    child = _request_children.get(labels)
-    if child is None:
-        child = _request_children[labels] = request_duration.labels(*labels)
-    child.observe(seconds)
+    request_duration.observe((transport, route, status), seconds)

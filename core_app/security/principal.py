@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from core_app.domain.events import CANONICAL_UUID
+from core_app.domain.events import is_canonical_uuid
 from core_app.security.errors import Forbidden, Unauthenticated
 
 VIEW = "admin:customers:view"
@@ -40,7 +40,7 @@ def _rank_of(permissions: frozenset[str]) -> int:
 
 
 def normalise_merchant(value: object) -> str | None:
-    if isinstance(value, str) and CANONICAL_UUID.fullmatch(value):
+    if isinstance(value, str) and is_canonical_uuid(value):
         return value  # already canonical (ids the use cases parsed): no uuid.UUID on every request
     try:
         return str(uuid.UUID(str(value)))

@@ -205,3 +205,20 @@ def test_metadata_that_cannot_be_stored_is_refused_naming_the_field(metadata: di
 def test_metadata_at_the_64_bit_edges_is_kept() -> None:
     given = CustomerInput.parse("ana@example.com", {"a": 2**63 - 1, "b": -(2**63), "c": 1.5}, True)
     assert given.metadata == {"a": 2**63 - 1, "b": -(2**63), "c": 1.5}
+
+
+def test_ids_are_canonical_only_as_uuid_writes_them_and_the_memo_stays_bounded() -> None:
+    from core_app.domain import events
+
+    written = str(uuid.uuid4())
+    for _ in range(2):  # the second time from the memo
+        assert events.is_canonical_uuid(written)
+        assert events.parse_uuid(written, "customer_id") == written
+    assert events.parse_uuid(written.upper(), "customer_id") == written  # normalised, not memoised
+    assert not events.is_canonical_uuid(written.upper())
+    assert not events.is_canonical_uuid(written.replace("-", ""))
+    with pytest.raises(ValidationFailed):
+        events.parse_uuid("not-a-uuid", "customer_id")
+    for _ in range(events.CANONICAL_MEMO_SIZE + 10):
+        events.is_canonical_uuid(str(uuid.uuid4()))
+    assert len(events._canonical_seen) <= events.CANONICAL_MEMO_SIZE
