@@ -27,11 +27,10 @@ protection cannot be checked; `open` lets requests through unchecked. Both are c
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import math
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -48,11 +47,15 @@ MAX_BATCH = 256  # requests per script call
 MAX_IN_FLIGHT = 1  # script calls in flight per worker: the next batch gathers meanwhile
 
 ADMIT = """
--- ARGV[1..3]: limit, window (us), window TTL (s), shared; then per request: client ip, window member,
--- replay TTL (0: no replay check). KEYS: 3 per request. Reply: verdict, value per request, in order.
+-- KEYS: the batch's distinct allow-list and window keys. ARGV[1..5]: limit, window (us), window TTL
+-- (s), member prefix, first member number; then one argument per request, in arrival order:
+-- "<allow-list key index> <window key index> <replay TTL, 0: no replay check> <client ip> <replay key>"
+-- (ip and replay key may be empty; none of the fields holds a space). Reply: verdict, value per
+-- request. One argument per request, not six: redis-py encodes each argument in Python.
 -- One clock reading, one allow-list size and one window trim per key serve the whole batch: the
 -- script is atomic, so every request in it is admitted at the same instant anyway.
 local limit, window, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local member_prefix, first_member = ARGV[4], tonumber(ARGV[5])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local listed, counts, reply = {}, {}, {}
@@ -84,10 +87,11 @@ local function admit(allowlist, window_key, replay_key, ip, member, replay_ttl)
   counts[window_key] = count + 1
   return 0, 0
 end
-for i = 0, #KEYS / 3 - 1 do
-  local k, a = i * 3, 3 + i * 3
-  local verdict, value = admit(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a + 1], ARGV[a + 2],
-    tonumber(ARGV[a + 3]))
+for i = 6, #ARGV do
+  local a, w, replay_ttl, ip, replay_key = string.match(ARGV[i], '^(%d+) (%d+) (%d+) (%S*) (%S*)$')
+  local member = member_prefix .. (first_member + i - 6)
+  local verdict, value = admit(KEYS[tonumber(a)], KEYS[tonumber(w)], replay_key, ip, member,
+    tonumber(replay_ttl))
   reply[#reply + 1] = verdict
   reply[#reply + 1] = value
 end
@@ -103,6 +107,24 @@ if redis.call('SCARD', KEYS[1]) > 0 and (ARGV[1] == '' or redis.call('SISMEMBER'
 end
 return 1
 """
+
+
+class Admission(NamedTuple):
+    """One request's part of an ADMIT call: its keys, client address and replay TTL."""
+
+    allowlist: str
+    window: str
+    replay: str  # the replay key, or "" when the request has none
+    ip: str  # "" when unknown
+    replay_ttl: int  # 0: no replay check
+
+
+def _address(client_ip: str | None) -> str:
+    """The address as the script reads it: normalised addresses hold no space; anything else counts
+    as unknown (refused wherever an allow-list is set)."""
+    if not client_ip or any(c.isspace() for c in client_ip):
+        return ""
+    return client_ip
 
 
 def allowlist_key(merchant_id: str) -> str:
@@ -123,10 +145,12 @@ class Gate:
         self.fail_open = fail_mode == "open"
         self._admit = redis.register_script(ADMIT)
         self._allowed = redis.register_script(ALLOWED)
-        self._pending: list[tuple[list[str], list[Any], asyncio.Future[tuple[int, int]]]] = []
+        if any(c.isspace() for c in prefix):
+            raise ValueError("REDIS_KEY_PREFIX must not contain whitespace")  # the script's separator
+        self._pending: list[tuple[Admission, asyncio.Future[tuple[int, int]]]] = []
         self._senders: list[asyncio.Task[None]] = []
         self._member_prefix = f"{os.urandom(6).hex()}:"  # per gate (worker): members never collide
-        self._members = itertools.count()
+        self._next_member = 0
 
     def key(self, name: str) -> str:
         return f"{self.prefix}{name}"
@@ -141,15 +165,15 @@ class Gate:
         replay_ttl: int = 0,
     ) -> None:
         """Raise unless the request may proceed; count it when it does."""
-        keys = [
+        admission = Admission(
             self.key(allowlist_key(merchant_key)),
             self.key(rate_key(merchant_key, endpoint)),
-            self.key(f"replay:{replay_id}" if replay_id else "replay:-"),
-        ]
-        member = f"{self._member_prefix}{next(self._members)}"  # unique in the window's sorted set
-        args = [client_ip or "", member, replay_ttl if replay_id else 0]
+            self.key(f"replay:{replay_id}") if replay_id else "",
+            _address(client_ip),
+            replay_ttl if replay_id else 0,
+        )
         try:
-            verdict, value = await self._verdict(keys, args)
+            verdict, value = await self._verdict(admission)
         except (RedisError, OSError) as exc:
             self._unavailable("admission", exc)
             return
@@ -160,11 +184,11 @@ class Gate:
         if verdict == 3:
             raise RateLimited(max(1, math.ceil(int(value) / 1_000_000)))
 
-    async def _verdict(self, keys: list[str], args: list[Any]) -> tuple[int, int]:
+    async def _verdict(self, admission: Admission) -> tuple[int, int]:
         """This request's verdict, from the next script call (batched with whatever else waits)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[int, int]] = loop.create_future()
-        self._pending.append((keys, args, future))
+        self._pending.append((admission, future))
         self._senders = [task for task in self._senders if not task.done() and task.get_loop() is loop]
         if len(self._senders) < MAX_IN_FLIGHT:
             self._senders.append(loop.create_task(self._send()))
@@ -175,27 +199,36 @@ class Gate:
         these run at once, so the worker handles one batch's answers while Redis runs the next)."""
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            batch = [request for request in batch if not request[2].done()]  # callers gone: not counted
+            batch = [request for request in batch if not request[1].done()]  # callers gone: not counted
             if not batch:
                 continue
-            keys = [key for request in batch for key in request[0]]
-            args = [self.limit, WINDOW_US, RATE_LIMIT_TTL]
-            args += [arg for request in batch for arg in request[1]]
+            keys, args = self._script_call([admission for admission, _ in batch])
             try:
                 reply = await self._admit(keys=keys, args=args)
             except asyncio.CancelledError:
-                for _, _, future in batch + self._pending:
+                for _, future in batch + self._pending:
                     future.cancel()
                 self._pending = []
                 raise
             except Exception as exc:  # each waiter applies the fail mode to RedisError / OSError
-                for _, _, future in batch:
+                for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for n, (_, _, future) in enumerate(batch):
+            for n, (_, future) in enumerate(batch):
                 if not future.done():
                     future.set_result((int(reply[2 * n]), int(reply[2 * n + 1])))
+
+    def _script_call(self, batch: list[Admission]) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of one ADMIT call (see the script) for `batch`, in order."""
+        index: dict[str, int] = {}  # distinct key -> its 1-based place in KEYS
+        lines = []
+        for admission in batch:
+            allow = index.setdefault(admission.allowlist, len(index) + 1)
+            window = index.setdefault(admission.window, len(index) + 1)
+            lines.append(f"{allow} {window} {admission.replay_ttl} {admission.ip} {admission.replay}")
+        first, self._next_member = self._next_member, self._next_member + len(batch)
+        return list(index), [self.limit, WINDOW_US, RATE_LIMIT_TTL, self._member_prefix, first, *lines]
 
     async def ip_allowed(self, merchant_id: str, client_ip: str | None) -> None:
         try:
