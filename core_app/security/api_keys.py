@@ -25,6 +25,7 @@ from core_app.security.principal import Principal, normalise_merchant, normalise
 
 KEY_ID_PREFIX = "lnk_"
 SECRET_PREFIX = "lns_"
+PRINCIPALS_PER_KEY = 256  # addresses remembered per key (then it starts over)
 _KEY_ID = re.compile(re.escape(KEY_ID_PREFIX) + "[0-9a-f]{24}")
 
 
@@ -44,6 +45,20 @@ class ApiKey:
             permissions=self.permissions,
             auth_method="api_key",
         )
+
+    @cached_property
+    def _principals_by_ip(self) -> dict[str | None, Principal]:
+        return {}
+
+    def principal_at(self, client_ip: str | None) -> Principal:
+        """The key's principal calling from `client_ip` (frozen, so one per address is shared)."""
+        by_ip = self._principals_by_ip
+        principal = by_ip.get(client_ip)
+        if principal is None:
+            if len(by_ip) >= PRINCIPALS_PER_KEY:
+                by_ip.clear()
+            principal = by_ip[client_ip] = self.principal.with_ip(client_ip)
+        return principal
 
 
 def _aad(key_id: str) -> bytes:

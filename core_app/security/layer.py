@@ -148,7 +148,7 @@ class SecurityLayer:
             raise Unauthenticated("unknown, revoked or expired API key")
         check_signature(key.secret, signature, method, path_qs, stamp, nonce, body)
         # Replays are told apart by key and nonce: a nonce is good for one request per window.
-        return key.principal.with_ip(client_ip), f"{key_id}:{nonce}"
+        return key.principal_at(client_ip), f"{key_id}:{nonce}"
 
     def authenticate_internal(self, token: str | None) -> Principal:
         if not token or not hmac.compare_digest(token.encode(), self._internal_token):

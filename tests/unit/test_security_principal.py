@@ -88,3 +88,16 @@ def test_use_principal_sets_and_restores_the_context() -> None:
     with use_principal(system_principal("import")):
         assert current_principal.get().auth_method == "system"
     assert current_principal.get() is None
+
+
+def test_an_api_keys_principal_per_address_is_shared_and_bounded() -> None:
+    from core_app.security import api_keys
+
+    key = api_keys.ApiKey("lnk_" + "a" * 24, str(uuid.uuid4()), frozenset({VIEW}), "lns_x", None)
+    here = key.principal_at("203.0.113.5")
+    assert here is key.principal_at("203.0.113.5")
+    assert (here.client_ip, key.principal_at(None).client_ip) == ("203.0.113.5", None)
+    assert here.subject == key.principal.subject and here.permissions == key.principal.permissions
+    for n in range(api_keys.PRINCIPALS_PER_KEY + 5):
+        assert key.principal_at(f"198.51.100.{n % 250}").client_ip == f"198.51.100.{n % 250}"
+    assert len(key._principals_by_ip) <= api_keys.PRINCIPALS_PER_KEY
