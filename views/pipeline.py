@@ -54,13 +54,16 @@ _route_labels: dict[tuple[object, str], tuple[str, str]] = {}  # (resource, meth
 def route_labels(request: web.Request) -> tuple[str, str]:
     """(transport, route label) of a request, from its matched route template."""
     resource = request.match_info.route.resource
-    if resource is None or resource.name == UNMATCHED_ROUTE:
+    if resource is None:
         return UNMATCHED
     labels = _route_labels.get((resource, request.method))
     if labels is None:
         path = resource.canonical
         transport = "graphql" if path == GRAPHQL_PATH else "rest"
-        labels = _route_labels[resource, request.method] = (transport, f"{request.method} {path}")
+        labels = (transport, f"{request.method} {path}")
+        if resource.name == UNMATCHED_ROUTE:  # the catch-all: one label whatever the method
+            labels = UNMATCHED
+        _route_labels[resource, request.method] = labels
     return labels
 
 
