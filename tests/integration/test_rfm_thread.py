@@ -40,6 +40,19 @@ async def send(producer: AIOKafkaProducer, key: str, value: bytes) -> None:
     await producer.send_and_wait(RFM_UPDATED, key=key.encode(), value=value)
 
 
+async def send_score(
+    producer: AIOKafkaProducer,
+    codec: EventCodec,
+    ids: tuple[str, str],
+    score: tuple[int, int, int],
+    at: datetime,
+) -> None:
+    """One well-formed rfm.updated event for (merchant_id, customer_id), keyed as the producers key it."""
+    merchant_id, customer_id = ids
+    event = await codec.encode(RFM_UPDATED, rfm_event(merchant_id, customer_id, score, at))
+    await send(producer, f"{merchant_id}:{customer_id}", event)
+
+
 async def table_answer(
     worker: WorkerProcess, merchant_id: str, customer_id: str, version: int | None = None
 ) -> dict | None:
@@ -53,9 +66,7 @@ async def test_rfm_updated_reaches_the_table_and_rest(
     worker: WorkerProcess, settings: Settings, codec: EventCodec, producer: AIOKafkaProducer
 ) -> None:
     merchant_id, customer_id = new_customer(settings)
-    key = f"{merchant_id}:{customer_id}"
-    event = rfm_event(merchant_id, customer_id, (12, 4, 870), NOW)
-    await send(producer, key, await codec.encode(RFM_UPDATED, event))
+    await send_score(producer, codec, (merchant_id, customer_id), (12, 4, 870), NOW)
 
     body = await eventually(lambda: table_answer(worker, merchant_id, customer_id), timeout=30)
     assert body["rfm_score"] == {"recency": 12, "frequency": 4, "monetary": 870}
@@ -70,15 +81,12 @@ async def test_a_read_after_a_change_sees_the_change(
 ) -> None:
     """Table reads are remembered (tables/read_memo.py, D44): the write that follows must show."""
     merchant_id, customer_id = new_customer(settings)
-    key = f"{merchant_id}:{customer_id}"
-    first = rfm_event(merchant_id, customer_id, (3, 3, 300), NOW)
-    await send(producer, key, await codec.encode(RFM_UPDATED, first))
+    await send_score(producer, codec, (merchant_id, customer_id), (3, 3, 300), NOW)
 
     await eventually(lambda: table_answer(worker, merchant_id, customer_id, 1), timeout=30)
     for _ in range(3):  # answered again and again, now from the memo
         assert await table_answer(worker, merchant_id, customer_id, 1) is not None
-    second = rfm_event(merchant_id, customer_id, (4, 5, 600), NOW + timedelta(minutes=1))
-    await send(producer, key, await codec.encode(RFM_UPDATED, second))
+    await send_score(producer, codec, (merchant_id, customer_id), (4, 5, 600), NOW + timedelta(minutes=1))
     body = await eventually(lambda: table_answer(worker, merchant_id, customer_id, 2), timeout=30)
     assert body["rfm_score"] == {"recency": 4, "frequency": 5, "monetary": 600}
 
@@ -86,14 +94,10 @@ async def test_a_read_after_a_change_sees_the_change(
 async def test_stale_rfm_event_never_moves_a_customer_backwards(
     worker: WorkerProcess, settings: Settings, codec: EventCodec, producer: AIOKafkaProducer
 ) -> None:
-    merchant_id, customer_id = new_customer(settings)
-    key = f"{merchant_id}:{customer_id}"
+    ids = merchant_id, customer_id = new_customer(settings)
     skipped_before = await metric(worker, "core_events_skipped_total", topic=RFM_UPDATED, reason="stale")
-    await send(
-        producer, key, await codec.encode(RFM_UPDATED, rfm_event(merchant_id, customer_id, (1, 9, 900), NOW))
-    )
-    older = rfm_event(merchant_id, customer_id, (99, 1, 1), NOW - timedelta(hours=1))
-    await send(producer, key, await codec.encode(RFM_UPDATED, older))
+    await send_score(producer, codec, ids, (1, 9, 900), NOW)
+    await send_score(producer, codec, ids, (99, 1, 1), NOW - timedelta(hours=1))  # older: stale
 
     async def stale_skipped() -> bool:
         skipped = await metric(worker, "core_events_skipped_total", topic=RFM_UPDATED, reason="stale")
