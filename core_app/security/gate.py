@@ -44,7 +44,6 @@ RATE_LIMIT_TTL = 60
 WINDOW_US = 1_000_000
 ALLOWLIST_TTL = 7 * 24 * 3600
 MAX_BATCH = 256  # requests per script call
-MAX_IN_FLIGHT = 1  # script calls in flight per worker: the next batch gathers meanwhile
 
 ADMIT = """
 -- KEYS: the batch's distinct allow-list and window keys. ARGV[1..5]: limit, window (us), window TTL
@@ -109,6 +108,11 @@ return 1
 """
 
 
+# Verdicts: the script's codes, and UNAVAILABLE (Redis unreachable; the value is the error).
+ADMITTED, NOT_LISTED, REPLAYED, LIMITED, UNAVAILABLE = 0, 1, 2, 3, -1
+Verdict = tuple[int, Any]  # (code, value): LIMITED's value is the microseconds until a slot frees
+
+
 class Admission(NamedTuple):
     """One request's part of an ADMIT call: its keys, client address and replay TTL."""
 
@@ -147,8 +151,8 @@ class Gate:
         self._allowed = redis.register_script(ALLOWED)
         if any(c.isspace() for c in prefix):
             raise ValueError("REDIS_KEY_PREFIX must not contain whitespace")  # the script's separator
-        self._pending: list[tuple[Admission, asyncio.Future[tuple[int, int]]]] = []
-        self._senders: list[asyncio.Task[None]] = []
+        self._pending: list[tuple[Admission, asyncio.Future[Verdict]]] = []
+        self._sender: asyncio.Task[None] | None = None  # one script call in flight at a time
         self._member_prefix = f"{os.urandom(6).hex()}:"  # per gate (worker): members never collide
         self._next_member = 0
 
@@ -165,6 +169,22 @@ class Gate:
         replay_ttl: int = 0,
     ) -> None:
         """Raise unless the request may proceed; count it when it does."""
+        self.enforce(await self.admission(merchant_key, endpoint, client_ip, replay_id, replay_ttl))
+
+    def admission(
+        self,
+        merchant_key: str,
+        endpoint: str,
+        client_ip: str | None,
+        replay_id: str | None = None,
+        replay_ttl: int = 0,
+    ) -> asyncio.Future[Verdict]:
+        """The request's verdict, due from the next script call (batched with whatever else waits).
+
+        Await it, then `enforce()` it. The hot path (core_app/security/http.py) awaits this future itself
+        rather than through `admit()`: every coroutine layer between a request and its reply costs
+        a resumption when the reply comes.
+        """
         admission = Admission(
             self.key(allowlist_key(merchant_key)),
             self.key(rate_key(merchant_key, endpoint)),
@@ -172,31 +192,31 @@ class Gate:
             _address(client_ip),
             replay_ttl if replay_id else 0,
         )
-        try:
-            verdict, value = await self._verdict(admission)
-        except (RedisError, OSError) as exc:
-            self._unavailable("admission", exc)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Verdict] = loop.create_future()
+        self._pending.append((admission, future))
+        sender = self._sender
+        if sender is None or sender.done() or sender.get_loop() is not loop:
+            self._sender = loop.create_task(self._send())
+        return future
+
+    def enforce(self, verdict: Verdict) -> None:
+        """Raise unless `verdict` admits the request (Redis unreachable: the fail mode decides)."""
+        code, value = verdict
+        if code == ADMITTED:
             return
-        if verdict == 1:
+        if code == UNAVAILABLE:
+            self._unavailable("admission", value)
+        elif code == NOT_LISTED:
             raise Forbidden("client address is not on the merchant's IP allow-list", reason="ip")
-        if verdict == 2:
+        elif code == REPLAYED:
             raise Unauthenticated("signature already used (replay)")
-        if verdict == 3:
+        elif code == LIMITED:
             raise RateLimited(max(1, math.ceil(int(value) / 1_000_000)))
 
-    async def _verdict(self, admission: Admission) -> tuple[int, int]:
-        """This request's verdict, from the next script call (batched with whatever else waits)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[int, int]] = loop.create_future()
-        self._pending.append((admission, future))
-        self._senders = [task for task in self._senders if not task.done() and task.get_loop() is loop]
-        if len(self._senders) < MAX_IN_FLIGHT:
-            self._senders.append(loop.create_task(self._send()))
-        return await future
-
     async def _send(self) -> None:
-        """Send the waiting requests, one script call at a time, until none waits (MAX_IN_FLIGHT of
-        these run at once, so the worker handles one batch's answers while Redis runs the next)."""
+        """Send the waiting requests, one script call at a time, until none waits (one of these runs
+        at a time: the requests that arrive while Redis runs a batch make the next one)."""
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             batch = [request for request in batch if not request[1].done()]  # callers gone: not counted
@@ -210,7 +230,12 @@ class Gate:
                     future.cancel()
                 self._pending = []
                 raise
-            except Exception as exc:  # each waiter applies the fail mode to RedisError / OSError
+            except (RedisError, OSError) as exc:  # each waiter applies the fail mode
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result((UNAVAILABLE, exc))
+                continue
+            except Exception as exc:
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
@@ -239,7 +264,7 @@ class Gate:
         if not allowed:
             raise Forbidden("client address is not on the merchant's IP allow-list", reason="ip")
 
-    def _unavailable(self, check: str, exc: Exception) -> None:
+    def _unavailable(self, check: str, exc: BaseException) -> None:
         outcome = "fail_open" if self.fail_open else "fail_closed"
         metrics.redis_unavailable.labels(check, outcome).inc()
         log.warning(

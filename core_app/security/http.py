@@ -104,11 +104,14 @@ async def authenticate(layer: SecurityLayer, request: web.Request) -> Principal 
         if authorization is None and (is_websocket(request) or is_graphiql_page(request)):
             return None
         principal = await layer.authenticate_bearer(authorization, client_ip)
-        await layer.admit(principal, endpoint)
+        layer.gate.enforce(await layer.admission(principal, endpoint))
         return principal
-    body = await request.read()  # bounded by client_max_size (413 above it)
+    # bounded by client_max_size (413 above it); a request without a body (a GET) skips the read
+    body = await request.read() if request.body_exists else b""
     principal, replay_id = await layer.authenticate_signed(
         request.method, request.raw_path, request.headers, body, client_ip
     )
-    await layer.admit(principal, endpoint, replay_id=replay_id)
+    # The admission future is awaited here, not through layer.admit(): one coroutine layer less to
+    # resume per request (core_app/security/gate.py).
+    layer.gate.enforce(await layer.admission(principal, endpoint, replay_id=replay_id))
     return principal

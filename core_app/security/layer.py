@@ -8,6 +8,7 @@ set.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hmac
 import logging
@@ -21,7 +22,7 @@ from core_app.security.api_keys import ApiKeyStore
 from core_app.security.crypto import kek_from_setting
 from core_app.security.errors import FeatureDisabled, Unauthenticated
 from core_app.security.flags import FlagSource, LaunchDarklyFlags, RedisFlags
-from core_app.security.gate import Gate
+from core_app.security.gate import Gate, Verdict
 from core_app.security.network import TrustedProxies
 from core_app.security.principal import (
     DISABLED,
@@ -157,15 +158,17 @@ class SecurityLayer:
 
     # -- admission and authorization --------------------------------------------------------------
 
+    def admission(
+        self, principal: Principal, endpoint: str, *, replay_id: str | None = None
+    ) -> asyncio.Future[Verdict]:
+        """IP allow-list, replay and rate limit for the caller's merchant, in one Redis round trip:
+        the verdict, for `gate.enforce()` once it is due."""
+        ttl = self.replay_ttl if replay_id else 0
+        return self.gate.admission(principal.rate_key, endpoint, principal.client_ip, replay_id, ttl)
+
     async def admit(self, principal: Principal, endpoint: str, *, replay_id: str | None = None) -> None:
-        """IP allow-list, replay and rate limit for the caller's merchant, in one Redis round trip."""
-        await self.gate.admit(
-            principal.rate_key,
-            endpoint,
-            principal.client_ip,
-            replay_id=replay_id,
-            replay_ttl=self.replay_ttl,
-        )
+        """`admission()`, awaited and enforced: raise unless the request may proceed."""
+        self.gate.enforce(await self.admission(principal, endpoint, replay_id=replay_id))
 
     async def guard(self, merchant_id: str, permission: str, flag: str | None = None) -> Principal | None:
         principal = current_principal.get()
