@@ -275,6 +275,9 @@ async def run(args: argparse.Namespace) -> None:
             results["cpu c"] = cpu["worker"]
             per_process = ", ".join(f"{name} {value:.0f}" for name, value in cpu.items())
             print(f"{results['c']:,.0f} events/s (us CPU per event: {per_process})")
+            waited = await metric(worker, "core_record_writer_wait_seconds_total")
+            span = total / results["c"]
+            print(f"   agents waited {waited:.1f}s of the {span:.0f}s for the record writer (back-pressure)")
             section("(d) PostgreSQL sink catch-up after the producer stopped")
             results["d"] = await sink_catch_up(settings, merchant_id, len(customers), rounds, finished)
             print(f"{results['d']:.1f}s until all {len(customers):,} rows hold their final version")

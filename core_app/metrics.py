@@ -17,6 +17,10 @@ events_rekeyed = Counter(
     "core_events_rekeyed_total", "Consumed events re-keyed to {merchant_id}:{customer_id}", ["topic"]
 )
 events_failed = Counter("core_events_failed_total", "Consumed events that could not be applied", ["topic"])
+writer_waits = Counter(
+    "core_record_writer_wait_seconds_total",
+    "Seconds the agents waited for the record writer (table changelogs, customer.updated) to catch up",
+)
 dead_letters = Counter("core_dead_letters_total", "Events sent to the dead-letter topic", ["topic", "kind"])
 READ_SOURCES = ("table", "owner", "redis", "postgres")
 # Counted on every read: tallies exported on scrape (core_app/tallies.py), not prometheus Counters.

@@ -26,12 +26,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka.producer.message_accumulator import BatchBuilder
 from faust.types import TP, AppT, CollectionT
 
+from core_app import metrics
 from tables.rocksdb import encode_key
 
 log = logging.getLogger(__name__)
@@ -111,7 +113,9 @@ class RecordWriter:
     async def wait_until_ebb(self, max_records: int = EBB_RECORDS) -> None:
         """Back-pressure for the agents: wait while the writer is far behind."""
         if self.size > max_records:
+            started = time.perf_counter()
             await self.drain()
+            metrics.writer_waits.inc(time.perf_counter() - started)
 
     async def _run(self) -> None:
         try:

@@ -17,6 +17,9 @@ middleware also runs aiohttp's own `_fix_request_current_app` layer, and the two
 a 60 us bare request (docs/decisions.md D43). Paths no route serves reach a catch-all route, also
 wrapped, that answers 404 or 405 as aiohttp would: unknown paths still need credentials and are
 observed as `route="unmatched"`.
+
+What depends only on the route (its labels, whether it is public, its rate-limit endpoint) is worked
+out once, when the route is wrapped (`RouteFacts`), not per request.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -35,7 +39,9 @@ from core_app.security.http import (
     PRINCIPAL,
     UNMATCHED_ROUTE,
     authenticate,
+    endpoint_of,
     is_public,
+    is_public_route,
     refusal,
     transport_of,
 )
@@ -47,8 +53,14 @@ log = logging.getLogger(__name__)
 
 UNMATCHED = ("rest", "unmatched")
 Route = tuple[str, str, Handler]
+Pipe = Callable[..., Handler]
 
 _route_labels: dict[tuple[object, str], tuple[str, str]] = {}  # (resource, method) -> labels
+
+
+def labels_of(method: str, path: str) -> tuple[str, str]:
+    """(transport, route label) of a route: its method and template, never a raw path."""
+    return ("graphql" if path == GRAPHQL_PATH else "rest", f"{method} {path}")
 
 
 def route_labels(request: web.Request) -> tuple[str, str]:
@@ -58,13 +70,28 @@ def route_labels(request: web.Request) -> tuple[str, str]:
         return UNMATCHED
     labels = _route_labels.get((resource, request.method))
     if labels is None:
-        path = resource.canonical
-        transport = "graphql" if path == GRAPHQL_PATH else "rest"
-        labels = (transport, f"{request.method} {path}")
+        labels = labels_of(request.method, resource.canonical)
         if resource.name == UNMATCHED_ROUTE:  # the catch-all: one label whatever the method
             labels = UNMATCHED
         _route_labels[resource, request.method] = labels
     return labels
+
+
+@dataclass(frozen=True)
+class RouteFacts:
+    """What the pipeline knows of a route before any request: its labels, whether it is public and
+    its rate-limit endpoint. Worked out once per route; per request only for a route whose method
+    is "*" or not given (GraphQL, the catch-all), where they depend on the request."""
+
+    labels: tuple[str, str] | None = None
+    public: bool | None = None
+    endpoint: str | None = None
+
+    @classmethod
+    def of(cls, method: str | None, path: str | None) -> RouteFacts:
+        if method is None or path is None or method == "*":
+            return cls()
+        return cls(labels_of(method, path), is_public_route(method, path), endpoint_of(method, path))
 
 
 def build_app(
@@ -74,7 +101,7 @@ def build_app(
     pipe = build_pipeline(get_layer)
     app = web.Application(**options)  # type: ignore[arg-type]
     for method, path, handler in routes:
-        app.router.add_route(method, path, pipe(handler))
+        app.router.add_route(method, path, pipe(handler, method, path))
     app.router.add_route("*", "/{path:.*}", pipe(unmatched), name=UNMATCHED_ROUTE)
     return app
 
@@ -90,12 +117,21 @@ async def unmatched(request: web.Request) -> web.StreamResponse:
     raise web.HTTPNotFound()
 
 
-def build_pipeline(get_layer: Callable[[], SecurityLayer] = get_security) -> Callable[[Handler], Handler]:
-    """`pipe(handler)`: the handler behind the pipeline (see the module's docstring)."""
-    return lambda handler: _piped(handler, get_layer)
+def build_pipeline(get_layer: Callable[[], SecurityLayer] = get_security) -> Pipe:
+    """`pipe(handler, method, path)`: the handler of the route `method path` behind the pipeline (see
+    the module's docstring). Without `method` and `path`, what depends on them is worked out per
+    request."""
+
+    def pipe(handler: Handler, method: str | None = None, path: str | None = None) -> Handler:
+        return _piped(handler, get_layer, RouteFacts.of(method, path))
+
+    return pipe
 
 
-def _piped(handler: Handler, get_layer: Callable[[], SecurityLayer]) -> Handler:
+def _piped(handler: Handler, get_layer: Callable[[], SecurityLayer], facts: RouteFacts) -> Handler:
+    fixed_labels, fixed_public, endpoint = facts.labels, facts.public, facts.endpoint
+    ok_labels = (*fixed_labels, "200") if fixed_labels else None
+
     async def pipeline(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         sources = read_source.begin()
@@ -103,9 +139,9 @@ def _piped(handler: Handler, get_layer: Callable[[], SecurityLayer]) -> Handler:
         status: int | None = None
         try:
             try:
-                if not is_public(request):
+                if not (is_public(request) if fixed_public is None else fixed_public):
                     layer = get_layer()
-                    principal = await authenticate(layer, request) if layer.enabled else DISABLED
+                    principal = await authenticate(layer, request, endpoint) if layer.enabled else DISABLED
                     request[PRINCIPAL] = principal
                     as_caller = current_principal.set(principal)
                 response = await handler(request)
@@ -131,7 +167,11 @@ def _piped(handler: Handler, get_layer: Callable[[], SecurityLayer]) -> Handler:
                 current_principal.reset(as_caller)
             read_source.end(sources)
             if status is not None:
-                transport, route = route_labels(request)
-                metrics.observe_request(transport, route, str(status), time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                if status == 200 and ok_labels is not None:
+                    metrics.request_duration.observe(ok_labels, elapsed)
+                else:
+                    labels = fixed_labels or route_labels(request)
+                    metrics.request_duration.observe((*labels, str(status)), elapsed)
 
     return pipeline

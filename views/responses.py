@@ -6,7 +6,11 @@ import json
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import CIMultiDict
+
+# Copied by each Response: cheaper than building the header from content_type and charset.
+JSON_HEADERS = CIMultiDict({hdrs.CONTENT_TYPE: "application/json; charset=utf-8"})
 
 
 def json_body(data: Any, status: int = 200) -> web.Response:
@@ -14,4 +18,4 @@ def json_body(data: Any, status: int = 200) -> web.Response:
         body = orjson.dumps(data)
     except TypeError:  # orjson refuses integers beyond 64 bits, which jsonb metadata may hold
         body = json.dumps(data).encode()
-    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
+    return web.Response(body=body, status=status, headers=JSON_HEADERS)

@@ -49,10 +49,12 @@ def endpoint_name(request: web.Request) -> str:
     """The rate-limit endpoint: the route's pattern, so ids in paths do not make new counters."""
     resource = getattr(request.match_info.route, "resource", None)
     unmatched = resource is None or resource.name == UNMATCHED_ROUTE
-    canonical = UNMATCHED_ROUTE if unmatched else resource.canonical
-    if canonical == GRAPHQL_PATH:
-        return "graphql"
-    return f"{request.method}:{canonical}"
+    return endpoint_of(request.method, UNMATCHED_ROUTE if unmatched else resource.canonical)
+
+
+def endpoint_of(method: str, route_path: str) -> str:
+    """The rate-limit endpoint of a route (method and template)."""
+    return "graphql" if route_path == GRAPHQL_PATH else f"{method}:{route_path}"
 
 
 def transport_of(request: web.Request) -> str:
@@ -79,9 +81,13 @@ def refusal(exc: SecurityError, transport: str) -> web.Response:
 
 
 def is_public(request: web.Request) -> bool:
-    if request.path in PUBLIC_PATHS:
-        return True
-    return request.path in PUBLIC_PAGES and request.method in PUBLIC_PAGE_METHODS
+    return is_public_route(request.method, request.path)
+
+
+def is_public_route(method: str, path: str) -> bool:
+    """Whether `method path` needs no credentials (also right for a route: public paths hold no
+    template variables, so a route's template is public exactly when the paths it matches are)."""
+    return path in PUBLIC_PATHS or (path in PUBLIC_PAGES and method in PUBLIC_PAGE_METHODS)
 
 
 def is_graphiql_page(request: web.Request) -> bool:
@@ -92,13 +98,18 @@ def is_graphiql_page(request: web.Request) -> bool:
     )
 
 
-async def authenticate(layer: SecurityLayer, request: web.Request) -> Principal | None:
-    """The caller, or None where a later step authenticates (WS connection-init, GraphiQL page)."""
+async def authenticate(
+    layer: SecurityLayer, request: web.Request, endpoint: str | None = None
+) -> Principal | None:
+    """The caller, or None where a later step authenticates (WS connection-init, GraphiQL page).
+
+    `endpoint`: the route's rate-limit endpoint when the caller knows it (else read from the request).
+    """
     path = request.path
     if path.startswith(INTERNAL_PREFIX):
         return layer.authenticate_internal(request.headers.get(INTERNAL_HEADER))
     client_ip = layer.proxies.client_ip(request.remote, request.headers.get("X-Forwarded-For"))
-    endpoint = endpoint_name(request)
+    endpoint = endpoint or endpoint_name(request)
     if is_websocket(request) or path == GRAPHQL_PATH:
         authorization = request.headers.get("Authorization")
         if authorization is None and (is_websocket(request) or is_graphiql_page(request)):
