@@ -1,6 +1,6 @@
 """Read benchmark: REST and gRPC reads of one worker against bare handlers, in one run.
 
-    .venv/bin/python -m bench.reads [--customers 10000] [--duration 10] [--concurrency 64] [--rounds 3]
+    .venv/bin/python -m bench.reads [--customers 10000] [--duration 10] [--concurrency 64] [--rounds 5]
                                     [--fallback-customers 40000] [--grpc-clients 1] [--secure]
 
 Every phase runs `--concurrency` clients for `--duration` seconds from a separate process: wrk
@@ -776,7 +776,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--duration", type=int, default=10, help="seconds per phase")
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=3, help="bare/worker pairs per comparison")
+    parser.add_argument("--rounds", type=int, default=5, help="bare/worker pairs per comparison")
     parser.add_argument(
         "--fallback-customers", type=int, default=40_000, help="never-read customers per transport for (f)"
     )
