@@ -10,7 +10,7 @@ Every phase runs `--concurrency` clients for `--duration` seconds from a separat
 (c) REST `GET /core/v1/customers` and (d) gRPC `GetCustomerRFM` answered from the worker's table:
     `--customers` customers inserted into PostgreSQL, then one `rfm.updated` event each;
 Each comparison with a bare handler runs as `--rounds` rounds of its phases back to back ((a) then
-(c), three times; (b) then (d), three times); each round gives a ratio and the verdict takes the
+(c), five times by default; (b) then (d), likewise); each round gives a ratio and the verdict takes the
 median: this host's speed drifts by tens of percent within minutes, so phases minutes apart are
 not comparable.
 (e) the same, answered from Redis: customers of a second merchant that no event touched (never in
