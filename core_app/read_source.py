@@ -2,8 +2,8 @@
 
 REST responses carry it as the `X-Core-Source` header and gRPC calls as the `x-core-source`
 trailing metadata, next to the `core_*_reads_total{source}` metrics. Each request gets its own
-holder in a ContextVar, installed by the transport when the request arrives (the aiohttp
-middleware, the grpclib RecvRequest listener). A read outside such a holder records nothing, and
+holder in a ContextVar, installed by the transport when the request arrives (the HTTP
+pipeline, the grpclib RecvRequest listener). A read outside such a holder records nothing, and
 no holder outlives or is shared between requests, so one tenant's request never reports another's.
 """
 

@@ -1,6 +1,6 @@
 """`/admin/imports`: the operator's import page, static HTML + JS + CSS served by the worker itself.
 
-The files (views/admin/) hold no data and no secret, so the security middleware lets a GET or HEAD
+The files (views/admin/) hold no data and no secret, so the request pipeline lets a GET or HEAD
 of exactly these paths through without credentials (core_app/security/http.py `PUBLIC_PAGES`). The
 page talks to the API as the operator, with a JWT the operator pastes: GraphQL `importCustomers` /
 `getImportLogs` with `Authorization: Bearer`, and the live-updates WebSocket with a `connection_init`

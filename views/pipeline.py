@@ -1,4 +1,4 @@
-"""The one aiohttp middleware every request passes: latency, the caller, and domain errors as HTTP.
+"""The one pipeline every HTTP request passes: latency, the caller, and domain errors as HTTP.
 
 For each request, in order:
 1. a read-source holder (core_app.read_source) and a start time;

@@ -1,6 +1,6 @@
 """Security refusals, each with its HTTP status, gRPC status and GraphQL code.
 
-Transports map them in one place each (the aiohttp middleware, the grpclib listener, GraphQL's
+Transports map them in one place each (the HTTP pipeline, the grpclib listener, GraphQL's
 `extensions`), so a service function can raise them without knowing who called it.
 """
 

@@ -1,4 +1,4 @@
-"""Who is calling over HTTP: the security half of the one middleware (views/pipeline.py), which
+"""Who is calling over HTTP: the security half of the request pipeline (views/pipeline.py), which
 runs for every route, present and future.
 
 | requests                                   | credentials                                        |

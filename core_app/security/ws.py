@@ -74,6 +74,6 @@ class SecuredSubscriptions:
         except SecurityError as exc:
             await context["response"].close(code=CLOSE_CODES.get(exc.code, 4403), message=exc.reason.encode())
             raise ConnectionRejectionError() from None
-        current_principal.set(principal)  # reset by the HTTP middleware when the connection ends
+        current_principal.set(principal)  # reset by the HTTP pipeline when the connection ends
         request[PRINCIPAL] = principal
         return UNSET
