@@ -159,18 +159,6 @@ class Gate:
     def key(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
-    async def admit(
-        self,
-        merchant_key: str,
-        endpoint: str,
-        client_ip: str | None,
-        *,
-        replay_id: str | None = None,
-        replay_ttl: int = 0,
-    ) -> None:
-        """Raise unless the request may proceed; count it when it does."""
-        self.enforce(await self.admission(merchant_key, endpoint, client_ip, replay_id, replay_ttl))
-
     def admission(
         self,
         merchant_key: str,
@@ -181,9 +169,9 @@ class Gate:
     ) -> asyncio.Future[Verdict]:
         """The request's verdict, due from the next script call (batched with whatever else waits).
 
-        Await it, then `enforce()` it. The hot path (core_app/security/http.py) awaits this future itself
-        rather than through `admit()`: every coroutine layer between a request and its reply costs
-        a resumption when the reply comes.
+        Await it, then `enforce()` it. The HTTP path (core_app/security/http.py) awaits this future
+        itself rather than through a wrapping coroutine: every coroutine layer between a request and
+        its reply costs a resumption when the reply comes.
         """
         admission = Admission(
             self.key(allowlist_key(merchant_key)),

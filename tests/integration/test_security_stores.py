@@ -26,6 +26,19 @@ from tests.integration.events import new_merchant
 from tests.integration.security_support import open_layer
 
 
+async def admit(
+    gate: Gate,
+    merchant: str,
+    endpoint: str,
+    client_ip: str | None,
+    *,
+    replay_id: str | None = None,
+    replay_ttl: int = 0,
+) -> None:
+    """One request through the gate as the transports do: the verdict, then its enforcement."""
+    gate.enforce(await gate.admission(merchant, endpoint, client_ip, replay_id, replay_ttl))
+
+
 def audit_rows(settings: Settings, action: str, entity_id: str) -> list[tuple]:
     with pg(settings) as conn, conn.cursor() as cur:
         cur.execute(
@@ -50,27 +63,32 @@ async def test_101st_request_in_a_second_is_refused_across_two_workers(
     gates = [Gate(r, prefix=settings.redis_key_prefix, limit=100) for r in redis_pair]
     merchant = str(uuid.uuid4())
     started = time.monotonic()
-    await asyncio.gather(*(gates[i % 2].admit(merchant, "GET:/core/v1/customers", None) for i in range(100)))
+    await asyncio.gather(*(admit(gates[i % 2], merchant, "GET:/core/v1/customers", None) for i in range(100)))
     with pytest.raises(RateLimited) as refused:
-        await gates[1].admit(merchant, "GET:/core/v1/customers", None)
+        await admit(gates[1], merchant, "GET:/core/v1/customers", None)
     assert time.monotonic() - started < 1.0, "the 100 requests must fit in one second for this test"
     assert refused.value.retry_after >= 1 and refused.value.http_status == 429
     # other endpoints and other merchants have their own counters
-    await gates[0].admit(merchant, "POST:/core/v1/customers", None)
-    await gates[0].admit(str(uuid.uuid4()), "GET:/core/v1/customers", None)
+    await admit(gates[0], merchant, "POST:/core/v1/customers", None)
+    await admit(gates[0], str(uuid.uuid4()), "GET:/core/v1/customers", None)
     ttl = await redis_pair[0].ttl(f"{settings.redis_key_prefix}rate_limit:{merchant}:GET:/core/v1/customers")
     assert 0 < ttl <= 60
     await asyncio.sleep(1.05)  # the window slides: admitted again
-    await gates[1].admit(merchant, "GET:/core/v1/customers", None)
+    await admit(gates[1], merchant, "GET:/core/v1/customers", None)
 
 
 async def test_replayed_signature_is_refused_once_seen(settings: Settings, redis_pair) -> None:
     gate = Gate(redis_pair[0], prefix=settings.redis_key_prefix)
     merchant, replay = str(uuid.uuid4()), f"lnk_x:{uuid.uuid4().hex}"
-    await gate.admit(merchant, "e", None, replay_id=replay, replay_ttl=330)
+    await admit(gate, merchant, "e", None, replay_id=replay, replay_ttl=330)
     with pytest.raises(Unauthenticated, match="replay"):
-        await Gate(redis_pair[1], prefix=settings.redis_key_prefix).admit(
-            merchant, "e", None, replay_id=replay, replay_ttl=330
+        await admit(
+            Gate(redis_pair[1], prefix=settings.redis_key_prefix),
+            merchant,
+            "e",
+            None,
+            replay_id=replay,
+            replay_ttl=330,
         )
 
 
@@ -82,29 +100,29 @@ async def test_admissions_batched_into_one_call_are_still_checked_one_by_one(
     gate = Gate(redis_pair[0], prefix=settings.redis_key_prefix, limit=100)
     merchant, replay = str(uuid.uuid4()), f"lnk_x:{uuid.uuid4().hex}"
     outcomes = await asyncio.gather(
-        *(gate.admit(merchant, "GET:/core/v1/customers", None) for _ in range(150)),
+        *(admit(gate, merchant, "GET:/core/v1/customers", None) for _ in range(150)),
         return_exceptions=True,
     )
     assert outcomes[:100] == [None] * 100
     assert all(isinstance(o, RateLimited) for o in outcomes[100:])
     first, second = await asyncio.gather(
-        gate.admit(merchant, "other", None, replay_id=replay, replay_ttl=330),
-        gate.admit(merchant, "other", None, replay_id=replay, replay_ttl=330),
+        admit(gate, merchant, "other", None, replay_id=replay, replay_ttl=330),
+        admit(gate, merchant, "other", None, replay_id=replay, replay_ttl=330),
         return_exceptions=True,
     )
     assert first is None and isinstance(second, Unauthenticated)
     limited = f"lnk_x:{uuid.uuid4().hex}"  # a refused request does not use up its signature
     with pytest.raises(RateLimited):
-        await gate.admit(merchant, "GET:/core/v1/customers", None, replay_id=limited, replay_ttl=330)
+        await admit(gate, merchant, "GET:/core/v1/customers", None, replay_id=limited, replay_ttl=330)
     assert await redis_pair[0].exists(f"{settings.redis_key_prefix}replay:{limited}") == 0
-    await gate.admit(merchant, "another", None, replay_id=limited, replay_ttl=330)
+    await admit(gate, merchant, "another", None, replay_id=limited, replay_ttl=330)
     assert await redis_pair[0].exists(f"{settings.redis_key_prefix}replay:{limited}") == 1
     listed = str(uuid.uuid4())
     await redis_pair[0].sadd(f"{settings.redis_key_prefix}ip_whitelist:{listed}", "203.0.113.5")
     try:
         allowed, refused = await asyncio.gather(
-            gate.admit(listed, "e", "203.0.113.5"),
-            gate.admit(listed, "e", "198.51.100.7"),
+            admit(gate, listed, "e", "203.0.113.5"),
+            admit(gate, listed, "e", "198.51.100.7"),
             return_exceptions=True,
         )
         assert allowed is None and isinstance(refused, Forbidden)
@@ -115,19 +133,19 @@ async def test_admissions_batched_into_one_call_are_still_checked_one_by_one(
 async def test_allow_list_changes_apply_at_once_and_are_audited(settings: Settings, redis_pair) -> None:
     gate = Gate(redis_pair[0], prefix=settings.redis_key_prefix)
     merchant = new_merchant(settings)
-    await gate.admit(merchant, "e", "198.51.100.7")  # no list: everyone
+    await admit(gate, merchant, "e", "198.51.100.7")  # no list: everyone
     members = change_allowlist(settings, merchant, "add", ["203.0.113.5", "::ffff:198.51.100.9"], "cli:test")
     assert members == {"203.0.113.5", "198.51.100.9"}
     ttl = await redis_pair[0].ttl(f"{settings.redis_key_prefix}ip_whitelist:{merchant}")
     assert 6 * 24 * 3600 < ttl <= 7 * 24 * 3600
     with pytest.raises(Forbidden, match="allow-list"):
-        await gate.admit(merchant, "e", "198.51.100.7")
+        await admit(gate, merchant, "e", "198.51.100.7")
     with pytest.raises(Forbidden):
-        await gate.admit(merchant, "e", None)  # unknown address while a list is set
-    await gate.admit(merchant, "e", "198.51.100.9")
+        await admit(gate, merchant, "e", None)  # unknown address while a list is set
+    await admit(gate, merchant, "e", "198.51.100.9")
     await gate.ip_allowed(merchant, "203.0.113.5")
     change_allowlist(settings, merchant, "clear", [], "cli:test")
-    await gate.admit(merchant, "e", "198.51.100.7")
+    await admit(gate, merchant, "e", "198.51.100.7")
     assert len(audit_rows(settings, "ip_allowlist_add", merchant)) == 1
     assert len(audit_rows(settings, "ip_allowlist_clear", merchant)) == 1
 
@@ -139,9 +157,9 @@ async def test_redis_down_fails_closed_or_open_as_configured(mode: str, refused:
     try:
         if refused:
             with pytest.raises(SecurityUnavailable):
-                await gate.admit("m", "e", None)
+                await admit(gate, "m", "e", None)
         else:
-            await gate.admit("m", "e", None)
+            await admit(gate, "m", "e", None)
     finally:
         await dead.aclose()
 
