@@ -13,7 +13,7 @@ from mode import ServiceT
 
 from core_app import runtime as runtime_module
 from core_app.kafka_transport import CoreTransport, set_fetch_max_wait_ms
-from core_app.recovery import CoreTableManager
+from core_app.recovery import CoreTableManager, partition_checks
 from core_app.settings import Settings, get_settings
 from core_app.topics import ensure_topics
 
@@ -43,7 +43,9 @@ class CoreApp(faust.App):
 
     async def on_started(self) -> None:
         await super().on_started()
-        runtime_module.get_runtime().tables_recovered = True
+        runtime = runtime_module.get_runtime()
+        runtime.tables_recovered = True
+        runtime.partition_checks = lambda: partition_checks(self)
         # `faust worker` leaves the root logger at DEBUG via its spinner handler; that costs 10-20%.
         logging.getLogger().setLevel(self.core_settings.log_level)
         # Everything allocated so far lives as long as the worker: keep it out of the cyclic GC, whose

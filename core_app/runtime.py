@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import aiohttp
 import aiopg
@@ -28,6 +29,8 @@ class Runtime:
     health: HealthProbe
     migrations_applied: bool = False
     tables_recovered: bool = False
+    # Set by the app: is every assigned partition recovered, and is the consumer group stable?
+    partition_checks: Callable[[], dict[str, bool]] = field(default=lambda: {})
     _peers: aiohttp.ClientSession | None = None
 
     def peers(self) -> aiohttp.ClientSession:
@@ -53,6 +56,7 @@ class Runtime:
             "migrations": self.migrations_applied,
             "redis": redis_ok,
             "tables": self.tables_recovered,
+            **self.partition_checks(),
         }
 
     async def close(self) -> None:

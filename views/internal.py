@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from core_app.app import app
+from core_app.domain.customer import customer_key
 from core_app.domain.events import parse_uuid
+from core_app.recovery import wait_serving
+from core_app.routing import partition_owner, same_worker, table_partition
+from core_app.runtime import get_runtime
 from core_app.services.customers import local_view
 from tables.settings import local_settings
 from views.responses import json_body
@@ -14,7 +19,15 @@ async def owner_customer(request: web.Request) -> web.Response:
     """This worker's table value for a customer (no further routing, so no loops)."""
     merchant_id = parse_uuid(request.match_info["merchant_id"], "merchant_id")
     customer_id = parse_uuid(request.match_info["customer_id"], "customer_id")
-    view = local_view(merchant_id, customer_id)
+    settings = get_runtime().settings
+    partition = table_partition(app, "customers", customer_key(merchant_id, customer_id))
+    owner = partition_owner(app, "customers", partition)
+    # Only the active, recovered holder answers; the caller falls back to Redis/PostgreSQL (D112).
+    if owner is not None and not same_worker(owner, settings.web_url):
+        raise web.HTTPServiceUnavailable(reason="not the owner")
+    if not await wait_serving(app, settings.peer_timeout * 0.8):
+        raise web.HTTPServiceUnavailable(reason="recovering")
+    view = local_view(merchant_id, customer_id, partition, active=owner is not None)
     if view is None:
         raise web.HTTPNotFound()
     return json_body(view)

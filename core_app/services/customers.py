@@ -21,6 +21,7 @@ from core_app.domain.customer import CustomerState, customer_key
 from core_app.domain.errors import Conflict, NotFound
 from core_app.domain.events import parse_uuid
 from core_app.domain.profile import CustomerInput
+from core_app.recovery import wait_serving
 from core_app.repository import fetch_customer
 from core_app.routing import partition_owner, same_worker, table_partition
 from core_app.runtime import Runtime, get_runtime
@@ -126,9 +127,13 @@ async def read_customer(merchant_id: str, customer_id: str) -> tuple[dict[str, A
     partition = table_partition(app, "customers", customer_key(merchant_id, customer_id))
     owner = partition_owner(app, "customers", partition)
     if owner is None or _is_this_worker(owner, runtime):
-        view = local_view(merchant_id, customer_id, partition, active=owner is not None)
-        if view is not None:
-            return view, "table"
+        # A partition mid-recovery holds a half-restored value: never answer from it (D112).
+        if await wait_serving(app, runtime.settings.read_recovery_wait):
+            view = local_view(merchant_id, customer_id, partition, active=owner is not None)
+            if view is not None:
+                return view, "table"
+        else:
+            metrics.reads_while_recovering.inc()
     else:
         view = await owner_get(runtime, owner, f"/internal/v1/customers/{merchant_id}/{customer_id}")
         if view is not None:

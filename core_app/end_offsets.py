@@ -1,0 +1,110 @@
+"""End offsets confirmed by a fetch, because ListOffsets cannot always be trusted.
+
+Tansu 0.6.0 answers ListOffsets "latest" with the base offset of the partition's last record batch
+plus one, not the last record's offset plus one (a 3-record batch at base 1 reports 2, not 4;
+tests/integration/test_end_offsets.py pins this). Faust's recovery stops reading a changelog at that
+highwater, and crashes when a persisted offset is beyond it. So the reported end is confirmed here:
+read from `reported - 1` (the start of the last batch on Tansu, the last record on Kafka) until a
+fetch brings nothing new; the confirmed end is the last offset read plus one. One short fetch per
+partition per recovery, on a consumer of its own that joins no group (docs/decisions.md D110).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError
+
+log = logging.getLogger(__name__)
+
+PROBE_FETCH_WAIT_MS = 50  # an empty fetch at the end costs this much on a broker that holds fetches
+PROBE_DEADLINE_SECONDS = 10.0
+
+
+async def confirm_end_offsets(
+    consumer: AIOKafkaConsumer,
+    reported: Mapping[TopicPartition, int | None],
+    deadline: float = PROBE_DEADLINE_SECONDS,
+) -> dict[TopicPartition, int | None]:
+    """`reported` end offsets, each raised to the last record's offset + 1 that a fetch finds.
+
+    `consumer` is started, in no group, with `auto_offset_reset="none"`. A partition that cannot be
+    read in time keeps its reported end (logged): the probe never makes an end lower than reported.
+    """
+    confirmed: dict[TopicPartition, int | None] = dict(reported)
+    probed = {tp: end for tp, end in reported.items() if end}
+    if not probed:
+        return confirmed
+    consumer.assign(list(probed))
+    for tp, end in probed.items():
+        consumer.seek(tp, end - 1)
+    pending = set(probed)
+    seen: set[TopicPartition] = set()
+    empty_rounds = dict.fromkeys(probed, 0)
+    give_up = time.monotonic() + deadline
+    while pending and time.monotonic() < give_up:
+        try:
+            batches = await consumer.getmany(*pending, timeout_ms=PROBE_FETCH_WAIT_MS * 4)
+        except OffsetOutOfRangeError as exc:  # the reported end is beyond the log: keep it
+            out_of_range = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+            pending.difference_update(out_of_range)
+            continue
+        for tp in list(pending):
+            records = batches.get(tp)
+            if records:
+                seen.add(tp)
+                confirmed[tp] = max(confirmed[tp] or 0, records[-1].offset + 1)
+                continue
+            empty_rounds[tp] += 1
+            # Done once a fetch past the records read brought nothing; a partition whose first record
+            # never came (a slow fetch, a control record) is given a few rounds, then keeps its end.
+            if tp in seen or empty_rounds[tp] >= 5:
+                pending.discard(tp)
+    if pending:
+        log.warning("end offsets not confirmed in time", extra={"partitions": sorted(map(str, pending))})
+    return confirmed
+
+
+class EndOffsetProbe:
+    """A group-less consumer kept for confirming end offsets (one per worker, opened on first use)."""
+
+    def __init__(self, bootstrap_servers: list[str], client_id: str = "core-end-offsets") -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.client_id = client_id
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+
+    async def confirm(
+        self, reported: Mapping[TopicPartition, int | None]
+    ) -> dict[TopicPartition, int | None]:
+        async with self._lock:
+            try:
+                consumer = await self._open()
+                return await confirm_end_offsets(consumer, reported)
+            except KafkaError as exc:
+                log.warning("end-offset probe failed; using the reported ends", extra={"error": repr(exc)})
+                await self.close()
+                return dict(reported)
+
+    async def _open(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap_servers,
+                client_id=self.client_id,
+                group_id=None,
+                enable_auto_commit=False,
+                auto_offset_reset="none",
+                fetch_max_wait_ms=PROBE_FETCH_WAIT_MS,
+            )
+            await consumer.start()
+            self._consumer = consumer
+        return self._consumer
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            await consumer.stop()
