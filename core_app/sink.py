@@ -251,11 +251,18 @@ class PostgresSink(Service):
         keys = {resources.redis_key(key) for row in rows if (key := spec.cache_key(row))}
         if not keys:
             return
-        try:
-            await resources.redis.delete(*keys)
-        except Exception as exc:
-            cache_invalidation_failures.inc(len(keys))
-            log.error("cache invalidation failed", extra={"keys": len(keys), "error": str(exc)})
+
+        async def delete() -> None:
+            try:
+                await resources.redis.delete(*keys)
+            except Exception as exc:
+                cache_invalidation_failures.inc(len(keys))
+                log.warning("cache invalidation failed", extra={"keys": len(keys), "error": str(exc)})
+                raise
+
+        # Until Redis answers, nothing is committed (D113): the changelog from the committed offset is
+        # the invalidation log, re-read by whichever sink instance takes the partition.
+        await infra_retry()(delete)
 
     async def _report_lag(self) -> None:
         assert self.consumer is not None
