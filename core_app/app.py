@@ -13,7 +13,7 @@ from mode import ServiceT
 
 from core_app import runtime as runtime_module
 from core_app.kafka_transport import CoreTransport, set_fetch_max_wait_ms
-from core_app.recovery import CoreTableManager, partition_checks
+from core_app.recovery import CoreTableManager, broker_data_check, partition_checks
 from core_app.settings import Settings, get_settings
 from core_app.topics import ensure_topics
 
@@ -46,6 +46,8 @@ class CoreApp(faust.App):
         runtime = runtime_module.get_runtime()
         runtime.tables_recovered = True
         runtime.partition_checks = lambda: partition_checks(self)
+        hold = self.core_settings.broker_reset_hold_seconds
+        runtime.health.local_checks["kafka_data"] = lambda: broker_data_check(self, hold)
         # `faust worker` leaves the root logger at DEBUG via its spinner handler; that costs 10-20%.
         logging.getLogger().setLevel(self.core_settings.log_level)
         # Everything allocated so far lives as long as the worker: keep it out of the cyclic GC, whose

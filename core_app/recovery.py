@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter as TallyOf
 from collections.abc import Set
 from typing import Any
@@ -72,6 +73,7 @@ class SeekFirstRecovery(Recovery):
         self.serving = False
         self.serving_started = asyncio.Event()
         self.discarded: TallyOf[str] = TallyOf()  # table partitions rebuilt, by role
+        self.last_discard: tuple[float, str] | None = None  # (monotonic time, what was found)
 
     def set_serving(self, serving: bool) -> None:
         self.serving = serving
@@ -148,6 +150,10 @@ class SeekFirstRecovery(Recovery):
             )
             state_discarded.labels(table.name, role).inc()
             self.discarded[role] += 1
+            self.last_discard = (
+                time.monotonic(),
+                f"{tp.topic}[{tp.partition}] ended at {highwaters[tp]} below the persisted {offsets[tp]}",
+            )
             offsets[tp] = -1
         return ahead
 
@@ -227,3 +233,12 @@ async def wait_serving(app: Any, timeout: float) -> bool:
 def partition_checks(app: Any) -> dict[str, bool]:
     """For `/ready`: no assigned partition is recovering, and the consumer group is not rebalancing."""
     return {"partitions_recovered": bool(app.tables.recovery.serving), "group_stable": not app.rebalancing}
+
+
+def broker_data_check(app: Any, hold_seconds: float) -> str:
+    """For `/health`: DOWN for `hold_seconds` after a changelog was found behind local state, which
+    means the broker lost data (wiped, topic recreated or truncated); UP otherwise."""
+    last = app.tables.recovery.last_discard
+    if last is None or time.monotonic() - last[0] > hold_seconds:
+        return "UP"
+    return f"DOWN: the broker lost data: {last[1]}"

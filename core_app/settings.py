@@ -143,6 +143,8 @@ class Settings(BaseSettings):
     peer_timeout: float = Field(default=1.0, gt=0)  # an owner read that takes longer falls back
     # A read of a partition this worker is recovering waits this long, then goes to Redis/PostgreSQL.
     read_recovery_wait: float = Field(default=2.0, ge=0)
+    # /health says DOWN this long after the broker is found to have lost data (wiped, truncated).
+    broker_reset_hold_seconds: float = Field(default=120.0, ge=0)
     # Live updates (WebSocket stream, GraphQL subscriptions); see core_app/fanout.
     fanout_queue_size: int = Field(default=512, ge=1)  # per client: a client this far behind is dropped
     ws_heartbeat: float = Field(default=20.0, gt=0)  # WebSocket ping interval; no pong in half of it: closed

@@ -6,13 +6,15 @@ anyway. Committed offsets and the changelog make that safe: uncommitted work is 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
+from mode.utils.futures import maybe_cancel
 
 from core_app.gc_tuning import tune_gc
 from core_app.logs import configure_logging, logging_config
@@ -21,6 +23,12 @@ from core_app.settings import Settings
 log = logging.getLogger(__name__)
 
 EXIT_SHUTDOWN_DEADLINE = 70
+EXIT_FATAL = 72  # a service crashed: the reason is the last line of the log
+
+
+def one_line(reason: BaseException) -> str:
+    text = " ".join(str(reason).split())
+    return f"{type(reason).__name__}: {text}"[:500]
 
 
 class DeadlineWorker(faust.Worker):
@@ -39,6 +47,32 @@ class DeadlineWorker(faust.Worker):
         log.error("shutdown deadline passed; exiting", extra={"seconds": self.shutdown_timeout})
         logging.shutdown()
         os._exit(EXIT_SHUTDOWN_DEADLINE)
+
+    def execute_from_commandline(self) -> NoReturn:  # type: ignore[misc]
+        """mode's, but a failure ends the process with EXIT_FATAL and, last in the log, one line saying
+        why (mode re-raised the crash after closing the loop, buried under shutdown noise)."""
+        failure: BaseException | None = None
+        self._starting_fut = None
+        try:
+            self._starting_fut = asyncio.ensure_future(self.start(), loop=self.loop)
+            self.loop.run_until_complete(self._starting_fut)
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:
+            failure = exc
+        finally:
+            maybe_cancel(self._starting_fut)
+            self.on_worker_shutdown()
+            try:
+                self.stop_and_shutdown()
+            except BaseException as exc:
+                failure = failure or exc
+        reason = self.crash_reason or failure
+        if reason is None:
+            raise SystemExit(0)
+        log.critical("fatal, exiting: %s", one_line(reason), extra={"exit_code": EXIT_FATAL})
+        logging.shutdown()
+        os._exit(EXIT_FATAL)
 
     def _schedule_shutdown(self, signal: signal.Signals) -> None:
         self._arm_deadline()

@@ -45,6 +45,8 @@ class HealthProbe:
         self.kafka_bootstrap = kafka_bootstrap
         self.timeout = timeout
         self._kafka: AIOKafkaClient | None = None
+        # Checks answered from the worker's own state (no I/O), e.g. whether the broker lost data.
+        self.local_checks: dict[str, Callable[[], str]] = {}
 
     async def close(self) -> None:
         if self._kafka is not None:
@@ -56,8 +58,11 @@ class HealthProbe:
             "redis": self.redis.ping,
             "kafka": self._kafka_metadata,
         }
-        results = await asyncio.gather(*(self._run(name, p) for name, p in probes.items()))
-        return HealthReport(dict(results))
+        results = dict(await asyncio.gather(*(self._run(name, p) for name, p in probes.items())))
+        for name, local_check in self.local_checks.items():
+            results[name] = local_check()
+            metrics.dependency_up.labels(name).set(1 if results[name] == "UP" else 0)
+        return HealthReport(results)
 
     async def _run(self, name: str, probe: Callable[[], Awaitable[object]]) -> tuple[str, str]:
         try:
