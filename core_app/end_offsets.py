@@ -18,11 +18,16 @@ from collections.abc import Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError, OffsetOutOfRangeError
+from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
 
+unconfirmed = Counter(
+    "core_end_offsets_unconfirmed_total", "Partitions whose end offset a fetch could not confirm in time"
+)
+
 PROBE_FETCH_WAIT_MS = 50  # an empty fetch at the end costs this much on a broker that holds fetches
-PROBE_DEADLINE_SECONDS = 10.0
+PROBE_DEADLINE_SECONDS = 30.0
 
 
 async def confirm_end_offsets(
@@ -43,8 +48,6 @@ async def confirm_end_offsets(
     for tp, end in probed.items():
         consumer.seek(tp, end - 1)
     pending = set(probed)
-    seen: set[TopicPartition] = set()
-    empty_rounds = dict.fromkeys(probed, 0)
     give_up = time.monotonic() + deadline
     while pending and time.monotonic() < give_up:
         try:
@@ -56,16 +59,14 @@ async def confirm_end_offsets(
         for tp in list(pending):
             records = batches.get(tp)
             if records:
-                seen.add(tp)
                 confirmed[tp] = max(confirmed[tp] or 0, records[-1].offset + 1)
-                continue
-            empty_rounds[tp] += 1
-            # Done once a fetch past the records read brought nothing; a partition whose first record
-            # never came (a slow fetch, a control record) is given a few rounds, then keeps its end.
-            if tp in seen or empty_rounds[tp] >= 5:
+            # Done once a fetch has moved past the seek point and the last one brought nothing new.
+            # Under load a fetch can take long: wait for it (until the deadline), never guess.
+            elif await consumer.position(tp) >= probed[tp]:
                 pending.discard(tp)
     if pending:
-        log.warning("end offsets not confirmed in time", extra={"partitions": sorted(map(str, pending))})
+        unconfirmed.inc(len(pending))
+        log.error("end offsets not confirmed in time", extra={"partitions": sorted(map(str, pending))})
     return confirmed
 
 

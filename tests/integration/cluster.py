@@ -197,20 +197,19 @@ async def _read(
 async def offsets_report(bootstrap: str, group: str, topic: str, partitions: int) -> str:
     """Per partition of `topic`: the group's committed offset and the confirmed end, for a failure."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
 
     from core_app.end_offsets import confirm_end_offsets
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+    committed_reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="none")
+    await committed_reader.start()
     await consumer.start()
     try:
-        committed = await admin.list_consumer_group_offsets(group)
         tps = [TopicPartition(topic, p) for p in range(partitions)]
+        committed = {tp: await committed_reader.committed(tp) for tp in tps}
         ends = await confirm_end_offsets(consumer, await consumer.end_offsets(tps))
     finally:
         await consumer.stop()
-        await admin.close()
+        await committed_reader.stop()
     rows = [f"{tp.partition}: committed {committed.get(tp)} end {ends.get(tp)}" for tp in tps]
     return f"{group} on {topic}: " + "; ".join(rows)
