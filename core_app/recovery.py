@@ -110,6 +110,11 @@ class SeekFirstRecovery(Recovery):
                 highwaters_corrected.labels(self.tp_to_table[tp].name).inc()
             # Faust's highwater is the last offset (end - 1), -1 for an empty partition.
             highwaters[tp] = true_end - 1 if true_end is not None else -1
+        self.log.info(
+            "Highwater for %s changelog partitions:\n%s",
+            title,
+            self._highwater_logtable(highwaters, title=title),
+        )
         destination.clear()
         destination.update(highwaters)
         if title == "standby":
