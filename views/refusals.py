@@ -83,7 +83,9 @@ def log_refusal(
             "method": request.method,
             "path": request.path,
         }
-    log.log(level, "request refused", extra=extra)
+    # The details in the message too: the plain-text format (LOG_JSON=false) does not print extras.
+    details = " ".join(f"{name}={value}" for name, value in extra.items() if value is not None)
+    log.log(level, f"request refused: {details}", extra=extra)
 
 
 def error_response(
