@@ -30,6 +30,7 @@ from views import graphql_logging
 from views.graphql_logging import RefusedError, graphql_request, log_graphql_refusal
 from views.graphql_subscriptions import event_payload, on_customer_update, on_import_progress
 from views.graphql_transport import CoreGraphQLView
+from views.refusals import log_refusal
 
 SCHEMA_PATH = REPO_ROOT / "schema.graphql"
 query_duration = Histogram("graphql_query_duration_seconds", "GraphQL request latency", ["operation_type"])
@@ -170,6 +171,9 @@ class LimitedGraphQLView(SecuredSubscriptions, LimitedQueries, CoreGraphQLView):
     max_bytes = get_settings().graphql_max_query_bytes
     max_body_bytes = get_settings().graphql_max_body_bytes
     max_variables_depth = get_settings().graphql_max_variables_depth
+
+    def refused_connection(self, request: web.Request, exc: SecurityError) -> None:
+        log_refusal(request, exc.http_status, exc.code)
 
     def refused_document(self, errors: list[GraphQLError]) -> None:
         for error in errors:

@@ -50,7 +50,13 @@ from core_app.security.http import (
 from core_app.security.layer import SecurityLayer, get_security
 from core_app.security.principal import DISABLED, current_principal
 from views.errors import Handler, domain_error_response
-from views.refusals import error_response, http_error_response, log_refusal
+from views.refusals import (
+    REQUEST_ID_HEADER,
+    error_response,
+    http_error_response,
+    log_refusal,
+    request_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +157,7 @@ def _piped(handler: Handler, get_layer: Callable[[], SecurityLayer], facts: Rout
                 response = await handler(request)
             except SecurityError as exc:
                 response = refusal(exc, transport_of(request), request.path)
+                response.headers[REQUEST_ID_HEADER] = request_id(request)
                 log_refusal(request, exc.http_status, exc.code, merchant_id=exc.details.get("merchant_id"))
             except DomainError as exc:
                 response = domain_error_response(exc, request)

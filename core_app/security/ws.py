@@ -79,6 +79,9 @@ class SecuredSubscriptions:
     principal is set in the connection's context, which each subscription task inherits.
     """
 
+    def refused_connection(self, request: Any, exc: SecurityError) -> None:
+        """Called with a rejected connection_init (the view logs it)."""
+
     async def on_ws_connect(self, context: Any) -> Any:
         from graphql_server.exceptions import ConnectionRejectionError
         from graphql_server.types.unset import UNSET
@@ -94,6 +97,7 @@ class SecuredSubscriptions:
                 context.get("connection_params"), request.headers, request.remote, endpoint="graphql"
             )
         except SecurityError as exc:
+            self.refused_connection(request, exc)
             await context["response"].close(code=close_code(exc), message=close_reason(exc))
             raise ConnectionRejectionError() from None
         current_principal.set(principal)  # reset by the HTTP pipeline when the connection ends
