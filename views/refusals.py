@@ -18,7 +18,7 @@ from http import HTTPStatus
 
 from aiohttp import hdrs, web
 
-from core_app.security.http import GRAPHQL_PATH, PRINCIPAL
+from core_app.security.http import GRAPHQL_PATH, PRINCIPAL, UNMATCHED_ROUTE
 from core_app.security.principal import normalise_merchant
 
 log = logging.getLogger("core_app.refusals")
@@ -51,6 +51,14 @@ def request_id(request: web.Request) -> str:
     return value
 
 
+def route_of(request: web.Request) -> str:
+    """The route's template, never the raw path: a client may put anything in a path (an email)."""
+    resource = getattr(request.match_info.route, "resource", None)
+    if resource is None or resource.name == UNMATCHED_ROUTE:
+        return UNMATCHED_ROUTE
+    return resource.canonical
+
+
 def code_of(status: int) -> str:
     if status in HTTP_CODES:
         return HTTP_CODES[status]
@@ -81,7 +89,7 @@ def log_refusal(
             "merchant_id": merchant,
             "request_id": request_id(request),
             "method": request.method,
-            "path": request.path,
+            "route": route_of(request),
         }
     # The details in the message too: the plain-text format (LOG_JSON=false) does not print extras.
     details = " ".join(f"{name}={value}" for name, value in extra.items() if value is not None)

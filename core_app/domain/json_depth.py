@@ -14,12 +14,15 @@ from typing import Any
 
 # A string (captured, with a ":" after it when it is a member name), or a bracket.
 _TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:)?|[\[\]{}]')
+# A member is named back to the client (and logged) only when it looks like a field name: a key is
+# client text, and could be anything, an email included.
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 def too_deep_member(text: str, limit: int) -> str | None:
     """The first top-level member of the JSON object `text` whose value nests more than `limit`
-    levels (the member's own object or array is level 1); None if there is none or `text` is not
-    an object."""
+    levels (the member's own object or array is level 1); None if there is none, `text` is not an
+    object, or the member's name does not look like a field name."""
     depth, member = 0, None
     for match in _TOKEN.finditer(text):
         token = match.group(0)
@@ -28,7 +31,7 @@ def too_deep_member(text: str, limit: int) -> str | None:
             if depth == 1 and token != "{":
                 return None
             if depth - 1 > limit:
-                return member
+                return member if member is not None and _FIELD_NAME.fullmatch(member) else None
         elif token in "]}":
             depth -= 1
         elif depth == 1 and match.group(2):
