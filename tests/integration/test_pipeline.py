@@ -386,3 +386,33 @@ async def test_sink_dead_letters_a_row_postgres_refuses_and_goes_on(
         return customer_rows(settings, merchant_id)[good_id]["version"] == 7
 
     await eventually(good_row_written)
+
+
+async def test_the_standalone_sinks_dead_letters_keep_the_records_headers_and_timestamp(
+    worker: WorkerProcess, settings: Settings, tansu: str
+) -> None:
+    """`core sink` sends dead letters with its own producer, through the same headers (D150)."""
+    from core_app.sink import KafkaDeadLetters
+
+    dead_letters = KafkaDeadLetters(settings.model_copy(update={"kafka_broker": tansu}))
+    key = f"sink-{uuid.uuid4()}".encode()
+    await dead_letters.producer.start()
+    try:
+        await dead_letters(
+            key=key,
+            value=b"{}",
+            origin="core-customers-changelog",
+            partition=2,
+            offset=9,
+            kind="sink_rejected",
+            reason="violates foreign key",
+            headers=[("trace_id", b"s-2"), ("error_kind", b"theirs")],
+            timestamp_ms=1_700_000_000_999,
+        )
+    finally:
+        await dead_letters.producer.stop()
+    [letter] = await read_topic(tansu, DEAD_LETTER, lambda r: r.key == key, 1)
+    headers = dict(letter.headers)
+    assert headers["error_kind"] == b"sink_rejected" and headers["original.error_kind"] == b"theirs"
+    assert headers["trace_id"] == b"s-2" and headers["source_timestamp"] == b"1700000000999"
+    assert headers["source_topic"] == b"core-customers-changelog" and headers["source_offset"] == b"9"
