@@ -23,7 +23,7 @@ from typing import Any
 from faust.types import EventT, StreamT
 
 from agents import topics as faust_topics
-from agents.dead_letter import send_to_dead_letter
+from agents.dead_letter import rekey_headers, send_to_dead_letter
 from core_app import metrics, topics
 from core_app.domain.customer import CustomerState
 from core_app.domain.errors import ValidationFailed
@@ -100,9 +100,10 @@ async def parse_or_divert(raw: EventT, topic: str, parser: Parser) -> CustomerEv
         await send_to_dead_letter(raw, route, reason, topic)
         return None
     if route == "rekey":
-        await faust_topics.rekeyed.send(
-            key=event.key, value=raw.value, headers=[("source_topic", topic.encode())]
-        )
+        message = raw.message
+        timestamp_ms = int(message.timestamp * 1000) if message.timestamp is not None else None
+        headers = rekey_headers(topic, message.key, timestamp_ms, message.headers)
+        await faust_topics.rekeyed.send(key=event.key, value=raw.value, headers=headers)
         metrics.events_rekeyed.labels(topic).inc()
         return None
     return event

@@ -128,6 +128,10 @@ class Settings(BaseSettings):
     graphql_max_depth: int = Field(default=8, ge=1)
     graphql_max_fields: int = Field(default=200, ge=1)
     graphql_max_query_bytes: int = Field(default=20_000, ge=100)
+    # The whole POST /graphql body (and a graphql-transport-ws message); REST bodies are capped at 1 MiB.
+    graphql_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # `variables`: metadata may nest 32 levels (D65), plus the levels of the variables around it.
+    graphql_max_variables_depth: int = Field(default=40, ge=2)
     shopify_api_key: str = "dev-shopify-key"
     shopify_api_secret: SecretStr = SecretStr(DEV_SHOPIFY_API_SECRET)
     email_encryption_key: SecretStr = SecretStr(DEV_EMAIL_ENCRYPTION_KEY)

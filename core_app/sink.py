@@ -244,6 +244,8 @@ class PostgresSink(Service):
             offset=record.offset,
             kind=kind,
             reason=reason,
+            headers=record.headers,
+            timestamp_ms=record.timestamp,
         )
 
     async def _invalidate_cache(self, spec: SinkSpec, rows: list[dict[str, Any]]) -> None:
@@ -301,14 +303,18 @@ class KafkaDeadLetters:
         kind: str,
         reason: str,
         received_on: str | None = None,
+        headers: Any = None,
+        timestamp_ms: int | None = None,
     ) -> None:
         from agents.dead_letter import dead_letter_headers, dead_lettered
         from core_app.topics import DEAD_LETTER
 
-        headers = dead_letter_headers(origin, partition, offset, kind, reason, received_on)
+        all_headers = dead_letter_headers(
+            origin, partition, offset, kind, reason, received_on, headers=headers, timestamp_ms=timestamp_ms
+        )
         raw_key = key.encode() if isinstance(key, str) else key
         # Awaited: the changelog offset is committed after this returns, so the record is not lost.
-        await self.producer.send_and_wait(DEAD_LETTER, key=raw_key, value=value, headers=headers)
+        await self.producer.send_and_wait(DEAD_LETTER, key=raw_key, value=value, headers=all_headers)
         dead_lettered(origin, partition, offset, kind, reason)
 
 

@@ -18,21 +18,19 @@ from graphql import GraphQLError, GraphQLSchema, build_schema
 from graphql_server.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from prometheus_client import Histogram
 
-from core_app.domain.errors import (
-    Conflict,
-    DomainError,
-    NotFound,
-    Unavailable,
-    ValidationFailed,
-)
+from core_app.domain.errors import Conflict, DomainError, NotFound, ValidationFailed
+from core_app.security.errors import SecurityError
 from core_app.security.graphql_limits import LimitedQueries
 from core_app.security.ws import SecuredSubscriptions
 from core_app.services import customers
 from core_app.services import imports as imports_service
 from core_app.services import settings as settings_service
 from core_app.settings import REPO_ROOT, get_settings
+from views import graphql_logging
+from views.graphql_logging import RefusedError, graphql_request, log_graphql_refusal
 from views.graphql_subscriptions import event_payload, on_customer_update, on_import_progress
 from views.graphql_transport import CoreGraphQLView
+from views.refusals import log_refusal
 
 SCHEMA_PATH = REPO_ROOT / "schema.graphql"
 query_duration = Histogram("graphql_query_duration_seconds", "GraphQL request latency", ["operation_type"])
@@ -40,21 +38,26 @@ query_duration = Histogram("graphql_query_duration_seconds", "GraphQL request la
 Resolver = Callable[..., Awaitable[Any]]
 
 
+def refused(exc: DomainError | SecurityError, merchant_id: object) -> RefusedError:
+    """The GraphQL error for a domain or security refusal, with `extensions.code` and the field."""
+    if isinstance(exc, SecurityError):
+        return RefusedError(exc.reason, exc.extensions, merchant_id)
+    if isinstance(exc, ValidationFailed):
+        return RefusedError(exc.reason, {"code": "BAD_USER_INPUT", "field": exc.field}, merchant_id)
+    if isinstance(exc, NotFound):
+        return RefusedError(str(exc), {"code": "NOT_FOUND"}, merchant_id)
+    if isinstance(exc, Conflict):
+        return RefusedError(exc.reason, {"code": "CONFLICT", "field": exc.field}, merchant_id)
+    return RefusedError(str(exc), {"code": "UNAVAILABLE"}, merchant_id)
+
+
 def domain_errors(resolver: Resolver) -> Resolver:
     @wraps(resolver)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return await resolver(*args, **kwargs)
-        except ValidationFailed as exc:
-            raise GraphQLError(
-                exc.reason, extensions={"code": "BAD_USER_INPUT", "field": exc.field}
-            ) from None
-        except NotFound as exc:
-            raise GraphQLError(str(exc), extensions={"code": "NOT_FOUND"}) from None
-        except Conflict as exc:
-            raise GraphQLError(exc.reason, extensions={"code": "CONFLICT", "field": exc.field}) from None
-        except (Unavailable, DomainError) as exc:
-            raise GraphQLError(str(exc), extensions={"code": "UNAVAILABLE"}) from None
+        except (DomainError, SecurityError) as exc:
+            raise refused(exc, kwargs.get("merchant_id")) from None
 
     return wrapper
 
@@ -166,6 +169,15 @@ class LimitedGraphQLView(SecuredSubscriptions, LimitedQueries, CoreGraphQLView):
     max_depth = get_settings().graphql_max_depth
     max_fields = get_settings().graphql_max_fields
     max_bytes = get_settings().graphql_max_query_bytes
+    max_body_bytes = get_settings().graphql_max_body_bytes
+    max_variables_depth = get_settings().graphql_max_variables_depth
+
+    def refused_connection(self, request: web.Request, exc: SecurityError) -> None:
+        log_refusal(request, exc.http_status, exc.code)
+
+    def refused_document(self, errors: list[GraphQLError]) -> None:
+        for error in errors:
+            log_graphql_refusal(error)
 
 
 def graphql_handler(
@@ -173,6 +185,7 @@ def graphql_handler(
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """The /graphql handler; `init_timeout` (seconds) defaults to GRAPHQL_WS_INIT_TIMEOUT."""
     timeout = init_timeout if init_timeout is not None else get_settings().graphql_ws_init_timeout
+    graphql_logging.install()
     view = LimitedGraphQLView(
         schema=build_graphql_schema(),
         graphql_ide="graphiql",
@@ -182,9 +195,11 @@ def graphql_handler(
 
     async def handle(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
+        token = graphql_request.set(request)
         try:
             return await view(request)
         finally:
+            graphql_request.reset(token)
             kind = (
                 "subscription" if request.headers.get("Upgrade", "").lower() == "websocket" else "operation"
             )

@@ -29,11 +29,14 @@ LIVE_SOCKETS = web.AppKey("live_sockets", weakref.WeakSet[web.WebSocketResponse]
 _closing: set[asyncio.Task[None]] = set()  # strong references to background close tasks
 
 
-def live_socket(protocols: Iterable[str] = ()) -> web.WebSocketResponse:
+def live_socket(protocols: Iterable[str] = (), max_msg_size: int = 4 * 1024 * 1024) -> web.WebSocketResponse:
     """A WebSocket response with server pings every WS_HEARTBEAT s (not prepared yet)."""
     settings = get_settings()
     return web.WebSocketResponse(
-        protocols=tuple(protocols), heartbeat=settings.ws_heartbeat, timeout=settings.ws_close_timeout
+        protocols=tuple(protocols),
+        heartbeat=settings.ws_heartbeat,
+        timeout=settings.ws_close_timeout,
+        max_msg_size=max_msg_size,
     )
 
 

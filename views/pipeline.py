@@ -6,7 +6,9 @@ For each request, in order:
    authenticated and admitted, or refused with 401/403/429/503;
 3. the handler, run as that caller (`current_principal`, where use cases' `guard()` finds it). A
    SecurityError from `guard()` is refused the same way; a domain error becomes a 4xx/503 JSON body
-   naming the field (views/errors.py); anything else is logged and answered 500;
+   naming the field (views/errors.py); an error aiohttp raises (413, 404, 405, ...) becomes JSON in
+   the transport's error shape (views/refusals.py); each of these is one INFO/WARNING log line, no
+   traceback; anything else is logged at ERROR and answered 500;
 4. `X-Core-Source` on a response whose request read a customer or settings, and
    `core_request_duration_seconds{transport="rest"|"graphql", route="GET /core/v1/customers",
    status="200"}`. Unmatched paths share `route="unmatched"`, so label cardinality stays bounded
@@ -47,7 +49,14 @@ from core_app.security.http import (
 )
 from core_app.security.layer import SecurityLayer, get_security
 from core_app.security.principal import DISABLED, current_principal
-from views.errors import Handler, domain_error_response, error_body
+from views.errors import Handler, domain_error_response
+from views.refusals import (
+    REQUEST_ID_HEADER,
+    error_response,
+    http_error_response,
+    log_refusal,
+    request_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +122,9 @@ async def unmatched(request: web.Request) -> web.StreamResponse:
         if resource.name != UNMATCHED_ROUTE:
             allowed |= (await resource.resolve(request))[1]
     if allowed:
-        raise web.HTTPMethodNotAllowed(request.method, allowed)
-    raise web.HTTPNotFound()
+        text = f"method {request.method} is not allowed here; allowed: {', '.join(sorted(allowed))}"
+        raise web.HTTPMethodNotAllowed(request.method, allowed, text=text)
+    raise web.HTTPNotFound(text="no route serves this path")
 
 
 def build_pipeline(get_layer: Callable[[], SecurityLayer] = get_security) -> Pipe:
@@ -146,15 +156,19 @@ def _piped(handler: Handler, get_layer: Callable[[], SecurityLayer], facts: Rout
                     as_caller = current_principal.set(principal)
                 response = await handler(request)
             except SecurityError as exc:
-                response = refusal(exc, transport_of(request))
+                response = refusal(exc, transport_of(request), request.path)
+                response.headers[REQUEST_ID_HEADER] = request_id(request)
+                log_refusal(request, exc.http_status, exc.code, merchant_id=exc.details.get("merchant_id"))
             except DomainError as exc:
-                response = domain_error_response(exc)
+                response = domain_error_response(exc, request)
             except web.HTTPException as exc:
-                status = exc.status
-                raise
+                if exc.status < 400:  # a redirect or a success raised as an exception
+                    status = exc.status
+                    raise
+                response = http_error_response(request, exc)
             except Exception:
                 log.exception("unhandled error", extra={"path": request.path})
-                response = error_body(500, "internal error")
+                response = error_response(request, 500, "internal error", "INTERNAL_SERVER_ERROR")
             if isinstance(response, web.WebSocketResponse):
                 return response
             status = response.status

@@ -2,10 +2,12 @@
 
 The first frame is `{"type": "subscribed", "merchant_id": ...}`, sent once the subscription is live;
 then `customer.updated` and `import.progress` messages (README, "Live updates"). Frames from the client
-are ignored. Authentication: a Bearer header on the upgrade, or else a first client frame
-`{"type": "connection_init", "payload": {"token": "<jwt>"}}`. Close codes: 4401/4403/4429/4503
-refused, 4408 no connection_init in time, 4008 the client fell behind and was dropped, 1001 the
-worker is stopping.
+are ignored. Authentication: a Bearer header or an `access_token` query parameter on the upgrade
+(checked before it: 401/403/429 as HTTP), or else a first client frame
+`{"type": "connection_init", "payload": {"token": "<jwt>"}}` (for browsers that will not put the token
+in the URL). Close codes: 4403 connection_init rejected (the reason starts with UNAUTHENTICATED or
+FORBIDDEN), 4429 rate limited, 4503 unavailable, 4408 no connection_init in time, 4008 the client
+fell behind and was dropped, 1001 the worker is stopping.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from core_app.security import VIEW, guard
 from core_app.security.errors import SecurityError
 from core_app.security.http import PRINCIPAL
 from core_app.security.principal import use_principal
-from core_app.security.ws import CLOSE_CODES, authenticate_connection_init
+from core_app.security.ws import authenticate_connection_init, close_code, close_reason
 from core_app.settings import get_settings
 from views.errors import error_body
 from views.live import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW, TOO_SLOW_REASON, close_socket, live_socket, open_live
+from views.refusals import log_refusal
 
 log = logging.getLogger(__name__)
 CLOSE_INIT_TIMEOUT = 4408
@@ -36,7 +39,8 @@ async def updates_stream(request: web.Request) -> web.StreamResponse:
     merchant_id = parse_uuid(request.query.get("merchant_id"), "merchant_id")  # 400 naming it
     ws = live_socket()
     if not ws.can_prepare(request).ok:
-        return error_body(426, "this route is a WebSocket: send an Upgrade: websocket request")
+        message = "this route is a WebSocket: send an Upgrade: websocket request"
+        return error_body(426, message, code="UPGRADE_REQUIRED")
     authenticated = request.get(PRINCIPAL) is not None
     if authenticated:  # a Bearer header on the upgrade: refusals are plain HTTP 401/403/429
         await guard(merchant_id, VIEW)
@@ -54,7 +58,7 @@ async def updates_stream(request: web.Request) -> web.StreamResponse:
 
 async def _authenticate_on_init(request: web.Request, ws: web.WebSocketResponse, merchant_id: str) -> bool:
     """No Authorization header: the first frame must be `{"type": "connection_init", "payload":
-    {"token": "<jwt>"}}`, as on graphql-transport-ws. A refusal closes 4401/4403/4429/4503."""
+    {"token": "<jwt>"}}`, as on graphql-transport-ws. A refusal closes 4403/4429/4503."""
     try:
         frame = await ws.receive_json(timeout=get_settings().graphql_ws_init_timeout)
     except (TimeoutError, ValueError, TypeError):
@@ -68,7 +72,8 @@ async def _authenticate_on_init(request: web.Request, ws: web.WebSocketResponse,
         with use_principal(principal):
             await guard(merchant_id, VIEW)
     except SecurityError as exc:
-        await close_socket(request, ws, CLOSE_CODES.get(exc.code, 4403), exc.reason)
+        log_refusal(request, exc.http_status, exc.code, merchant_id=merchant_id)
+        await close_socket(request, ws, close_code(exc), close_reason(exc).decode(errors="ignore"))
         return False
     return True
 

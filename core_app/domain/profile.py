@@ -9,24 +9,11 @@ from typing import Any
 
 from core_app.domain.email import normalize_email
 from core_app.domain.errors import ValidationFailed
+from core_app.domain.json_depth import deeper_than, nesting_message
 from core_app.domain.pii import sanitize_metadata
 
 MAX_METADATA_BYTES = 16 * 1024
 MAX_METADATA_DEPTH = 32
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    """Iterative, so hostile nesting is a 400 rather than a RecursionError (security tests)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -58,8 +45,8 @@ def _storable(value: Any) -> bool:
 
 def check_json_document(raw: dict[str, Any], field: str) -> None:
     """Bounded depth and size, storable text: what any client JSON kept in a table must be."""
-    if _deeper_than(raw, MAX_METADATA_DEPTH):
-        raise ValidationFailed(field, f"must be nested at most {MAX_METADATA_DEPTH} levels deep")
+    if deeper_than(raw, MAX_METADATA_DEPTH):
+        raise ValidationFailed(field, nesting_message(MAX_METADATA_DEPTH))
     if not _storable(raw):
         raise ValidationFailed(
             field, "must hold only text without NUL or unpaired surrogates, and numbers within 64-bit range"

@@ -27,6 +27,9 @@ from graphql import (
     specified_rules,
     validate,
 )
+from graphql_server.http.exceptions import HTTPException
+
+from core_app.domain.json_depth import deeper_than, nesting_message, too_deep_member
 
 MAX_TOKENS_PER_BYTE = 1  # a token is at least one byte, so the byte cap bounds the token count too
 
@@ -109,6 +112,23 @@ def check_document(
     return (None, errors) if errors else (document, [])
 
 
+class GraphQLRequestError(HTTPException):
+    """A request graphql-server cannot run, with the GraphQL error code and the field at fault
+    (answered in the GraphQL error shape by views/graphql_transport.py)."""
+
+    def __init__(self, status: int, message: str, code: str, field: str | None = None) -> None:
+        super().__init__(status, message)
+        self.code = code
+        self.field = field
+
+
+def too_deep_variables(variables: object, max_depth: int) -> str | None:
+    """The message for `variables` nested deeper than `max_depth` levels, or None."""
+    if variables is not None and deeper_than(variables, max_depth):
+        return f"variables {nesting_message(max_depth)}"
+    return None
+
+
 class LimitedQueries:
     """Mixin for graphql_server's GraphQLView (put it first in the bases)."""
 
@@ -116,13 +136,40 @@ class LimitedQueries:
     max_depth = 8
     max_fields = 200
     max_bytes = 20_000
+    max_variables_depth = 40
 
     def decode_json(self, data: str | bytes) -> object:
-        """JSON nested deeper than the parser goes is bad JSON (400), not a server error."""
+        """JSON nested deeper than the parser goes is bad JSON (a WebSocket message: close 4400)."""
         try:
             return super().decode_json(data)  # type: ignore[misc]
         except RecursionError:
             raise json.JSONDecodeError("nested too deeply", "", 0) from None
+
+    def parse_json(self, data: str | bytes) -> object:
+        """An HTTP body (or GET parameter): a 400 naming the member nested too deeply, if one is."""
+        try:
+            return super().decode_json(data)  # type: ignore[misc]
+        except RecursionError:
+            text = data.decode(errors="replace") if isinstance(data, bytes) else data
+            member = too_deep_member(text, self.max_variables_depth) or "body"
+            message = f"{member} {nesting_message(self.max_variables_depth)}"
+            raise GraphQLRequestError(400, message, "BAD_USER_INPUT", member) from None
+        except ValueError:
+            raise GraphQLRequestError(400, "Unable to parse request body as JSON", "BAD_REQUEST") from None
+
+    async def get_graphql_request_data(
+        self, request: Any, context: Any, data: dict[str, Any], protocol: str
+    ) -> Any:
+        """Variables are bounded in depth (their size by GRAPHQL_MAX_BODY_BYTES). WebSocket subscribe
+        messages are checked by the graphql-transport-ws handler, which answers an `error` message."""
+        if protocol != "subscription" and isinstance(data, dict):
+            message = too_deep_variables(data.get("variables"), self.max_variables_depth)
+            if message is not None:
+                raise GraphQLRequestError(400, message, "BAD_USER_INPUT", "variables")
+        return await super().get_graphql_request_data(request, context, data, protocol)  # type: ignore[misc]
+
+    def refused_document(self, errors: list[GraphQLError]) -> None:
+        """Called with the errors of a document refused by the caps (the view logs them)."""
 
     async def execute_operation(
         self, request_adapter: Any, request_data: Any, *args: Any, **kwargs: Any
@@ -138,6 +185,7 @@ class LimitedQueries:
                 max_bytes=self.max_bytes,
             )
             if errors:
+                self.refused_document(errors)
                 raise GraphQLValidationError(errors)
             request_data.document = document
         return await super().execute_operation(request_adapter, request_data, *args, **kwargs)  # type: ignore[misc]

@@ -7,8 +7,9 @@ runs for every route, present and future.
 | GET/HEAD `/admin/imports` (+ `.js`, `.css`)| none: static files holding no data; the page calls |
 |                                            | the API below with the operator's JWT (D80)        |
 | `/internal/*` (worker to worker)           | `X-Internal-Token` (INTERNAL_TOKEN)                |
-| WebSocket upgrades (any path)              | `Authorization: Bearer <JWT>`, or none: then the   |
-|                                            | WS module authenticates the connection-init payload|
+| WebSocket upgrades (any path)              | `Authorization: Bearer <JWT>` or `?access_token=`, |
+|                                            | or none: then the WS module authenticates the      |
+|                                            | connection-init payload                            |
 | `/graphql` (HTTP)                          | `Authorization: Bearer <JWT>` (the GraphiQL page   |
 |                                            | itself, a GET with no query, needs none)           |
 | everything else (`/core/v1/*`, unknown)    | `X-Api-Key` + `X-Timestamp` + `X-Signature`        |
@@ -16,7 +17,9 @@ runs for every route, present and future.
 Authenticated requests are admitted (IP allow-list, replay, rate limit) and run with the principal in
 `request[PRINCIPAL]` and in the context (`current_principal`), where use cases' `guard()` finds
 it. Security refusals become JSON errors: 401 with `WWW-Authenticate`, 403, 429 with `Retry-After`,
-503 with `Retry-After`.
+503 with `Retry-After`. A WebSocket upgrade may carry its token in the `access_token` query parameter
+instead of the header (browsers cannot set headers on one): either way it is checked before the
+upgrade (docs/decisions.md D154).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ PUBLIC_PAGE_METHODS = frozenset({"GET", "HEAD"})
 INTERNAL_PREFIX = "/internal/"
 INTERNAL_HEADER = "X-Internal-Token"
 GRAPHQL_PATH = "/graphql"
+ACCESS_TOKEN_PARAM = "access_token"  # a WebSocket upgrade's JWT, for clients that cannot set headers
 UNMATCHED_ROUTE = "unmatched"  # the catch-all route's name (views/pipeline.py): paths no route serves
 # request[PRINCIPAL] is the caller (None until a WS connection-init authenticates it).
 PRINCIPAL = web.RequestKey("principal", object)
@@ -67,9 +71,14 @@ def transport_of(request: web.Request) -> str:
     return "rest"
 
 
-def refusal(exc: SecurityError, transport: str) -> web.Response:
+def refusal(exc: SecurityError, transport: str, path: str = "") -> web.Response:
+    """The HTTP answer to a refusal; on `/graphql` in the GraphQL error shape (docs/decisions.md D152)."""
     metrics.refused.labels(transport, str(exc.http_status), exc.code).inc()
-    response = web.json_response(exc.body(), status=exc.http_status)
+    if path == GRAPHQL_PATH:
+        body: dict[str, object] = {"errors": [{"message": exc.reason, "extensions": exc.extensions}]}
+    else:
+        body = exc.body()
+    response = web.json_response(body, status=exc.http_status)
     if isinstance(exc, Unauthenticated):
         scheme = "HMAC-SHA256" if transport == "rest" else 'Bearer realm="core"'
         response.headers["WWW-Authenticate"] = scheme
@@ -112,7 +121,12 @@ async def authenticate(
     endpoint = endpoint or endpoint_name(request)
     if is_websocket(request) or path == GRAPHQL_PATH:
         authorization = request.headers.get("Authorization")
-        if authorization is None and (is_websocket(request) or is_graphiql_page(request)):
+        if authorization is None and is_websocket(request):
+            token = request.query.get(ACCESS_TOKEN_PARAM)
+            if token is None:
+                return None  # the WS module authenticates connection_init
+            authorization = f"Bearer {token}"
+        if authorization is None and is_graphiql_page(request):
             return None
         principal = await layer.authenticate_bearer(authorization, client_ip)
         layer.gate.enforce(await layer.admission(principal, endpoint))

@@ -290,6 +290,29 @@ async def test_poison_events_are_dead_lettered_and_good_ones_all_applied(
     await wait_for_postgres(settings, merchant_id, expected_final_state(good), version=10)
 
 
+async def test_a_dead_letter_keeps_the_producers_key_timestamp_and_headers(
+    worker: WorkerProcess, settings: Settings, codec: EventCodec, producer: AIOKafkaProducer, tansu: str
+) -> None:
+    merchant_id = new_merchant(settings)
+    [(customer_id, _)] = insert_customers(settings, merchant_id, 1)
+    key = f"{merchant_id}:{customer_id}".encode()
+    valid = await codec.encode(RFM_UPDATED, rfm(merchant_id, customer_id, (1, 1, 1), at(0))[1])
+    sent_at = 1_700_000_000_123
+    producer_headers = [("trace_id", b"abc-1"), ("source_topic", b"spoofed"), ("content-type", b"avro")]
+    await producer.send_and_wait(
+        RFM_UPDATED, key=key, value=b"\x07" + valid[1:], timestamp_ms=sent_at, headers=producer_headers
+    )
+
+    [letter] = await read_topic(tansu, DEAD_LETTER, lambda r: r.key == key, 1)
+    headers = dict(letter.headers)
+    assert letter.key == key and letter.value == b"\x07" + valid[1:]
+    assert headers["error_kind"] == b"bad_magic" and headers["source_topic"] == b"rfm.updated"
+    assert headers["source_timestamp"] == str(sent_at).encode()
+    assert headers["trace_id"] == b"abc-1" and headers["content-type"] == b"avro"
+    assert headers["original.source_topic"] == b"spoofed"  # ours keeps its name; theirs is prefixed
+    assert {"source_partition", "source_offset", "received_on", "reason"} <= headers.keys()
+
+
 async def test_events_keyed_another_way_are_rekeyed_then_applied(
     worker: WorkerProcess, settings: Settings, codec: EventCodec, producer: AIOKafkaProducer
 ) -> None:
@@ -340,8 +363,14 @@ async def test_sink_dead_letters_a_row_postgres_refuses_and_goes_on(
 
     changelog = "core-customers-changelog"
     orphan_key = json.dumps(f"{orphan_merchant}:{orphan_id}").encode()
+    sent_at = 1_700_000_000_321
     await producer.send_and_wait(
-        changelog, key=orphan_key, value=state(orphan_merchant, orphan_id, 1), partition=0
+        changelog,
+        key=orphan_key,
+        value=state(orphan_merchant, orphan_id, 1),
+        partition=0,
+        timestamp_ms=sent_at,
+        headers=[("trace_id", b"sink-1")],
     )
     good_key = json.dumps(f"{merchant_id}:{good_id}").encode()
     await producer.send_and_wait(changelog, key=good_key, value=state(merchant_id, good_id, 7), partition=0)
@@ -350,8 +379,40 @@ async def test_sink_dead_letters_a_row_postgres_refuses_and_goes_on(
     headers = dict(letter.headers)
     assert headers["error_kind"] == b"sink_rejected"
     assert b"foreign key" in headers["reason"]
+    assert headers["trace_id"] == b"sink-1"  # the record's own headers and timestamp stay with it
+    assert headers["source_timestamp"] == str(sent_at).encode()
 
     async def good_row_written() -> bool:
         return customer_rows(settings, merchant_id)[good_id]["version"] == 7
 
     await eventually(good_row_written)
+
+
+async def test_the_standalone_sinks_dead_letters_keep_the_records_headers_and_timestamp(
+    worker: WorkerProcess, settings: Settings, tansu: str
+) -> None:
+    """`core sink` sends dead letters with its own producer, through the same headers (D150)."""
+    from core_app.sink import KafkaDeadLetters
+
+    dead_letters = KafkaDeadLetters(settings.model_copy(update={"kafka_broker": tansu}))
+    key = f"sink-{uuid.uuid4()}".encode()
+    await dead_letters.producer.start()
+    try:
+        await dead_letters(
+            key=key,
+            value=b"{}",
+            origin="core-customers-changelog",
+            partition=2,
+            offset=9,
+            kind="sink_rejected",
+            reason="violates foreign key",
+            headers=[("trace_id", b"s-2"), ("error_kind", b"theirs")],
+            timestamp_ms=1_700_000_000_999,
+        )
+    finally:
+        await dead_letters.producer.stop()
+    [letter] = await read_topic(tansu, DEAD_LETTER, lambda r: r.key == key, 1)
+    headers = dict(letter.headers)
+    assert headers["error_kind"] == b"sink_rejected" and headers["original.error_kind"] == b"theirs"
+    assert headers["trace_id"] == b"s-2" and headers["source_timestamp"] == b"1700000000999"
+    assert headers["source_topic"] == b"core-customers-changelog" and headers["source_offset"] == b"9"

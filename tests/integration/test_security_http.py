@@ -208,7 +208,10 @@ async def test_graphql_paths_take_a_bearer_token(app: str, settings: Settings) -
             assert response.headers["WWW-Authenticate"] == 'Bearer realm="core"'
         expired = bearer(mint_jwt(merchant, [VIEW], expires_in=-30))
         async with http.post(f"{app}/graphql", json={}, headers=expired) as response:
-            assert (response.status, (await response.json())["error"]["message"]) == (401, "token expired")
+            # GraphQL's error shape on /graphql, like every other error there (D152)
+            answer = await response.json()
+            assert (response.status, answer["errors"][0]["message"]) == (401, "token expired")
+            assert answer["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
         good = bearer(mint_jwt(merchant, [FULL], subject="ana"))
         async with http.post(f"{app}/graphql", json={}, headers=good) as response:
             assert response.status == 200 and (await response.json())["subject"] == "ana"

@@ -311,6 +311,13 @@ def classify_http(status: int, body: Any) -> str:
     return ALLOWED
 
 
+def classify_close(code: int, reason: str | None) -> str:
+    """A rejected connection_init closes 4403, its reason starting with the refusal's code (D154)."""
+    if code != 4403:
+        return f"closed {code}"
+    return UNAUTHENTICATED if (reason or "").startswith("UNAUTHENTICATED:") else FORBIDDEN
+
+
 async def call_rest(worker: WorkerProcess, route: Route, case: str, tenant: Tenant) -> str:
     target = tenant.other_merchant_id if case == "wrong_merchant" else tenant.merchant_id
     spec = route.build(target, tenant.customer_id)
@@ -375,8 +382,7 @@ async def call_ws(worker: WorkerProcess, route: Route, case: str, tenant: Tenant
         await ws.send_json({"type": "connection_init", "payload": {"token": token} if token else {}})
         message = await ws.receive(timeout=10)
         if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
-            code = ws.close_code or message.data
-            return {4401: UNAUTHENTICATED, 4403: FORBIDDEN}.get(code, f"closed {code}")
+            return classify_close(ws.close_code or message.data, message.extra)
         assert json.loads(message.data)["type"] == "connection_ack"
         await ws.send_json(
             {"id": "1", "type": "subscribe", "payload": {"query": query, "variables": variables}}
@@ -419,8 +425,7 @@ async def call_stream(worker: WorkerProcess, route: Route, case: str, tenant: Te
         await ws.send_json({"type": "connection_init", "payload": {"token": token} if token else {}})
         message = await ws.receive(timeout=10)
         if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
-            code = ws.close_code or message.data
-            return {4401: UNAUTHENTICATED, 4403: FORBIDDEN}.get(code, f"closed {code}")
+            return classify_close(ws.close_code or message.data, message.extra)
         assert json.loads(message.data)["type"] == "subscribed", message.data
         return ALLOWED
 

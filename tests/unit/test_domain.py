@@ -222,3 +222,16 @@ def test_ids_are_canonical_only_as_uuid_writes_them_and_the_memo_stays_bounded()
     for _ in range(events.CANONICAL_MEMO_SIZE + 10):
         events.is_canonical_uuid(str(uuid.uuid4()))
     assert len(events._canonical_seen) <= events.CANONICAL_MEMO_SIZE
+
+
+def test_too_deep_member_names_the_first_member_past_the_limit_without_parsing() -> None:
+    from core_app.domain.json_depth import too_deep_member
+
+    deep = '{"a":' * 2000 + "1" + "}" * 2000  # far deeper than json.loads goes
+    assert too_deep_member('{"email": "x", "metadata": ' + deep + "}", 32) == "metadata"
+    assert too_deep_member('{"s": "{[{[", "ok": [[1]], "deep": ' + deep + "}", 32) == "deep"
+    assert too_deep_member('{"m": ' + '{"a":' * 32 + "1" + "}" * 32 + "}", 32) is None  # 32 levels: fine
+    assert too_deep_member('{"m": ' + '{"a":' * 33 + "1" + "}" * 33 + "}", 32) == "m"
+    assert too_deep_member('{"a@b.c": ' + deep + "}", 32) is None  # not a field name: never echoed
+    assert too_deep_member("[" * 100 + "]" * 100, 32) is None  # not an object
+    assert too_deep_member('{"k\\u0061y": ' + deep + "}", 32) == "kay"  # escapes decoded
