@@ -41,7 +41,7 @@ def count_read(counter: TalliedCounter, source: str) -> None:
 cache_errors = Counter("core_cache_errors_total", "Redis cache reads or writes that failed", ["operation"])
 reads_while_recovering = Counter(
     "core_reads_while_recovering_total",
-    "Customer reads of a partition this worker was recovering, answered by Redis or PostgreSQL",
+    "Customer reads refused (503) because their partition was recovering or its owner away too long",
 )
 owner_read_errors = Counter(
     "core_owner_read_errors_total", "Reads routed to the owner worker that failed and fell back", ["reason"]

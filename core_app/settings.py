@@ -145,8 +145,8 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(default=15.0, gt=0)
     health_timeout: float = Field(default=2.0, gt=0)
     peer_timeout: float = Field(default=1.0, gt=0)  # an owner read that takes longer falls back
-    # A read of a partition this worker is recovering waits this long, then goes to Redis/PostgreSQL.
-    read_recovery_wait: float = Field(default=2.0, ge=0)
+    # A read whose partition is recovering, or whose owner is away, waits this long, then is a 503.
+    read_recovery_wait: float = Field(default=5.0, ge=0)
     # /health says DOWN this long after the broker is found to have lost data (wiped, truncated).
     broker_reset_hold_seconds: float = Field(default=120.0, ge=0)
     # Live updates (WebSocket stream, GraphQL subscriptions); see core_app/fanout.

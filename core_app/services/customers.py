@@ -6,6 +6,7 @@ PostgreSQL hit is cached in Redis. The sink deletes the Redis entry after each p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -18,10 +19,10 @@ from agents.topics import customer_commands
 from core_app import metrics, read_source
 from core_app.app import app
 from core_app.domain.customer import CustomerState, customer_key
-from core_app.domain.errors import Conflict, NotFound
+from core_app.domain.errors import Conflict, NotFound, Unavailable
 from core_app.domain.events import parse_uuid
 from core_app.domain.profile import CustomerInput
-from core_app.recovery import wait_serving
+from core_app.recovery import tables_serving, wait_serving
 from core_app.repository import fetch_customer
 from core_app.routing import partition_owner, same_worker, table_partition
 from core_app.runtime import Runtime, get_runtime
@@ -29,7 +30,7 @@ from core_app.security import EDIT, RFM_SCORE, VIEW, guard
 from core_app.security.layer import get_security
 from core_app.security.shredding import KeyShredded
 from core_app.services.commands import ask_owner
-from core_app.services.owners import owner_get
+from core_app.services.owners import owner_lookup
 from tables.customers import stored_customer
 
 log = logging.getLogger(__name__)
@@ -120,24 +121,16 @@ def _is_this_worker(owner: str, runtime: Runtime) -> bool:
 async def read_customer(merchant_id: str, customer_id: str) -> tuple[dict[str, Any], str]:
     """The customer's view and the source that answered: table, owner, redis or postgres.
 
-    The local table answers when this worker holds the key's partition; otherwise the owner worker
-    is asked over the internal route. Either can miss a customer that no event has touched yet.
+    The key's table partition answers: this worker's when it holds it, else the owner's over the
+    internal route. Redis and PostgreSQL answer only for a customer no table holds (none of its events
+    reached the tables yet, or the broker lost them): they trail the tables by the sink's lag, so
+    answering from them while the partition recovers or its owner is away could show a reader an
+    older version than it already saw (D112). That case waits up to READ_RECOVERY_WAIT, then is 503.
     """
     runtime = get_runtime()
-    partition = table_partition(app, "customers", customer_key(merchant_id, customer_id))
-    owner = partition_owner(app, "customers", partition)
-    if owner is None or _is_this_worker(owner, runtime):
-        # A partition mid-recovery holds a half-restored value: never answer from it (D112).
-        if await wait_serving(app, runtime.settings.read_recovery_wait):
-            view = local_view(merchant_id, customer_id, partition, active=owner is not None)
-            if view is not None:
-                return view, "table"
-        else:
-            metrics.reads_while_recovering.inc()
-    else:
-        view = await owner_get(runtime, owner, f"/internal/v1/customers/{merchant_id}/{customer_id}")
-        if view is not None:
-            return view, "owner"
+    view = await _table_tier(runtime, merchant_id, customer_id)
+    if view is not None:
+        return view
     key = cache_key(runtime, merchant_id, customer_id)
     cached = await _from_cache(runtime, key)
     if cached is not None:
@@ -148,6 +141,39 @@ async def read_customer(merchant_id: str, customer_id: str) -> tuple[dict[str, A
     view = customer_view(state)
     await _to_cache(runtime, key, view)
     return view, "postgres"
+
+
+async def _table_tier(
+    runtime: Runtime, merchant_id: str, customer_id: str
+) -> tuple[dict[str, Any], str] | None:
+    """The table's answer, None when no table holds the key; Unavailable while its partition cannot
+    answer (recovering, or its owner away) for longer than READ_RECOVERY_WAIT."""
+    partition = table_partition(app, "customers", customer_key(merchant_id, customer_id))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + runtime.settings.read_recovery_wait
+    while True:
+        owner = partition_owner(app, "customers", partition)
+        if owner is None or _is_this_worker(owner, runtime):
+            if tables_serving(app):
+                view = local_view(merchant_id, customer_id, partition, active=owner is not None)
+                return (view, "table") if view is not None else None
+            why = "partition recovering"
+        else:
+            path = f"/internal/v1/customers/{merchant_id}/{customer_id}"
+            outcome, view = await owner_lookup(runtime, owner, path)
+            if view is not None:
+                return view, "owner"
+            if outcome == "absent":
+                return None
+            why = outcome
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            metrics.reads_while_recovering.inc()
+            raise Unavailable(f"customer {customer_id}: {why}; retry shortly")
+        if why == "partition recovering":
+            await wait_serving(app, min(remaining, 0.5))
+        else:
+            await asyncio.sleep(min(remaining, 0.2))
 
 
 async def get_customer(merchant_id: Any, customer_id: Any) -> dict[str, Any]:

@@ -213,3 +213,61 @@ async def offsets_report(bootstrap: str, group: str, topic: str, partitions: int
         await committed_reader.stop()
     rows = [f"{tp.partition}: committed {committed.get(tp)} end {ends.get(tp)}" for tp in tps]
     return f"{group} on {topic}: " + "; ".join(rows)
+
+
+PIPELINE_COUNTERS = ("core_events_processed_total", "core_events_skipped_total", "core_dead_letters_total")
+
+
+async def pipeline_counters(workers: list[WorkerProcess]) -> str:
+    """Each worker's applied, skipped and dead-lettered event counters, for a failure message."""
+    lines = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        for worker in workers:
+            try:
+                async with http.get(f"{worker.url}/metrics") as response:
+                    text = await response.text()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                lines.append(f"{worker.name}: /metrics failed: {exc!r}")
+                continue
+            wanted = [line for line in text.splitlines() if line.startswith(PIPELINE_COUNTERS)]
+            lines.append(f"{worker.name}: " + "; ".join(wanted))
+    return "\n".join(lines)
+
+
+async def key_history(bootstrap: str, codec: EventCodec, key: str, partitions: int) -> str:
+    """The key's changelog records (offset, version, rfm as-of) and its rfm.updated events, for a failure."""
+    import json
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from core_app.routing import key_partition
+
+    partition = key_partition(key, partitions)
+    lines = []
+    for topic in ("core-customers-changelog", RFM_UPDATED):
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            rows = []
+            for _ in range(20):
+                batches = await consumer.getmany(tp, timeout_ms=300)
+                if not batches:
+                    break
+                for record in batches.get(tp, []):
+                    raw_key = record.key.decode(errors="replace") if record.key else ""
+                    if key not in raw_key:
+                        continue
+                    if topic == RFM_UPDATED:
+                        value = await codec.decode(record.value)
+                        rows.append(f"{record.offset}:{value['occurred_at']:%H:%M:%S}")
+                    else:
+                        value = json.loads(record.value)
+                        rows.append(
+                            f"{record.offset}:v{value['version']}@{value['applied_as_of'].get('rfm')}"
+                        )
+            lines.append(f"{topic}[{partition}] for {key}: {' '.join(rows)}")
+        finally:
+            await consumer.stop()
+    return "\n".join(lines)

@@ -20,7 +20,15 @@ from core_app.events.codec import EventCodec
 from core_app.routing import key_partition
 from core_app.settings import Settings
 from tests.helpers import running_tansu
-from tests.integration.cluster import Cluster, KeyedLoad, Reader, mismatches, offsets_report
+from tests.integration.cluster import (
+    Cluster,
+    KeyedLoad,
+    Reader,
+    key_history,
+    mismatches,
+    offsets_report,
+    pipeline_counters,
+)
 from tests.integration.events import insert_customers, new_merchant
 
 CUSTOMERS = 300
@@ -59,7 +67,10 @@ class Run:
                 }
             )
             report = await offsets_report(self.bootstrap, "core", "rfm.updated", partitions)
-            raise AssertionError(f"{scenario}: {examples}\npartitions {stuck}\n{report}")
+            counters = await pipeline_counters(self.cluster.workers)
+            first = f"{self.load.merchant_id}:{examples[0].split()[1].rstrip(':')}"
+            counters += "\n" + await key_history(self.bootstrap, self.load.codec, first, partitions)
+            raise AssertionError(f"{scenario}: {examples}\npartitions {stuck}\n{report}\n{counters}")
         assert not self.reader.regressions, f"{scenario}: {self.reader.regressions[:5]}"
 
 
