@@ -1,0 +1,87 @@
+"""SQL for customer list pages: keyset by id within one merchant, filters as bound parameters.
+
+Every query is scoped by `merchant_id = %(m)s` (one hash partition) and ordered by id, which the
+primary key (merchant_id, id) serves; see migrations/0018_customer_lists.sql for the other indexes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiopg
+import psycopg2.extras
+
+from core_app.domain.customer_query import ListQuery
+
+_BASE = """
+SELECT c.id::text AS id, c.merchant_id::text AS merchant_id, c.rfm_score, c.metadata, c.version,
+       c.redacted_at, c.created_at, c.updated_at{pii}
+  FROM customers c{join}
+ WHERE c.merchant_id = %(m)s{where}
+ ORDER BY c.id
+ LIMIT %(n)s
+"""
+# The email is decrypted in PostgreSQL (pgcrypto, the connection's key) only for permitted callers.
+# An erased customer's data key is a tombstone at once, before the sink writes 'redacted'.
+_PII_COLUMNS = """,
+       CASE WHEN k.shredded_at IS NULL THEN core_decrypt_email(c.email) END AS email,
+       k.shredded_at AS key_shredded_at"""
+_PII_JOIN = """
+  LEFT JOIN customer_data_keys k ON k.merchant_id = c.merchant_id AND k.customer_id = c.id"""
+
+
+def _conditions(query: ListQuery, email_hash: str | None) -> tuple[list[str], dict[str, Any]]:
+    f = query.filters
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    if query.after is not None:
+        where.append("c.id > %(after)s")
+        params["after"] = query.after
+    if f.segment is not None:
+        where.append("core_rfm_segment(c.rfm_score, %(thresholds)s::jsonb) = %(segment)s")
+        params["segment"] = f.segment
+    for index, (dimension, end, bound) in enumerate(f.ranges):
+        operator = ">=" if end == "min" else "<="
+        where.append(f"core_rfm_value(c.rfm_score, %(dim{index})s) {operator} %(bound{index})s")
+        params |= {f"dim{index}": dimension, f"bound{index}": bound}
+    if f.updated_since is not None:
+        where.append("c.updated_at >= %(since)s")
+        params["since"] = f.updated_since.replace(tzinfo=None)  # the column holds UTC wall time
+    if email_hash is not None:
+        where.append("c.email_hash = %(email_hash)s")
+        params["email_hash"] = email_hash
+    if f.tag is not None:
+        where.append("c.metadata @> %(tag_doc)s::jsonb")
+        params["tag_doc"] = json.dumps({"tags": [f.tag]})
+    if f.redacted is not None:
+        where.append(f"c.redacted_at IS {'NOT ' if f.redacted else ''}NULL")
+    return where, params
+
+
+def page_sql(
+    query: ListQuery, *, email_hash: str | None, thresholds: dict[str, Any] | None, with_pii: bool
+) -> tuple[str, dict[str, Any]]:
+    where, params = _conditions(query, email_hash)
+    sql = _BASE.format(
+        pii=_PII_COLUMNS if with_pii else "",
+        join=_PII_JOIN if with_pii else "",
+        where="".join(f"\n   AND {w}" for w in where),
+    )
+    params |= {"m": query.merchant_id, "n": query.limit + 1, "thresholds": json.dumps(thresholds)}
+    return sql, params
+
+
+async def fetch_page(
+    pool: aiopg.Pool,
+    query: ListQuery,
+    *,
+    email_hash: str | None,
+    thresholds: dict[str, Any] | None,
+    with_pii: bool,
+) -> list[dict[str, Any]]:
+    """Up to limit + 1 rows (one more tells whether a next page exists)."""
+    sql, params = page_sql(query, email_hash=email_hash, thresholds=thresholds, with_pii=with_pii)
+    async with pool.acquire() as conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        await cur.execute(sql, params)
+        return [dict(row) for row in await cur.fetchall()]
