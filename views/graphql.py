@@ -31,6 +31,7 @@ from core_app.services import customers
 from core_app.services import imports as imports_service
 from core_app.services import settings as settings_service
 from core_app.settings import REPO_ROOT, get_settings
+from views import graphql_customers
 from views.graphql_subscriptions import event_payload, on_customer_update, on_import_progress
 from views.graphql_transport import CoreGraphQLView
 
@@ -141,6 +142,7 @@ def build_graphql_schema() -> GraphQLSchema:
             "getCustomerRFM": get_customer_rfm,
             "getProgramSettings": get_program_settings,
             "getImportLogs": get_import_logs,
+            "customers": domain_errors(graphql_customers.customers),
         },
         "Mutation": {
             "createCustomer": create_customer,

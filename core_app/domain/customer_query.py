@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ FIELDS = (
     "id", "merchant_id", "email", "segment", "rfm_score", "metadata", "version", "redacted",
     "created_at", "updated_at",
 )  # fmt: skip
+_INTEGER = re.compile(r"-?[0-9]{1,12}")
 RANGE_PARAMS = tuple(f"{d}_{end}" for d in RFM_LIMITS for end in ("min", "max"))
 
 
@@ -74,7 +76,7 @@ def _integer(value: Any, name: str, low: int, high: int) -> int:
     if isinstance(value, bool):
         raise ValidationFailed(name, "must be an integer")
     if isinstance(value, str):
-        if not value.strip().lstrip("-").isdigit() or len(value) > 12:
+        if _INTEGER.fullmatch(value) is None:
             raise ValidationFailed(name, "must be an integer")
         value = int(value)
     if not isinstance(value, int):
@@ -95,11 +97,11 @@ def _boolean(value: Any, name: str) -> bool:
 def _timestamp(value: Any, name: str) -> datetime:
     try:
         moment = datetime.fromisoformat(_text(value, name).replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ValidationFailed(name, "must be an ISO 8601 timestamp") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def parse_filters(raw: Mapping[str, Any]) -> Filters:

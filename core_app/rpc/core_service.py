@@ -17,6 +17,7 @@ from grpclib.const import Status
 from grpclib.server import Stream
 
 from core_app.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from core_app.rpc.customer_list_rpc import stream_customers
 from core_app.rpc.generated.core.v1 import core_pb2 as pb
 from core_app.rpc.generated.core.v1.core_grpc import CoreServiceBase
 from core_app.services import customers, imports
@@ -109,3 +110,7 @@ class CoreService(CoreServiceBase):
         async with grpc_errors():
             started = await imports.start_import(request.merchant_id, request.source, request.file_url)
         await stream.send_message(pb.ImportCustomersResponse(import_id=started["import_id"]))
+
+    async def ListCustomers(self, stream: Stream[pb.ListCustomersRequest, pb.CustomerRecord]) -> None:
+        async with grpc_errors():
+            await stream_customers(stream)

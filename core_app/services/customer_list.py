@@ -15,6 +15,7 @@ from typing import Any
 
 import aiopg
 
+from core_app import read_source
 from core_app.domain.customer_query import ListQuery, make_cursor, parse_list_query
 from core_app.domain.email import email_hash
 from core_app.domain.segments import segment_of
@@ -104,6 +105,7 @@ async def list_customers(deps: ListDeps, raw: Mapping[str, Any], *, transport: s
         thresholds = settings["rfm_thresholds"] if settings else None
     hashed = email_hash(query.filters.email, deps.email_hash_key) if query.filters.email else None
     rows = await fetch_page(deps.pool, query, email_hash=hashed, thresholds=thresholds, with_pii=with_pii)
+    read_source.record("postgres")  # X-Core-Source / x-core-source, as for single reads
     items = [_item(row, thresholds, query.fields) for row in rows[: query.limit]]
     if with_pii and principal is not None:
         reads = [

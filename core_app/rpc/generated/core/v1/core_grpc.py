@@ -39,6 +39,10 @@ class CoreServiceBase(abc.ABC):
     async def ImportCustomers(self, stream: 'grpclib.server.Stream[core_app.rpc.generated.core.v1.core_pb2.ImportCustomersRequest, core_app.rpc.generated.core.v1.core_pb2.ImportCustomersResponse]') -> None:
         pass
 
+    @abc.abstractmethod
+    async def ListCustomers(self, stream: 'grpclib.server.Stream[core_app.rpc.generated.core.v1.core_pb2.ListCustomersRequest, core_app.rpc.generated.core.v1.core_pb2.CustomerRecord]') -> None:
+        pass
+
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
         return {
             '/core.v1.CoreService/GetCustomer': grpclib.const.Handler(
@@ -76,6 +80,12 @@ class CoreServiceBase(abc.ABC):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 core_app.rpc.generated.core.v1.core_pb2.ImportCustomersRequest,
                 core_app.rpc.generated.core.v1.core_pb2.ImportCustomersResponse,
+            ),
+            '/core.v1.CoreService/ListCustomers': grpclib.const.Handler(
+                self.ListCustomers,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                core_app.rpc.generated.core.v1.core_pb2.ListCustomersRequest,
+                core_app.rpc.generated.core.v1.core_pb2.CustomerRecord,
             ),
         }
 
@@ -118,4 +128,10 @@ class CoreServiceStub:
             '/core.v1.CoreService/ImportCustomers',
             core_app.rpc.generated.core.v1.core_pb2.ImportCustomersRequest,
             core_app.rpc.generated.core.v1.core_pb2.ImportCustomersResponse,
+        )
+        self.ListCustomers = grpclib.client.UnaryStreamMethod(
+            channel,
+            '/core.v1.CoreService/ListCustomers',
+            core_app.rpc.generated.core.v1.core_pb2.ListCustomersRequest,
+            core_app.rpc.generated.core.v1.core_pb2.CustomerRecord,
         )
