@@ -62,12 +62,13 @@ def domain_errors(resolver: Resolver) -> Resolver:
 
 def graphql_customer(view: dict[str, Any]) -> dict[str, Any]:
     # Core never hands out a plaintext email; the non-null field stays empty (docs/decisions.md D32).
-    return view | {"email": "", "created_at": view.get("created_at") or ""}
+    # Only callers with customers:read_pii get a decrypted email (D132).
+    return view | {"email": view.get("email") or "", "created_at": view.get("created_at") or ""}
 
 
 @domain_errors
 async def get_customer(_root: Any, _info: Any, merchant_id: str, customer_id: str) -> dict[str, Any]:
-    return graphql_customer(await customers.get_customer(merchant_id, customer_id))
+    return graphql_customer(await customers.get_customer(merchant_id, customer_id, transport="graphql"))
 
 
 @domain_errors

@@ -50,10 +50,14 @@ class CoreService(CoreServiceBase):
         request = await stream.recv_message()
         assert request is not None
         async with grpc_errors():
-            customer = await customers.get_customer(request.merchant_id, request.customer_id)
+            customer = await customers.get_customer(
+                request.merchant_id, request.customer_id, transport="grpc"
+            )
         metadata = Struct()
         metadata.update(customer["metadata"])
-        reply = pb.GetCustomerResponse(metadata=metadata, version=customer["version"])
+        reply = pb.GetCustomerResponse(
+            metadata=metadata, version=customer["version"], email=customer.get("email") or ""
+        )
         if customer["rfm_score"]:
             reply.rfm_score.CopyFrom(rfm_message(customer["rfm_score"]))
         await stream.send_message(reply)
