@@ -144,6 +144,7 @@ def build_graphql_schema() -> GraphQLSchema:
             "getProgramSettings": get_program_settings,
             "getImportLogs": get_import_logs,
             "customers": domain_errors(graphql_customers.customers),
+            "segmentCounts": domain_errors(graphql_customers.segment_counts),
         },
         "Mutation": {
             "createCustomer": create_customer,

@@ -9,7 +9,7 @@ from graphql import FieldNode, FragmentSpreadNode, GraphQLResolveInfo, InlineFra
 
 from core_app.domain.customer_query import FIELDS
 from core_app.runtime import get_runtime
-from core_app.services import customer_list
+from core_app.services import customer_list, segments
 
 
 def selected_names(info: GraphQLResolveInfo) -> set[str]:
@@ -59,3 +59,7 @@ async def customers(
         "edges": edges,
         "pageInfo": {"hasNextPage": page.has_more, "endCursor": edges[-1]["cursor"] if edges else None},
     }
+
+
+async def segment_counts(_root: Any, _info: GraphQLResolveInfo, merchant_id: str) -> dict[str, Any]:
+    return await segments.segment_counts(get_runtime().pool, merchant_id)

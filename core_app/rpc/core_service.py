@@ -20,7 +20,8 @@ from core_app.domain.errors import Conflict, NotFound, Unavailable, ValidationFa
 from core_app.rpc.customer_list_rpc import stream_customers
 from core_app.rpc.generated.core.v1 import core_pb2 as pb
 from core_app.rpc.generated.core.v1.core_grpc import CoreServiceBase
-from core_app.services import customers, imports
+from core_app.runtime import get_runtime
+from core_app.services import customers, imports, segments
 from core_app.services import settings as program_settings
 
 
@@ -118,3 +119,14 @@ class CoreService(CoreServiceBase):
     async def ListCustomers(self, stream: Stream[pb.ListCustomersRequest, pb.CustomerRecord]) -> None:
         async with grpc_errors():
             await stream_customers(stream)
+
+    async def GetSegmentCounts(
+        self, stream: Stream[pb.GetSegmentCountsRequest, pb.GetSegmentCountsResponse]
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        async with grpc_errors():
+            counts = await segments.segment_counts(get_runtime().pool, request.merchant_id)
+        reply = pb.GetSegmentCountsResponse(total=counts["total"], source=counts["source"])
+        reply.segments.extend(pb.SegmentCount(**row) for row in counts["segments"])
+        await stream.send_message(reply)

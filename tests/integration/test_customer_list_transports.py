@@ -12,6 +12,7 @@ from grpclib import GRPCError
 from grpclib.client import Channel
 from grpclib.const import Status
 
+from core_app.domain.segments import SEGMENTS, segment_of
 from core_app.rpc.generated.core.v1 import core_pb2 as pb
 from core_app.rpc.generated.core.v1.core_grpc import CoreServiceStub
 from core_app.security.principal import READ_PII, VIEW
@@ -172,3 +173,35 @@ async def test_rest_list_parameters_are_checked(
             async with http.get(f"{secure_worker.url}/core/v1/customers", params=query) as response:
                 assert response.status == 400, await response.text()
                 assert (await response.json())["error"]["field"] == field
+
+
+async def test_segment_counts_on_three_transports_match_the_customers(
+    secure_worker: WorkerProcess, settings: Settings, shop: tuple[str, list[Row]]
+) -> None:
+    merchant, rows = shop
+    expected: dict[str, int] = dict.fromkeys(SEGMENTS, 0)
+    for row in rows:
+        expected[segment_of(row.rfm_score, THRESHOLDS)] += 1
+    creds = create_api_credentials(settings, merchant, [VIEW])
+    async with signed_session(creds) as http:
+        params = {"merchant_id": merchant}
+        async with http.get(f"{secure_worker.url}/core/v1/segments", params=params) as response:
+            assert response.status == 200, await response.text()
+            rest = await response.json()
+    assert {s["segment"]: s["customers"] for s in rest["segments"]} == expected
+    assert rest["total"] == len(rows) and rest["source"] == "local"
+    token = mint_jwt(merchant, [VIEW])
+    query = "query($m: ID!) { segmentCounts(merchant_id: $m) { total segments { segment customers } } }"
+    async with aiohttp.ClientSession() as http:
+        body = {"query": query, "variables": {"m": merchant}}
+        async with http.post(f"{secure_worker.url}/graphql", json=body, headers=bearer(token)) as response:
+            gql = (await response.json())["data"]["segmentCounts"]
+    assert gql == {"total": rest["total"], "segments": rest["segments"]}
+    channel = Channel("127.0.0.1", secure_worker.grpc_port)
+    try:
+        reply = await CoreServiceStub(channel).GetSegmentCounts(
+            pb.GetSegmentCountsRequest(merchant_id=merchant), metadata=grpc_metadata(token)
+        )
+    finally:
+        channel.close()
+    assert {s.segment: s.customers for s in reply.segments} == expected
