@@ -62,4 +62,7 @@ async def customers(
 
 
 async def segment_counts(_root: Any, _info: GraphQLResolveInfo, merchant_id: str) -> dict[str, Any]:
-    return await segments.segment_counts(get_runtime().pool, merchant_id)
+    runtime = get_runtime()
+    return await segments.segment_counts(
+        runtime.pool, merchant_id, segments.adminfeatures_of(runtime.settings)
+    )

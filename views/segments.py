@@ -14,4 +14,6 @@ async def get_segments(request: web.Request) -> web.Response:
     merchant_id = request.query.get("merchant_id")
     if not merchant_id:
         raise ValidationFailed("merchant_id", "is required")
-    return json_body(await segments.segment_counts(get_runtime().pool, merchant_id))
+    runtime = get_runtime()
+    adminfeatures = segments.adminfeatures_of(runtime.settings)
+    return json_body(await segments.segment_counts(runtime.pool, merchant_id, adminfeatures))

@@ -126,7 +126,9 @@ class CoreService(CoreServiceBase):
         request = await stream.recv_message()
         assert request is not None
         async with grpc_errors():
-            counts = await segments.segment_counts(get_runtime().pool, request.merchant_id)
+            runtime = get_runtime()
+            adminfeatures = segments.adminfeatures_of(runtime.settings)
+            counts = await segments.segment_counts(runtime.pool, request.merchant_id, adminfeatures)
         reply = pb.GetSegmentCountsResponse(total=counts["total"], source=counts["source"])
         reply.segments.extend(pb.SegmentCount(**row) for row in counts["segments"])
         await stream.send_message(reply)
