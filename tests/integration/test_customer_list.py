@@ -14,7 +14,8 @@ from hypothesis import settings as settings_
 from hypothesis import strategies as st
 
 from core_app.domain.errors import ValidationFailed
-from core_app.domain.segments import segment_of
+from core_app.domain.segments import SEGMENTS, segment_of
+from core_app.repository_lists import segment_condition
 from core_app.security import Principal, set_security, use_principal
 from core_app.security.principal import READ_PII, VIEW
 from core_app.services.customer_list import ListDeps, build_deps, list_customers
@@ -84,7 +85,12 @@ async def test_pages_cover_every_customer_once_in_id_order(deps: ListDeps, shop:
 @pytest.mark.parametrize(
     ("params", "expect"),
     [
+        ({"segment": "champions"}, lambda r: segment_of(r.rfm_score, THRESHOLDS) == "champions"),
         ({"segment": "loyal"}, lambda r: segment_of(r.rfm_score, THRESHOLDS) == "loyal"),
+        ({"segment": "new"}, lambda r: segment_of(r.rfm_score, THRESHOLDS) == "new"),
+        ({"segment": "at_risk"}, lambda r: segment_of(r.rfm_score, THRESHOLDS) == "at_risk"),
+        ({"segment": "needs_attention"}, lambda r: segment_of(r.rfm_score, THRESHOLDS) == "needs_attention"),
+        ({"segment": "hibernating"}, lambda r: segment_of(r.rfm_score, THRESHOLDS) == "hibernating"),
         ({"segment": "unscored"}, lambda r: not r.rfm_score),
         (
             {"recency_max": "30", "monetary_min": "500"},
@@ -252,3 +258,22 @@ def test_sql_segment_rule_equals_the_python_one(
             "SELECT core_rfm_segment(%s::jsonb, %s::jsonb)", (json.dumps(score), json.dumps(thresholds))
         )
         assert cur.fetchone()[0] == segment_of(score, thresholds)
+
+
+@settings_(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(score=scores, r=bounds, f=bounds, m=bounds, segment=st.sampled_from(SEGMENTS))
+def test_segment_ranges_select_what_the_rule_names(
+    settings: Settings, score: dict, r: list, f: list, m: list, segment: str
+) -> None:
+    thresholds = {
+        name: {"min": low, "max": high}
+        for name, (low, high) in zip(("recency", "frequency", "monetary"), (r, f, m), strict=True)
+    }
+    params: dict[str, Any] = {"thresholds": json.dumps(thresholds)}
+    condition = segment_condition(segment, thresholds, params)
+    with pg(settings) as conn, conn.cursor() as cur:
+        cur.execute(
+            f"SELECT coalesce({condition}, false) FROM (SELECT %(rfm)s::jsonb AS rfm_score) AS c",
+            params | {"rfm": json.dumps(score)},
+        )
+        assert cur.fetchone()[0] is (segment_of(score, thresholds) == segment)
