@@ -148,7 +148,8 @@ def writer(settings: Settings, merchant: str, stop: list[bool]) -> int:
     with connect(settings) as conn, conn.cursor() as cur:
         while not stop:
             cur.execute(
-                "SELECT id::text, version FROM customers WHERE merchant_id = %s ORDER BY random() LIMIT 200",
+                "SELECT id::text, version, metadata FROM customers WHERE merchant_id = %s"
+                " ORDER BY random() LIMIT 200",
                 (merchant,),
             )
             batch = [
@@ -156,10 +157,10 @@ def writer(settings: Settings, merchant: str, stop: list[bool]) -> int:
                     "customer_id": cid,
                     "merchant_id": merchant,
                     "rfm_score": random_score(rng),
-                    "metadata": {},
+                    "metadata": metadata,  # kept: only scores change
                     "version": v + 1,
                 }
-                for cid, v in cur.fetchall()
+                for cid, v, metadata in cur.fetchall()
             ]
             cur.execute(CUSTOMERS.sql, (json.dumps(batch),))
             written += len(batch)
