@@ -10,26 +10,33 @@ import json
 from typing import Any
 
 import aiopg
-import psycopg2.extras
+import orjson
 
+from core_app.db import load_jsonb
 from core_app.domain.customer_query import ListQuery
 
-_BASE = """
-SELECT c.id::text AS id, c.merchant_id::text AS merchant_id, c.rfm_score, c.metadata, c.version,
-       c.redacted_at, c.created_at, c.updated_at{pii}
-  FROM customers c{join}
- WHERE c.merchant_id = %(m)s{where}
+_STAMP = """'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'"""
+# One JSON object per row, built by PostgreSQL and decoded once (orjson) in the service: cheaper
+# than a dict cursor plus a decode per jsonb column plus formatting each timestamp in Python.
+_BASE = f"""
+SELECT json_build_object(
+         'id', c.id, 'merchant_id', c.merchant_id, 'rfm_score', c.rfm_score, 'metadata', c.metadata,
+         'version', c.version, 'redacted', {{redacted}},
+         'created_at', to_char(c.created_at, {_STAMP}), 'updated_at', to_char(c.updated_at, {_STAMP}){{pii}}
+       )::text
+  FROM customers c{{join}}
+ WHERE c.merchant_id = %(m)s{{where}}
  ORDER BY c.id
  LIMIT %(n)s
 """
 # The email is decrypted in PostgreSQL (pgcrypto, the connection's key) only for permitted callers.
 # An erased customer's data key is a tombstone at once, before the sink writes 'redacted'.
-_PII_COLUMNS = """,
-       CASE WHEN k.shredded_at IS NULL THEN core_decrypt_email(c.email) END AS email,
-       k.shredded_at AS key_shredded_at"""
+_PII_REDACTED = "(c.redacted_at IS NOT NULL OR k.shredded_at IS NOT NULL)"
+_PII_EMAIL = """,
+         'email', CASE WHEN k.shredded_at IS NULL AND c.redacted_at IS NULL
+                       THEN core_decrypt_email(c.email) END"""
 _PII_JOIN = """
   LEFT JOIN customer_data_keys k ON k.merchant_id = c.merchant_id AND k.customer_id = c.id"""
-
 
 _R, _F, _M = (f"core_rfm_value(c.rfm_score, '{d}')" for d in ("recency", "frequency", "monetary"))
 # Each segment of core_app/domain/segments.py as ranges on the three values (the levels' bounds are
@@ -106,7 +113,8 @@ def page_sql(
 ) -> tuple[str, dict[str, Any]]:
     where, params = _conditions(query, email_hash, thresholds)
     sql = _BASE.format(
-        pii=_PII_COLUMNS if with_pii else "",
+        redacted=_PII_REDACTED if with_pii else "c.redacted_at IS NOT NULL",
+        pii=_PII_EMAIL if with_pii else "",
         join=_PII_JOIN if with_pii else "",
         where="".join(f"\n   AND {w}" for w in where),
     )
@@ -122,8 +130,15 @@ async def fetch_page(
     thresholds: dict[str, Any] | None,
     with_pii: bool,
 ) -> list[dict[str, Any]]:
-    """Up to limit + 1 rows (one more tells whether a next page exists)."""
+    """Up to limit + 1 items (one more tells whether a next page exists), as JSON objects."""
     sql, params = page_sql(query, email_hash=email_hash, thresholds=thresholds, with_pii=with_pii)
-    async with pool.acquire() as conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+    async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute(sql, params)
-        return [dict(row) for row in await cur.fetchall()]
+        return [_decode(text) for (text,) in await cur.fetchall()]
+
+
+def _decode(text: str) -> dict[str, Any]:
+    try:
+        return orjson.loads(text)  # type: ignore[no-any-return]
+    except orjson.JSONDecodeError:  # integers beyond 64 bits in metadata
+        return load_jsonb(text)  # type: ignore[no-any-return]

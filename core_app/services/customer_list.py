@@ -10,22 +10,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiopg
+from cachetools import TTLCache
 
 from core_app import read_source
-from core_app.domain.customer_query import ListQuery, make_cursor, parse_list_query
+from core_app.domain.customer_query import FIELDS, ListQuery, make_cursor, parse_list_query
 from core_app.domain.email import email_hash
 from core_app.domain.segments import segment_of
-from core_app.repository import fetch_settings, iso
+from core_app.repository import fetch_settings
 from core_app.repository_lists import fetch_page
 from core_app.runtime import Runtime
 from core_app.security import VIEW, guard
 from core_app.security.crypto import kek_from_setting
 from core_app.security.pii import PiiAuditLog, PiiRead, may_read_pii
 from core_app.settings import Settings
+
+THRESHOLDS_TTL = 2.0  # seconds a merchant's rfm_thresholds are reused between pages
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,18 @@ class ListDeps:
     cursor_key: bytes
     email_hash_key: str
     audit: PiiAuditLog
+    thresholds: TTLCache[str, tuple[dict[str, Any] | None]] = field(
+        default_factory=lambda: TTLCache(maxsize=10_000, ttl=THRESHOLDS_TTL)
+    )
+
+
+async def _thresholds(deps: ListDeps, merchant_id: str) -> dict[str, Any] | None:
+    """The merchant's thresholds, read at most every THRESHOLDS_TTL seconds per worker."""
+    cached = deps.thresholds.get(merchant_id)
+    if cached is None:
+        settings = await fetch_settings(deps.pool, merchant_id)
+        cached = deps.thresholds[merchant_id] = (settings["rfm_thresholds"] if settings else None,)
+    return cached[0]
 
 
 def cursor_key(settings: Settings) -> bytes:
@@ -75,23 +90,12 @@ class CustomerPage:
         return {"customers": self.items, "next_cursor": self.next_cursor, "has_more": self.has_more}
 
 
-def _item(row: dict[str, Any], thresholds: dict[str, Any] | None, fields: frozenset[str]) -> dict[str, Any]:
-    redacted = row["redacted_at"] is not None or row.get("key_shredded_at") is not None
-    full = {
-        "id": row["id"],
-        "merchant_id": row["merchant_id"],
-        "rfm_score": row["rfm_score"] or {},
-        "metadata": row["metadata"] or {},
-        "version": row["version"],
-        "redacted": redacted,
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
-    }
+def _item(item: dict[str, Any], thresholds: dict[str, Any] | None, fields: frozenset[str]) -> dict[str, Any]:
     if "segment" in fields:
-        full["segment"] = segment_of(row["rfm_score"], thresholds)
-    if "email" in row:
-        full["email"] = None if redacted else row["email"]
-    return {name: value for name, value in full.items() if name in fields}
+        item["segment"] = segment_of(item["rfm_score"], thresholds)
+    if len(fields) == len(FIELDS):
+        return item
+    return {name: value for name, value in item.items() if name in fields}
 
 
 async def list_customers(deps: ListDeps, raw: Mapping[str, Any], *, transport: str) -> CustomerPage:
@@ -101,8 +105,7 @@ async def list_customers(deps: ListDeps, raw: Mapping[str, Any], *, transport: s
     with_pii = "email" in query.fields and may_read_pii(principal)
     thresholds = None
     if query.filters.segment is not None or "segment" in query.fields:
-        settings = await fetch_settings(deps.pool, query.merchant_id)
-        thresholds = settings["rfm_thresholds"] if settings else None
+        thresholds = await _thresholds(deps, query.merchant_id)
     hashed = email_hash(query.filters.email, deps.email_hash_key) if query.filters.email else None
     rows = await fetch_page(deps.pool, query, email_hash=hashed, thresholds=thresholds, with_pii=with_pii)
     read_source.record("postgres")  # X-Core-Source / x-core-source, as for single reads
