@@ -52,7 +52,9 @@ class BareRFM(CoreServiceBase):
     async def GetCustomer(self, stream: Stream) -> None:
         raise GRPCError(Status.UNIMPLEMENTED)
 
-    CreateCustomer = UpdateCustomer = UpdateProgramSettings = ImportCustomers = GetCustomer
+    CreateCustomer = UpdateCustomer = UpdateProgramSettings = ImportCustomers = ListCustomers = (
+        GetSegmentCounts
+    ) = GetCustomer
 
 
 async def serve(http_port: int, grpc_port: int) -> None:

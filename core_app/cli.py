@@ -71,6 +71,9 @@ def parser() -> argparse.ArgumentParser:
     from core_app.security.cli import add_commands
 
     add_commands(commands)  # flags, allowlist, apikey, token
+    from core_app.newcomer.commands import add_newcomer_commands
+
+    add_newcomer_commands(commands)  # call, demo
     return root
 
 

@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     auth_grpc_target: str | None = None  # host:port of auth.v1.AuthService
     roles_grpc_target: str | None = None  # host:port of roles.v1.RolesService
     auth_grpc_timeout: float = Field(default=1.0, gt=0)
+    # host:port of adminfeatures.v1.AdminFeaturesService: segment counts from there (issue 18, D135)
+    adminfeatures_grpc_target: str | None = None
+    adminfeatures_grpc_timeout: float = Field(default=0.5, gt=0)
     auth_cache_ttl: float = Field(default=30.0, ge=0)  # answers of Auth/Roles, API keys, data keys
     signature_max_age: int = Field(default=300, ge=1)
     signature_max_skew: int = Field(default=30, ge=0)

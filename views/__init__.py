@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_async.aio.web import server_stats
 
-from views import customers, health, imports, internal, live, settings, updates
+from views import customers, health, imports, internal, live, segments, settings, updates
 from views.admin_page import admin_routes
 from views.graphql import graphql_handler
 from views.pipeline import build_app
@@ -18,6 +18,7 @@ ROUTES: list[tuple[str, str, object]] = [
     ("POST", "/core/v1/customers", customers.create_customer),
     ("GET", "/core/v1/settings", settings.get_settings),
     ("POST", "/core/v1/settings", settings.update_settings),
+    ("GET", "/core/v1/segments", segments.get_segments),
     ("GET", "/core/v1/imports", imports.get_imports),
     ("POST", "/core/v1/imports", imports.start_import),
     ("GET", "/core/v1/updates/stream", updates.updates_stream),  # WebSocket

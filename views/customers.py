@@ -6,6 +6,7 @@ from aiohttp import web
 
 from core_app.domain.errors import ValidationFailed
 from core_app.services import customers as service
+from views.customer_list import check_single_read, list_customers
 from views.errors import json_object
 from views.responses import json_body
 
@@ -18,6 +19,10 @@ def _required(request: web.Request, name: str) -> str:
 
 
 async def get_customer(request: web.Request) -> web.Response:
+    if "customer_id" not in request.query:
+        return await list_customers(request)  # list and search (views/customer_list.py)
+    if len(request.query) > 2:
+        check_single_read(request)
     customer = await service.get_customer(
         _required(request, "merchant_id"), _required(request, "customer_id")
     )

@@ -26,7 +26,7 @@ from core_app.services import customers
 from core_app.services import imports as imports_service
 from core_app.services import settings as settings_service
 from core_app.settings import REPO_ROOT, get_settings
-from views import graphql_logging
+from views import graphql_customers, graphql_logging
 from views.graphql_logging import RefusedError, graphql_request, log_graphql_refusal
 from views.graphql_subscriptions import event_payload, on_customer_update, on_import_progress
 from views.graphql_transport import CoreGraphQLView
@@ -64,12 +64,13 @@ def domain_errors(resolver: Resolver) -> Resolver:
 
 def graphql_customer(view: dict[str, Any]) -> dict[str, Any]:
     # Core never hands out a plaintext email; the non-null field stays empty (docs/decisions.md D32).
-    return view | {"email": "", "created_at": view.get("created_at") or ""}
+    # Only callers with customers:read_pii get a decrypted email (D132).
+    return view | {"email": view.get("email") or "", "created_at": view.get("created_at") or ""}
 
 
 @domain_errors
 async def get_customer(_root: Any, _info: Any, merchant_id: str, customer_id: str) -> dict[str, Any]:
-    return graphql_customer(await customers.get_customer(merchant_id, customer_id))
+    return graphql_customer(await customers.get_customer(merchant_id, customer_id, transport="graphql"))
 
 
 @domain_errors
@@ -144,6 +145,8 @@ def build_graphql_schema() -> GraphQLSchema:
             "getCustomerRFM": get_customer_rfm,
             "getProgramSettings": get_program_settings,
             "getImportLogs": get_import_logs,
+            "customers": domain_errors(graphql_customers.customers),
+            "segmentCounts": domain_errors(graphql_customers.segment_counts),
         },
         "Mutation": {
             "createCustomer": create_customer,

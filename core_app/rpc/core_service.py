@@ -17,9 +17,11 @@ from grpclib.const import Status
 from grpclib.server import Stream
 
 from core_app.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from core_app.rpc.customer_list_rpc import stream_customers
 from core_app.rpc.generated.core.v1 import core_pb2 as pb
 from core_app.rpc.generated.core.v1.core_grpc import CoreServiceBase
-from core_app.services import customers, imports
+from core_app.runtime import get_runtime
+from core_app.services import customers, imports, segments
 from core_app.services import settings as program_settings
 
 
@@ -49,10 +51,14 @@ class CoreService(CoreServiceBase):
         request = await stream.recv_message()
         assert request is not None
         async with grpc_errors():
-            customer = await customers.get_customer(request.merchant_id, request.customer_id)
+            customer = await customers.get_customer(
+                request.merchant_id, request.customer_id, transport="grpc"
+            )
         metadata = Struct()
         metadata.update(customer["metadata"])
-        reply = pb.GetCustomerResponse(metadata=metadata, version=customer["version"])
+        reply = pb.GetCustomerResponse(
+            metadata=metadata, version=customer["version"], email=customer.get("email") or ""
+        )
         if customer["rfm_score"]:
             reply.rfm_score.CopyFrom(rfm_message(customer["rfm_score"]))
         await stream.send_message(reply)
@@ -109,3 +115,20 @@ class CoreService(CoreServiceBase):
         async with grpc_errors():
             started = await imports.start_import(request.merchant_id, request.source, request.file_url)
         await stream.send_message(pb.ImportCustomersResponse(import_id=started["import_id"]))
+
+    async def ListCustomers(self, stream: Stream[pb.ListCustomersRequest, pb.CustomerRecord]) -> None:
+        async with grpc_errors():
+            await stream_customers(stream)
+
+    async def GetSegmentCounts(
+        self, stream: Stream[pb.GetSegmentCountsRequest, pb.GetSegmentCountsResponse]
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        async with grpc_errors():
+            runtime = get_runtime()
+            adminfeatures = segments.adminfeatures_of(runtime.settings)
+            counts = await segments.segment_counts(runtime.pool, request.merchant_id, adminfeatures)
+        reply = pb.GetSegmentCountsResponse(total=counts["total"], source=counts["source"])
+        reply.segments.extend(pb.SegmentCount(**row) for row in counts["segments"])
+        await stream.send_message(reply)

@@ -22,7 +22,7 @@ from typing import Any
 from core_app.security.flags import FLAGS, flags_key, set_flag_sync
 from core_app.security.gate import ALLOWLIST_TTL, allowlist_key
 from core_app.security.network import normalise_ip
-from core_app.security.principal import PERMISSIONS, normalise_merchant
+from core_app.security.principal import GRANTABLE, normalise_merchant
 from core_app.settings import Settings, load_settings
 
 
@@ -238,7 +238,7 @@ def add_commands(commands: Any) -> None:
     keys = commands.add_parser("apikey", help="API keys for signed REST requests")
     keys.add_argument("action", choices=["create", "revoke"])
     keys.add_argument("merchant_id", metavar="merchant_id|key_id")
-    keys.add_argument("--permission", action="append", choices=PERMISSIONS)
+    keys.add_argument("--permission", action="append", choices=GRANTABLE)
     keys.add_argument("--description")
     keys.add_argument("--actor")
     keys.set_defaults(run=_apikey)
@@ -246,7 +246,7 @@ def add_commands(commands: Any) -> None:
     token = commands.add_parser("token", help="mint a development JWT (HS256)")
     token.add_argument("action", choices=["mint"])
     token.add_argument("--merchant", type=_merchant)
-    token.add_argument("--permission", action="append", choices=PERMISSIONS, default=[])
+    token.add_argument("--permission", action="append", choices=GRANTABLE, default=[])
     token.add_argument("--subject", default="dev-user")
     token.add_argument("--ttl", type=int, default=3600)
     token.add_argument("--cross-merchant", action="store_true")

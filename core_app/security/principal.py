@@ -23,11 +23,15 @@ EDIT = "admin:customers:edit"
 FULL = "admin:full"
 PERMISSIONS = (VIEW, EDIT, FULL)
 _RANK = {VIEW: 1, EDIT: 2, FULL: 3}
+# Scopes stand beside the hierarchy and are never implied by it (core_app/security/pii.py).
+READ_PII = "customers:read_pii"
+SCOPES = (READ_PII,)
+GRANTABLE = (*PERMISSIONS, *SCOPES)
 
 
 def normalise_permissions(values: Iterable[str]) -> frozenset[str]:
-    """Known permissions only; unknown strings are dropped, never widened."""
-    return frozenset(v for v in values if v in _RANK)
+    """Known permissions and scopes only; unknown strings are dropped, never widened."""
+    return frozenset(v for v in values if v in _RANK or v in SCOPES)
 
 
 def grants(permissions: Iterable[str], needed: str) -> bool:

@@ -28,8 +28,11 @@ from core_app.routing import partition_owner, same_worker, table_partition
 from core_app.runtime import Runtime, get_runtime
 from core_app.security import EDIT, RFM_SCORE, VIEW, guard
 from core_app.security.layer import get_security
+from core_app.security.principal import READ_PII
 from core_app.security.shredding import KeyShredded
 from core_app.services.commands import ask_owner
+from core_app.services.customer_list import deps_for
+from core_app.services.customer_pii import attach_email
 from core_app.services.owners import owner_lookup
 from tables.customers import stored_customer
 
@@ -176,14 +179,17 @@ async def _table_tier(
             await asyncio.sleep(min(remaining, 0.2))
 
 
-async def get_customer(merchant_id: Any, customer_id: Any) -> dict[str, Any]:
+async def get_customer(merchant_id: Any, customer_id: Any, *, transport: str = "rest") -> dict[str, Any]:
     merchant_id = parse_uuid(merchant_id, "merchant_id")
     customer_id = parse_uuid(customer_id, "customer_id")
-    await guard(merchant_id, VIEW)
+    principal = await guard(merchant_id, VIEW)
     view, source = await read_customer(merchant_id, customer_id)
     metrics.count_read(metrics.reads, source)
     read_source.record(source)
     view["source"] = source  # every read gives a dict of its own
+    if principal is not None and READ_PII in principal.permissions:
+        # The decrypted email, audited (core_app/services/customer_pii.py); absent otherwise.
+        await attach_email(deps_for(get_runtime()), principal, view, transport)
     return view
 
 

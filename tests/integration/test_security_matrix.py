@@ -80,6 +80,11 @@ GQL_IMPORT = (
     'mutation($m: ID!) { importCustomers(merchant_id: $m, source: "custom",'
     ' file_url: "https://example.com/c.csv") { import_id } }'
 )
+GQL_CUSTOMERS = (
+    "query($m: ID!) { customers(merchant_id: $m, first: 5)"
+    " { edges { node { id email } } pageInfo { hasNextPage } } }"
+)
+GQL_SEGMENTS = "query($m: ID!) { segmentCounts(merchant_id: $m) { total segments { segment customers } } }"
 SUB_CUSTOMER = "subscription($m: ID!) { onCustomerUpdate(merchant_id: $m) { id } }"
 SUB_IMPORT = "subscription($m: ID!, $c: ID!) { onImportProgress(merchant_id: $m, import_id: $c) { status } }"
 NOT_GUARDED = "use case not served yet: it must call guard() when it lands"
@@ -93,6 +98,22 @@ ROUTES: list[Route] = [
         lambda m, c: {"params": {"merchant_id": m, "customer_id": c}},
         "GET",
         "/core/v1/customers",
+    ),
+    Route(
+        "GET /core/v1/customers (list)",
+        "rest",
+        VIEW,
+        lambda m, c: {"params": {"merchant_id": m, "limit": "5", "tag": "vip"}},
+        "GET",
+        "/core/v1/customers",
+    ),
+    Route(
+        "GET /core/v1/segments",
+        "rest",
+        VIEW,
+        lambda m, c: {"params": {"merchant_id": m}},
+        "GET",
+        "/core/v1/segments",
     ),
     Route(
         "POST /core/v1/customers",
@@ -141,6 +162,8 @@ ROUTES: list[Route] = [
     Route("query getCustomerRFM", "graphql", VIEW, lambda m, c: (GQL_RFM, {"m": m, "c": c})),
     Route("query getProgramSettings", "graphql", VIEW, lambda m, c: (GQL_SETTINGS, {"m": m})),
     Route("query getImportLogs", "graphql", VIEW, lambda m, c: (GQL_IMPORT_LOGS, {"m": m})),
+    Route("query customers", "graphql", VIEW, lambda m, c: (GQL_CUSTOMERS, {"m": m})),
+    Route("query segmentCounts", "graphql", VIEW, lambda m, c: (GQL_SEGMENTS, {"m": m})),
     Route(
         "mutation createCustomer",
         "graphql",
@@ -190,6 +213,20 @@ ROUTES: list[Route] = [
         VIEW,
         lambda m, c: pb.GetCustomerRFMRequest(merchant_id=m, customer_id=c),
         "GetCustomerRFM",
+    ),
+    Route(
+        "rpc ListCustomers",
+        "grpc",
+        VIEW,
+        lambda m, c: pb.ListCustomersRequest(merchant_id=m, page_size=2, max_records=3),
+        "ListCustomers",
+    ),
+    Route(
+        "rpc GetSegmentCounts",
+        "grpc",
+        VIEW,
+        lambda m, c: pb.GetSegmentCountsRequest(merchant_id=m),
+        "GetSegmentCounts",
     ),
     Route(
         "rpc CreateCustomer",

@@ -107,7 +107,9 @@ class ConstantRFM(CoreServiceBase):
     async def GetCustomer(self, stream: Stream) -> None:
         raise GRPCError(Status.UNIMPLEMENTED)
 
-    CreateCustomer = UpdateCustomer = UpdateProgramSettings = ImportCustomers = GetCustomer
+    CreateCustomer = UpdateCustomer = UpdateProgramSettings = ImportCustomers = ListCustomers = (
+        GetSegmentCounts
+    ) = GetCustomer
 
 
 async def test_grpc_latency_by_method_and_a_source_trailer_per_call() -> None:

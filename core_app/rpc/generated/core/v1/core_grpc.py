@@ -39,6 +39,14 @@ class CoreServiceBase(abc.ABC):
     async def ImportCustomers(self, stream: 'grpclib.server.Stream[core_app.rpc.generated.core.v1.core_pb2.ImportCustomersRequest, core_app.rpc.generated.core.v1.core_pb2.ImportCustomersResponse]') -> None:
         pass
 
+    @abc.abstractmethod
+    async def ListCustomers(self, stream: 'grpclib.server.Stream[core_app.rpc.generated.core.v1.core_pb2.ListCustomersRequest, core_app.rpc.generated.core.v1.core_pb2.CustomerRecord]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def GetSegmentCounts(self, stream: 'grpclib.server.Stream[core_app.rpc.generated.core.v1.core_pb2.GetSegmentCountsRequest, core_app.rpc.generated.core.v1.core_pb2.GetSegmentCountsResponse]') -> None:
+        pass
+
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
         return {
             '/core.v1.CoreService/GetCustomer': grpclib.const.Handler(
@@ -76,6 +84,18 @@ class CoreServiceBase(abc.ABC):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 core_app.rpc.generated.core.v1.core_pb2.ImportCustomersRequest,
                 core_app.rpc.generated.core.v1.core_pb2.ImportCustomersResponse,
+            ),
+            '/core.v1.CoreService/ListCustomers': grpclib.const.Handler(
+                self.ListCustomers,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                core_app.rpc.generated.core.v1.core_pb2.ListCustomersRequest,
+                core_app.rpc.generated.core.v1.core_pb2.CustomerRecord,
+            ),
+            '/core.v1.CoreService/GetSegmentCounts': grpclib.const.Handler(
+                self.GetSegmentCounts,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                core_app.rpc.generated.core.v1.core_pb2.GetSegmentCountsRequest,
+                core_app.rpc.generated.core.v1.core_pb2.GetSegmentCountsResponse,
             ),
         }
 
@@ -118,4 +138,16 @@ class CoreServiceStub:
             '/core.v1.CoreService/ImportCustomers',
             core_app.rpc.generated.core.v1.core_pb2.ImportCustomersRequest,
             core_app.rpc.generated.core.v1.core_pb2.ImportCustomersResponse,
+        )
+        self.ListCustomers = grpclib.client.UnaryStreamMethod(
+            channel,
+            '/core.v1.CoreService/ListCustomers',
+            core_app.rpc.generated.core.v1.core_pb2.ListCustomersRequest,
+            core_app.rpc.generated.core.v1.core_pb2.CustomerRecord,
+        )
+        self.GetSegmentCounts = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/core.v1.CoreService/GetSegmentCounts',
+            core_app.rpc.generated.core.v1.core_pb2.GetSegmentCountsRequest,
+            core_app.rpc.generated.core.v1.core_pb2.GetSegmentCountsResponse,
         )

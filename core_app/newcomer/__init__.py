@@ -1,0 +1,1 @@
+"""The newcomer path: `core call` (signed requests) and `core demo` (sample data through the topics)."""

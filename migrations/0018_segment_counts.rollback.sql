@@ -1,0 +1,12 @@
+DROP TRIGGER IF EXISTS trg_segment_counts_thresholds ON program_settings;
+DROP TRIGGER IF EXISTS trg_segment_counts_delete ON customers;
+DROP TRIGGER IF EXISTS trg_segment_counts_update ON customers;
+DROP TRIGGER IF EXISTS trg_segment_counts_insert ON customers;
+DROP FUNCTION IF EXISTS core_segment_counts_on_thresholds();
+DROP FUNCTION IF EXISTS core_segment_recount(uuid, jsonb);
+DROP FUNCTION IF EXISTS core_segment_counts_on_delete();
+DROP FUNCTION IF EXISTS core_segment_counts_on_update();
+DROP FUNCTION IF EXISTS core_segment_counts_on_insert();
+DROP FUNCTION IF EXISTS core_apply_segment_deltas(jsonb);
+DROP FUNCTION IF EXISTS core_segment_lock_key(uuid);
+DROP TABLE IF EXISTS customer_segment_counts;

@@ -1,0 +1,68 @@
+"""GraphQL `customers(merchant_id, first, after, filter)`: a Relay-style connection over the list use
+case (core_app/services/customer_list.py). Errors are mapped by views/graphql.py's `domain_errors`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphql import FieldNode, FragmentSpreadNode, GraphQLResolveInfo, InlineFragmentNode, SelectionSetNode
+
+from core_app.domain.customer_query import FIELDS
+from core_app.runtime import get_runtime
+from core_app.services import customer_list, segments
+
+
+def selected_names(info: GraphQLResolveInfo) -> set[str]:
+    """Every field name selected under this field, through fragments: what the page must fetch."""
+    names: set[str] = set()
+    pending: list[SelectionSetNode | None] = [node.selection_set for node in info.field_nodes]
+    seen_fragments: set[str] = set()
+    while pending:
+        selection_set = pending.pop()
+        for selection in selection_set.selections if selection_set else ():
+            if isinstance(selection, FieldNode):
+                names.add(selection.name.value)
+                pending.append(selection.selection_set)
+            elif isinstance(selection, InlineFragmentNode):
+                pending.append(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen_fragments:
+                seen_fragments.add(selection.name.value)
+                fragment = info.fragments.get(selection.name.value)
+                pending.append(fragment.selection_set if fragment else None)
+    return names
+
+
+def _node(item: dict[str, Any]) -> dict[str, Any]:
+    # Customer.email is non-null in the plan's schema: empty unless the caller may read it.
+    return item | {"email": item.get("email") or "", "created_at": item.get("created_at") or ""}
+
+
+async def customers(
+    _root: Any,
+    info: GraphQLResolveInfo,
+    merchant_id: str,
+    first: int | None = None,
+    after: str | None = None,
+    filter: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    wanted = selected_names(info)
+    raw: dict[str, Any] = {
+        **(filter or {}),
+        "merchant_id": merchant_id,
+        "limit": first,
+        "cursor": after,
+        "fields": [name for name in FIELDS if name in wanted or name == "id"],
+    }
+    page = await customer_list.list_customers(customer_list.deps_for(get_runtime()), raw, transport="graphql")
+    edges = [{"cursor": page.cursor_after(item["id"]), "node": _node(item)} for item in page.items]
+    return {
+        "edges": edges,
+        "pageInfo": {"hasNextPage": page.has_more, "endCursor": edges[-1]["cursor"] if edges else None},
+    }
+
+
+async def segment_counts(_root: Any, _info: GraphQLResolveInfo, merchant_id: str) -> dict[str, Any]:
+    runtime = get_runtime()
+    return await segments.segment_counts(
+        runtime.pool, merchant_id, segments.adminfeatures_of(runtime.settings)
+    )
