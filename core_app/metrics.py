@@ -16,6 +16,11 @@ events_skipped = Counter(
 events_rekeyed = Counter(
     "core_events_rekeyed_total", "Consumed events re-keyed to {merchant_id}:{customer_id}", ["topic"]
 )
+events_repartitioned = Counter(
+    "core_events_repartitioned_total",
+    "Consumed events that arrived on another partition than their key's and were forwarded to it",
+    ["topic"],
+)
 events_failed = Counter("core_events_failed_total", "Consumed events that could not be applied", ["topic"])
 writer_waits = Counter(
     "core_record_writer_wait_seconds_total",
