@@ -71,6 +71,9 @@ def parser() -> argparse.ArgumentParser:
     from core_app.security.cli import add_commands
 
     add_commands(commands)  # flags, allowlist, apikey, token
+    from core_app.ops_cli import add_commands as add_ops_commands
+
+    add_ops_commands(commands)  # repair
     return root
 
 
