@@ -17,6 +17,7 @@ import psycopg2.errors
 from faust.types import EventT, StreamT
 
 from agents import topics as faust_topics
+from agents.parking import wake
 from agents.pipeline import now_iso, state_record
 from agents.replies import run_and_reply
 from core_app import metrics, topics
@@ -59,6 +60,7 @@ async def create(command: dict[str, Any], event: EventT) -> CustomerState:
         raise Conflict("email", "another customer of this merchant has this email") from None
     except psycopg2.errors.ForeignKeyViolation:
         raise NotFound("merchant", merchant_id) from None
+    await infra_retry()(wake, get_runtime().pool, merchant_id, customer_id)  # its parked events (D103)
     state = state.advanced("profile", int(time.time() * 1000), now_iso(), email=command["email"])
     save_customer(state, event)
     record = {

@@ -26,6 +26,7 @@ from faust.types import EventT, StreamT
 
 from agents import topics as faust_topics
 from agents.dead_letter import send_to_dead_letter
+from agents.parking import park
 from agents.repartition import forward, is_misrouted
 from core_app import metrics, topics
 from core_app.domain.customer import CustomerState
@@ -183,8 +184,8 @@ async def publish(result: BatchResult, topic: str) -> None:
         applied += len(change.events)
     if applied:
         metrics.events_processed.labels(topic).inc(applied)
-    for raw, event in result.unknown:
-        await send_to_dead_letter(raw, "unknown_customer", f"no customer {event.key}", topic)
+    if result.unknown:  # the customer may be created later (a saga): parked, not dead-lettered (D103)
+        await infra_retry()(park, runtime.pool, runtime.settings, result.unknown, topic)
     for change in redactions:
         for event in change.events:
             if isinstance(event, GdprRedactionRequested):

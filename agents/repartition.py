@@ -63,14 +63,15 @@ async def forward(event: EventT, key: str, origin: str, *, rekeyed: bool = False
     the broker has it. The caller awaits it before its batch ends.
     """
     message = event.message
-    key_bytes = key.encode()
-    ack = await app.producer.send(
-        topics.REKEYED,
-        key_bytes,
-        message.value,
-        own_partition(key),
-        message.timestamp or None,
-        forward_headers(event, origin),
-    )
+    ack = await send_to_owner(key, message.value, message.timestamp or None, forward_headers(event, origin))
     (metrics.events_rekeyed if rekeyed else metrics.events_repartitioned).labels(origin).inc()
     return ack
+
+
+async def send_to_owner(
+    key: str, value: bytes | None, timestamp: float | None, headers: list[tuple[str, bytes]]
+) -> Awaitable[Any]:
+    """Produce a raw consumed record to `key`'s own partition of `core.rekeyed`; the ack future."""
+    return await app.producer.send(
+        topics.REKEYED, key.encode(), value, own_partition(key), timestamp, headers
+    )
