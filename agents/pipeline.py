@@ -27,7 +27,7 @@ from faust.types import EventT, StreamT
 from agents import topics as faust_topics
 from agents.dead_letter import send_to_dead_letter
 from agents.parking import park
-from agents.repartition import forward, is_misrouted
+from agents.repartition import customer_shaped, forward, is_misrouted
 from core_app import metrics, topics
 from core_app.domain.customer import CustomerState
 from core_app.domain.errors import ValidationFailed
@@ -92,7 +92,15 @@ async def parse_or_divert(
     raw: EventT, topic: str, parser: Parser, forwards: list[Awaitable[Any]]
 ) -> CustomerEvent | None:
     """The validated event, or None once it has been dead-lettered or forwarded to its key's own
-    partition (re-keyed or repartitioned: agents/repartition.py); a forward's ack joins `forwards`."""
+    partition (re-keyed or repartitioned: agents/repartition.py); a forward's ack joins `forwards`.
+
+    A record keyed like a customer but off that key's partition is forwarded before it is decoded:
+    the owner decodes and validates it (and re-keys or dead-letters it), so it is decoded once.
+    """
+    key = customer_shaped(raw.key)
+    if key is not None and is_misrouted(raw, key):
+        forwards.append(await forward(raw, key, topic))
+        return None
     try:
         event = parser(await get_runtime().codec.decode(raw.value))
     except DecodeError as exc:

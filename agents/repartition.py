@@ -29,6 +29,16 @@ def own_partition(key: str) -> int:
     return key_partition(key, app.conf.topic_partitions)
 
 
+def customer_shaped(key: Any) -> str | None:
+    """The record key as text when it looks like `{merchant_id}:{customer_id}` (not yet validated)."""
+    if isinstance(key, bytes):
+        try:
+            key = key.decode()
+        except UnicodeDecodeError:
+            return None
+    return key if isinstance(key, str) and key.count(":") == 1 else None
+
+
 def is_misrouted(event: EventT, key: str) -> bool:
     return bool(event.message.partition != own_partition(key))
 

@@ -1,7 +1,7 @@
--- Events for customers that do not exist yet (docs/decisions.md D103): parked here instead of the
--- dead-letter topic, retried with backoff, applied once the customer exists (API, import, webhook),
--- dead-lettered with their reason after PARKED_EVENT_TTL_SECONDS. The raw record is kept as consumed
--- (rfm/points/referral/gdpr events carry no email).
+-- Events for customers that do not exist yet (docs/decisions.md D103), and replayed dead letters (D104).
+-- parked_events: parked here instead of the dead-letter topic, retried with backoff, applied once the
+-- customer exists (API, import, webhook), dead-lettered with their reason after PARKED_EVENT_TTL_SECONDS.
+-- The raw record is kept as consumed (rfm/points/referral/gdpr events carry no email).
 -- depends: 0003_email_s2k
 CREATE TABLE parked_events (
     id               BIGSERIAL PRIMARY KEY,
@@ -23,3 +23,12 @@ CREATE TABLE parked_events (
 );
 CREATE INDEX parked_events_due ON parked_events (next_attempt_at);
 CREATE INDEX parked_events_customer ON parked_events (merchant_id, customer_id);
+
+-- Dead letters already replayed by `core dlq replay` (D104): a second replay skips them.
+CREATE TABLE dead_letter_replays (
+    dlq_partition INTEGER NOT NULL,
+    dlq_offset    BIGINT NOT NULL,
+    actor         TEXT NOT NULL,
+    replayed_at   TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    PRIMARY KEY (dlq_partition, dlq_offset)
+);
