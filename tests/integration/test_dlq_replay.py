@@ -89,6 +89,19 @@ async def test_replay_of_poison_then_fixed_records_applies_them_exactly_once(
     ]
     assert len(mine) == POISON and {item["source_topic"] for item in mine} == {RFM_UPDATED}
 
+    async with aiohttp.ClientSession() as http:
+        params = {"merchant_id": merchant_id, "reason": "unknown_schema", "limit": "500"}
+        async with http.get(f"{worker.url}/core/v1/admin/dlq", params=params) as response:
+            assert response.status == 200
+            listed_api = (await response.json())["dead_letters"]
+        other = {"merchant_id": str(uuid.uuid4())}
+        async with http.get(f"{worker.url}/core/v1/admin/dlq", params=other) as response:
+            assert (await response.json())["dead_letters"] == []  # another merchant sees none of them
+        bad = {"merchant_id": merchant_id, "since": "yesterday"}
+        async with http.get(f"{worker.url}/core/v1/admin/dlq", params=bad) as response:
+            assert response.status == 400 and (await response.json())["error"]["field"] == "since"
+    assert sorted(item["ref"] for item in listed_api) == sorted(item["ref"] for item in mine)
+
     # The fix: the producer's schema reaches the registry, under the id its records carry.
     async with aiohttp.ClientSession() as http:
         subject = f"{registry_url}/subjects/{RFM_UPDATED}-value/versions"
@@ -133,4 +146,3 @@ async def test_replay_of_poison_then_fixed_records_applies_them_exactly_once(
             (since.replace("+00:00", ""),),
         )
         assert dict(cur.fetchall()) == {"dlq.list": 1, "dlq.show": 1, "dlq.replay": 2}
-    assert uuid.UUID(merchant_id)
