@@ -21,7 +21,7 @@ MAX_LIST = 500
 
 
 def parse_since(value: Any) -> datetime | None:
-    if value in (None, ""):
+    if value is None:
         return None
     try:
         moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
@@ -31,7 +31,7 @@ def parse_since(value: Any) -> datetime | None:
 
 
 def parse_limit(value: Any) -> int:
-    if value in (None, ""):
+    if value is None:
         return 100
     try:
         limit = int(value)

@@ -140,7 +140,8 @@ async def _start_offsets(
     if since is None:
         return dict(starts)
     ends = await consumer.end_offsets(partitions)
-    by_time = await consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in partitions})
+    at_ms = max(0, int(since.timestamp() * 1000))  # a time before 1970 means from the start
+    by_time = await consumer.offsets_for_times({tp: at_ms for tp in partitions})
     return {tp: by_time[tp].offset if by_time.get(tp) else ends[tp] for tp in partitions}
 
 

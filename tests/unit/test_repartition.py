@@ -25,3 +25,13 @@ def test_forward_headers_accept_a_mapping_or_none() -> None:
         "source_topic",
         "forwarded_from",
     ]
+
+
+def test_only_customer_shaped_keys_are_forwarded_before_decoding() -> None:
+    from agents.repartition import customer_shaped
+
+    assert customer_shaped(b"m:c") == "m:c"
+    assert customer_shaped("m:c") == "m:c"
+    assert customer_shaped(None) is None
+    assert customer_shaped(b"order-42") is None  # decoded first, then re-keyed by its event
+    assert customer_shaped(b"\xff:\xfe") is None
