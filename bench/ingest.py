@@ -39,7 +39,6 @@ from bench.common import (
     wait_http_ok,
 )
 from bench.common import worker_env as common_worker_env
-from bench.rdkafka import CrcProducer
 from core_app import db
 from core_app.events.codec import EventCodec
 from core_app.migrate import migrate
@@ -83,6 +82,8 @@ async def produce_rfm(
     """`rounds` rfm.updated per customer, partitioned by aiokafka's murmur2 or, with `crc32`, by
     librdkafka's default (bench/rdkafka.py)."""
     if crc32:
+        from bench.ingest_crc32 import produce_rfm_crc32
+
         return await produce_rfm_crc32(bootstrap, codec, merchant_id, customers, rounds)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=256 * 1024)
     await producer.start()
@@ -100,18 +101,6 @@ async def produce_rfm(
     finally:
         await producer.stop()
     return sent
-
-
-async def produce_rfm_crc32(
-    bootstrap: str, codec: EventCodec, merchant_id: str, customers: list[str], rounds: int
-) -> int:
-    producer = CrcProducer(bootstrap)
-    for step in range(rounds):
-        for n, customer_id in enumerate(customers):
-            value = await codec.encode(RFM_UPDATED, rfm_record(merchant_id, customer_id, n, step))
-            producer.send(RFM_UPDATED, f"{merchant_id}:{customer_id}".encode(), value)
-    await producer.flush()
-    return rounds * len(customers)
 
 
 def rfm_record(merchant_id: str, customer_id: str, n: int, step: int) -> dict[str, object]:
@@ -324,6 +313,8 @@ async def run(args: argparse.Namespace) -> None:
             if sink is not None:
                 sink.stop()
         if not args.skip_crc32:
+            from bench.ingest_crc32 import crc32_phase
+
             await crc32_phase(args, settings, tansu.bootstrap, codec, env, workdir, results)
     finally:
         await registry.cleanup()
@@ -337,51 +328,9 @@ async def run(args: argparse.Namespace) -> None:
     if not args.pipeline_only:
         report(results)
     elif "c'" in results:
+        from bench.ingest_crc32 import report_crc32
+
         report_crc32(results)
-
-
-async def crc32_phase(
-    args: argparse.Namespace,
-    settings: Settings,
-    bootstrap: str,
-    codec: EventCodec,
-    env: dict[str, str],
-    workdir: Path,
-    results: dict[str, float],
-) -> None:
-    """(c') the same load produced by librdkafka's CRC32 partitioner, while the worker is stopped, then
-    consumed by the same worker restarted: most events are forwarded to their key's partition first."""
-    section("(c') this pipeline, CRC32-partitioned input (librdkafka default): the repartition cost")
-    merchant_id = str(uuid.uuid4())
-    customers = insert_customers(settings, merchant_id, args.customers)
-    rounds = max(1, args.messages // args.customers)
-    total = await produce_rfm(bootstrap, codec, merchant_id, customers, rounds, crc32=True)
-    print(f"produced {total:,} events through librdkafka")
-    sink = None
-    if not args.sink_in_worker:
-        sink = Worker.start(env | {"WORKER_ID": "bench-sink"}, workdir / "sink-crc32.log", command="sink")
-    # A new worker id: it recovers the tables from the changelogs before it consumes (the rate counts
-    # from the first applied event). Restarting the same RocksDB directory after a clean stop was
-    # refused by Faust (persisted offset above the changelog's highwater; reported, not fixed here).
-    worker = Worker.start(env | {"WORKER_ID": "bench-crc32"}, workdir / "worker-crc32.log")
-    try:
-        try:
-            await wait_http_ok(f"{worker.url}/ready", timeout=180)
-        except TimeoutError:
-            print(worker.log_tail(60))
-            raise
-        pids = {"worker": worker.process.pid} | ({"sink": sink.process.pid} if sink else {})
-        results["c'"], _finished, cpu = await pipeline_rate(worker, total, pids)
-        forwarded = await metric(worker, "core_events_repartitioned_total")
-        rate = results["c'"]
-        print(
-            f"{rate:,.0f} events/s ({cpu['worker']:.0f} us worker CPU per event); "
-            f"{forwarded:,.0f} of {total:,} forwarded to their key's partition"
-        )
-    finally:
-        worker.stop()
-        if sink is not None:
-            sink.stop()
 
 
 def report(results: dict[str, float]) -> None:
@@ -400,16 +349,12 @@ def report(results: dict[str, float]) -> None:
     d_verdict = "met" if results["d"] < 10 else "MISSED"
     print(f"(d)  sink catch-up      = {results['d']:.1f}s  target < 10s: {d_verdict}")
     if "c'" in results:
+        from bench.ingest_crc32 import report_crc32
+
         report_crc32(results)
     if "e" in results:
         e_verdict = "met" if results["e"] <= 512 else "MISSED"
         print(f"(e)  peak RSS           = {results['e']:.0f} MiB  target <= 512 MiB: {e_verdict}")
-
-
-def report_crc32(results: dict[str, float]) -> None:
-    ratio = results["c'"] / results["c"]
-    verdict = "met" if ratio >= 0.6 else "MISSED"
-    print(f"(c') CRC32 input        / (c) murmur2   = {ratio:.2f}  target >= 0.6: {verdict}")
 
 
 def main() -> None:

@@ -93,7 +93,9 @@ class Filters:
 
 async def read_letters(settings: Settings, filters: Filters, limit: int | None = None) -> list[DeadLetter]:
     """The matching letters, oldest first per partition, read to the topic's end (at most `limit`)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100
+    )
     await consumer.start()
     found: list[DeadLetter] = []
     try:

@@ -54,7 +54,9 @@ class RepairReport:
 async def read_copies(settings: Settings, merchant_id: str) -> Copies:
     """The last changelog record of each of the merchant's keys, per partition, read to the end."""
     topic = f"{settings.service_name}-customers-changelog"
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100
+    )
     await consumer.start()
     copies: Copies = {}
     prefix = f'"{merchant_id}:'.encode()  # D25: changelog keys are JSON strings
