@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import psycopg2.extras
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from core_app.events.codec import EventCodec
+from core_app.migrate import migrate
 from core_app.settings import Settings
 from core_app.topics import DEAD_LETTER
 from tests.helpers import (
@@ -40,10 +42,25 @@ def own_tansu(data_root: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def own_db(settings: Settings) -> Iterator[Settings]:
+    """A database of its own: every worker's ParkedEvents claims due rows of its database, so the
+    session worker (another broker) must not see these."""
+    own = settings.model_copy(update={"core_db_name": f"{settings.core_db_name}_parking"})
+    migrate(own)
+    yield own
+    admin = psycopg2.connect(settings.model_copy(update={"core_db_name": "postgres"}).db_dsn)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{own.core_db_name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture
 async def parking_worker(
-    worker_env: dict[str, str], own_tansu: str, data_root: Path
+    worker_env: dict[str, str], own_tansu: str, own_db: Settings, data_root: Path
 ) -> AsyncIterator[WorkerProcess]:
     env = worker_env | {
+        "CORE_DB_NAME": own_db.core_db_name,
         "KAFKA_BROKER": own_tansu,
         "DATA_DIR": str(data_root / "parking-data"),
         "PARKED_EVENT_TTL_SECONDS": str(TTL),
@@ -99,8 +116,9 @@ async def dead_letter_keys(bootstrap: str) -> list[bytes]:
 
 
 async def test_an_early_event_waits_for_its_customer_and_expires_to_the_dlq_only_after_the_ttl(
-    parking_worker: WorkerProcess, settings: Settings, codec: EventCodec, own_tansu: str
+    parking_worker: WorkerProcess, own_db: Settings, codec: EventCodec, own_tansu: str
 ) -> None:
+    settings = own_db
     merchant_id = new_merchant(settings)
     late, never = str(uuid.uuid4()), str(uuid.uuid4())
     producer = AIOKafkaProducer(bootstrap_servers=own_tansu.removeprefix("kafka://"))
