@@ -20,13 +20,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg2.extras
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from core_app import topics
+from core_app.db import create_pool
 from core_app.domain.customer import CustomerState
 from core_app.domain.repair import merge_copies, needs_repair
-from core_app.repository import _state_from_row
+from core_app.repository import fetch_merchant_customers
 from core_app.routing import key_partition
 from core_app.settings import Settings
 
@@ -90,18 +90,13 @@ async def read_copies(settings: Settings, merchant_id: str) -> Copies:
     return copies
 
 
-def stored_rows(settings: Settings, merchant_id: str) -> dict[str, CustomerState]:
-    from core_app.db import connection_options
-    from core_app.repository import _COLUMNS
-
-    conn = psycopg2.connect(settings.db_dsn, options=connection_options(settings))
+async def stored_rows(settings: Settings, merchant_id: str) -> dict[str, CustomerState]:
+    pool = await create_pool(settings, minsize=1, maxsize=1)
     try:
-        with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-            cur.execute(f"SELECT {_COLUMNS} FROM customers WHERE merchant_id = %s", (merchant_id,))
-            states = [_state_from_row(dict(row)) for row in cur.fetchall()]
+        return await fetch_merchant_customers(pool, merchant_id)
     finally:
-        conn.close()
-    return {state.key: state for state in states}
+        pool.close()
+        await pool.wait_closed()
 
 
 def plan_repairs(
@@ -167,7 +162,7 @@ async def repair_merchant(
 ) -> RepairReport:
     report = RepairReport(merchant_id)
     copies = await read_copies(settings, merchant_id)
-    stored = await asyncio.to_thread(stored_rows, settings, merchant_id)
+    stored = await stored_rows(settings, merchant_id)
     report.customers_seen = len(copies.keys() | stored.keys())
     report.split = sum(1 for by_partition in copies.values() if len(by_partition) > 1)
     plan = plan_repairs(copies, stored, settings.kafka_topic_partitions)
