@@ -10,8 +10,9 @@ In a saga a producer may score a customer before Core has imported it. Such an e
 - otherwise it is retried later, with exponential backoff capped at PARKED_RETRY_MAX_SECONDS.
 Rows are deleted only after the record's send is acknowledged, in the transaction that claimed them:
 a crash re-sends at worst, and the owner skips the copy as not newer. A customer created by the API
-wakes its parked events at once (`wake`). `core_parked_events` is the number parked, cluster-wide
-(every worker reports the same count: aggregate with max, not sum).
+or an import wakes its parked events at once (`wake`, core_app/imports/store.py).
+`core_parked_events` is the number parked, cluster-wide (every worker reports the same count:
+aggregate with max, not sum).
 """
 
 from __future__ import annotations
