@@ -17,6 +17,7 @@ import psycopg2.errors
 from faust.types import EventT, StreamT
 
 from agents import topics as faust_topics
+from agents.parking import wake
 from agents.pipeline import now_iso, state_record
 from agents.replies import run_and_reply
 from core_app import metrics, topics
@@ -24,6 +25,7 @@ from core_app.app import app
 from core_app.domain.customer import CustomerState
 from core_app.domain.errors import Conflict, NotFound
 from core_app.domain.pii import sanitize_metadata
+from core_app.domain.repair import merge_copies
 from core_app.repository import change_email, fetch_customer, insert_customer
 from core_app.retry import infra_retry
 from core_app.runtime import get_runtime
@@ -32,6 +34,7 @@ from core_app.security.shredding import KeyShredded
 from core_app.services.customers import customer_view
 from tables.customers import read_customer, save_customer
 
+REPAIR_CHANGES = ["RFM", "POINTS", "REFERRAL", "PROFILE"]  # a repair may change any part
 _EVENT_NAMESPACE = uuid.UUID("0b7b3d1e-9a55-4a43-8c6a-3f1f5d0c2e77")
 
 
@@ -57,6 +60,7 @@ async def create(command: dict[str, Any], event: EventT) -> CustomerState:
         raise Conflict("email", "another customer of this merchant has this email") from None
     except psycopg2.errors.ForeignKeyViolation:
         raise NotFound("merchant", merchant_id) from None
+    await infra_retry()(wake, get_runtime().pool, merchant_id, customer_id)  # its parked events (D103)
     state = state.advanced("profile", int(time.time() * 1000), now_iso(), email=command["email"])
     save_customer(state, event)
     record = {
@@ -104,7 +108,27 @@ async def update(command: dict[str, Any], event: EventT) -> CustomerState:
     return state
 
 
-HANDLERS = {"create": create, "update": update}
+def holds(current: CustomerState, supplied: CustomerState) -> bool:
+    """`current` already has everything `supplied` carries (a replayed repair)."""
+    return current.version >= supplied.version and all(
+        current.applied_as_of.get(source, 0) >= as_of for source, as_of in supplied.applied_as_of.items()
+    )
+
+
+async def repair(command: dict[str, Any], event: EventT) -> CustomerState:
+    """`core repair`: merge a copy found outside the key's own partition (D102) into the owner's."""
+    supplied = CustomerState.from_dict(command["state"])
+    current = read_customer(command["key"], event)
+    if current is not None and holds(current, supplied):
+        return current
+    state = merge_copies([copy for copy in (current, supplied) if copy is not None])
+    save_customer(state, event)
+    value = await get_runtime().codec.encode(topics.CUSTOMER_UPDATED, state_record(state, REPAIR_CHANGES))
+    await faust_topics.customer_updated.send(key=state.key, value=value)
+    return state
+
+
+HANDLERS = {"create": create, "update": update, "repair": repair}
 
 
 async def handle(event: EventT) -> None:

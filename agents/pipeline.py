@@ -1,6 +1,7 @@
 """Shared processing of consumed customer events, a batch at a time.
 
-decode + validate -> divert (dead letter / re-key) -> first-touch load -> apply and save -> publish.
+decode + validate -> divert (dead letter, or forward to the key's own partition) -> first-touch load
+-> apply and save -> publish.
 
 The read-apply-save step has no `await` in it: several agents (one per topic) update the same
 customers, and asyncio cannot interleave them inside a synchronous section, so no update is lost.
@@ -11,11 +12,12 @@ order, sent in batches, flushed before Faust commits the source offsets.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +25,9 @@ from typing import Any
 from faust.types import EventT, StreamT
 
 from agents import topics as faust_topics
-from agents.dead_letter import rekey_headers, send_to_dead_letter
+from agents.dead_letter import send_to_dead_letter
+from agents.parking import park
+from agents.repartition import customer_shaped, forward, is_misrouted
 from core_app import metrics, topics
 from core_app.domain.customer import CustomerState
 from core_app.domain.errors import ValidationFailed
@@ -84,8 +88,19 @@ def key_route(key: Any, event: CustomerEvent) -> str:
     return "rekey"
 
 
-async def parse_or_divert(raw: EventT, topic: str, parser: Parser) -> CustomerEvent | None:
-    """The validated event, or None once it has been dead-lettered or re-keyed."""
+async def parse_or_divert(
+    raw: EventT, topic: str, parser: Parser, forwards: list[Awaitable[Any]]
+) -> CustomerEvent | None:
+    """The validated event, or None once it has been dead-lettered or forwarded to its key's own
+    partition (re-keyed or repartitioned: agents/repartition.py); a forward's ack joins `forwards`.
+
+    A record keyed like a customer but off that key's partition is forwarded before it is decoded:
+    the owner decodes and validates it (and re-keys or dead-letters it), so it is decoded once.
+    """
+    key = customer_shaped(raw.key)
+    if key is not None and is_misrouted(raw, key):
+        forwards.append(await forward(raw, key, topic))
+        return None
     try:
         event = parser(await get_runtime().codec.decode(raw.value))
     except DecodeError as exc:
@@ -99,12 +114,8 @@ async def parse_or_divert(raw: EventT, topic: str, parser: Parser) -> CustomerEv
         reason = f"key {raw.key!r} names another merchant than the event's {event.merchant_id}"
         await send_to_dead_letter(raw, route, reason, topic)
         return None
-    if route == "rekey":
-        message = raw.message
-        timestamp_ms = int(message.timestamp * 1000) if message.timestamp is not None else None
-        headers = rekey_headers(topic, message.key, timestamp_ms, message.headers)
-        await faust_topics.rekeyed.send(key=event.key, value=raw.value, headers=headers)
-        metrics.events_rekeyed.labels(topic).inc()
+    if route == "rekey" or is_misrouted(raw, event.key):
+        forwards.append(await forward(raw, event.key, topic, rekeyed=route == "rekey"))
         return None
     return event
 
@@ -181,8 +192,8 @@ async def publish(result: BatchResult, topic: str) -> None:
         applied += len(change.events)
     if applied:
         metrics.events_processed.labels(topic).inc(applied)
-    for raw, event in result.unknown:
-        await send_to_dead_letter(raw, "unknown_customer", f"no customer {event.key}", topic)
+    if result.unknown:  # the customer may be created later (a saga): parked, not dead-lettered (D103)
+        await infra_retry()(park, runtime.pool, runtime.settings, result.unknown, topic)
     for change in redactions:
         for event in change.events:
             if isinstance(event, GdprRedactionRequested):
@@ -225,12 +236,18 @@ async def complete_redaction(event: GdprRedactionRequested) -> None:
 
 async def process_batch(raw_events: Sequence[EventT], topic: str, parser: Parser) -> None:
     by_key: ByKey = defaultdict(list)
+    forwards: list[Awaitable[Any]] = []
     for raw in raw_events:
-        event = await parse_or_divert(raw, topic, parser)
+        event = await parse_or_divert(raw, topic, parser, forwards)
         if event is not None:
             by_key[event.key].append((raw, event))
-    if not by_key:
-        return
+    if by_key:
+        await apply_and_publish(by_key, topic)
+    # The batch (hence its source offsets) ends only once every forward is in its topic.
+    await asyncio.gather(*forwards)
+
+
+async def apply_and_publish(by_key: ByKey, topic: str) -> None:
     last_events = {key: items[-1][0] for key, items in by_key.items()}
     states = read_customers(last_events)
     fetched: dict[str, CustomerState] = {}

@@ -74,6 +74,9 @@ def parser() -> argparse.ArgumentParser:
     from core_app.newcomer.commands import add_newcomer_commands
 
     add_newcomer_commands(commands)  # call, demo
+    from core_app.ops_cli import add_commands as add_ops_commands
+
+    add_ops_commands(commands)  # repair
     return root
 
 

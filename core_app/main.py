@@ -7,6 +7,7 @@ from agents.gdpr_request_created import gdpr_request_created_agent
 from agents.import_updates import import_updates_agent
 from agents.imports import import_jobs_agent
 from agents.imports import runner as import_runner
+from agents.parking import ParkedEvents
 from agents.points_updated import points_updated_agent
 from agents.referral_created import referral_created_agent
 from agents.rekeyed import rekeyed_agent
@@ -48,5 +49,6 @@ def build() -> CoreApp:
             HttpServer(settings, build_web_app()),
             GrpcServer(settings, handlers=[CoreService()]),
             import_runner,
+            ParkedEvents(settings),  # events for customers that did not exist yet (D103)
         ]
     return app

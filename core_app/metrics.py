@@ -16,6 +16,20 @@ events_skipped = Counter(
 events_rekeyed = Counter(
     "core_events_rekeyed_total", "Consumed events re-keyed to {merchant_id}:{customer_id}", ["topic"]
 )
+events_repartitioned = Counter(
+    "core_events_repartitioned_total",
+    "Consumed events that arrived on another partition than their key's and were forwarded to it",
+    ["topic"],
+)
+events_parked = Counter(
+    "core_events_parked_total", "Consumed events parked because their customer does not exist yet", ["topic"]
+)
+parked_released = Counter(
+    "core_parked_released_total",
+    "Parked events that left the parking table: applied (the customer exists) or expired (to the DLQ)",
+    ["topic", "outcome"],
+)
+parked_events = Gauge("core_parked_events", "Events parked for customers that do not exist yet (all workers)")
 events_failed = Counter("core_events_failed_total", "Consumed events that could not be applied", ["topic"])
 writer_waits = Counter(
     "core_record_writer_wait_seconds_total",

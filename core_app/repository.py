@@ -63,6 +63,15 @@ async def fetch_customers(pool: aiopg.Pool, keys: list[tuple[str, str]]) -> dict
     return {state.key: state for state in states}
 
 
+async def fetch_merchant_customers(pool: aiopg.Pool, merchant_id: str) -> dict[str, CustomerState]:
+    """Every customer of a merchant, by customer key (`core repair`: one merchant at a time)."""
+    async with pool.acquire() as conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        await cur.execute(f"SELECT {_COLUMNS} FROM customers WHERE merchant_id = %s", (merchant_id,))
+        rows = await cur.fetchall()
+    states = (_state_from_row(dict(row)) for row in rows)
+    return {state.key: state for state in states}
+
+
 async def record_audit(
     pool: aiopg.Pool,
     *,

@@ -171,6 +171,10 @@ class Settings(BaseSettings):
     import_max_concurrent: int = Field(default=2, ge=1)  # import jobs running at once per worker
     import_progress_interval: float = Field(default=0.5, gt=0, le=1.0)
     import_update_timeout: float = Field(default=60.0, gt=0)  # owners confirming existing-customer updates
+    # Events for customers that do not exist yet: parked, retried with backoff, then dead-lettered (D103).
+    parked_event_ttl_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
+    parked_retry_base_seconds: float = Field(default=1.0, gt=0)
+    parked_retry_max_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("kafka_broker")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_async.aio.web import server_stats
 
-from views import customers, health, imports, internal, live, segments, settings, updates
+from views import admin_dlq, customers, health, imports, internal, live, segments, settings, updates
 from views.admin_page import admin_routes
 from views.graphql import graphql_handler
 from views.pipeline import build_app
@@ -22,6 +22,7 @@ ROUTES: list[tuple[str, str, object]] = [
     ("GET", "/core/v1/imports", imports.get_imports),
     ("POST", "/core/v1/imports", imports.start_import),
     ("GET", "/core/v1/updates/stream", updates.updates_stream),  # WebSocket
+    ("GET", "/core/v1/admin/dlq", admin_dlq.get_dead_letters),
     ("GET", "/internal/v1/customers/{merchant_id}/{customer_id}", internal.owner_customer),
     ("GET", "/internal/v1/settings/{merchant_id}", internal.owner_settings),
 ]

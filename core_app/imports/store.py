@@ -91,6 +91,11 @@ ON CONFLICT DO NOTHING
 RETURNING email_hash, id::text
 """
 
+_WAKE_PARKED = """
+UPDATE parked_events SET next_attempt_at = CURRENT_TIMESTAMP
+ WHERE merchant_id = %s AND customer_id = ANY(%s::uuid[])
+"""
+
 
 async def existing_customers(pool: aiopg.Pool, merchant_id: str, hashes: list[str]) -> dict[str, str]:
     """email_hash -> customer_id for the merchant's customers among `hashes`."""
@@ -107,4 +112,7 @@ async def insert_customers(pool: aiopg.Pool, merchant_id: str, rows: list[dict[s
         return {}
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute(_INSERT_NEW, (merchant_id, json.dumps(rows)))
-        return dict(await cur.fetchall())
+        inserted = dict(await cur.fetchall())
+        if inserted:  # events parked for these customers are due now (docs/decisions.md D103)
+            await cur.execute(_WAKE_PARKED, (merchant_id, list(inserted.values())))
+        return inserted

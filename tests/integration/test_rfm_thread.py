@@ -14,6 +14,7 @@ from core_app.events.codec import EventCodec
 from core_app.settings import Settings
 from core_app.topics import DEAD_LETTER, RFM_UPDATED
 from tests.helpers import WorkerProcess, eventually, metric
+from tests.integration.conftest import pg
 from tests.integration.events import get_customer, insert_customers, new_merchant, read_topic
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -153,16 +154,25 @@ async def test_bad_events_go_to_the_dead_letter_topic_and_the_agent_goes_on(
     await eventually(applied, timeout=30)
 
 
-async def test_event_for_unknown_customer_is_dead_lettered(
-    worker: WorkerProcess, codec: EventCodec, producer: AIOKafkaProducer, tansu: str
+async def test_event_for_unknown_customer_is_parked_not_dead_lettered(
+    worker: WorkerProcess, settings: Settings, codec: EventCodec, producer: AIOKafkaProducer
 ) -> None:
+    """Issue 14: the customer may be created later (D103); expiry to the DLQ: test_parked_events.py."""
     merchant_id, customer_id = str(uuid.uuid4()), str(uuid.uuid4())
     key = f"{merchant_id}:{customer_id}"
     await send(
         producer, key, await codec.encode(RFM_UPDATED, rfm_event(merchant_id, customer_id, (1, 1, 1), NOW))
     )
-    [letter] = (await dead_letters_for(tansu, key, count=1))[:1]
-    assert dict(letter.headers)["error_kind"] == b"unknown_customer"
+
+    async def parked() -> list[tuple[Any, ...]]:
+        with pg(settings) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT source_topic, record_key FROM parked_events WHERE customer_id = %s", (customer_id,)
+            )
+            return cur.fetchall()
+
+    [(topic, record_key)] = await eventually(parked, timeout=30)
+    assert (topic, bytes(record_key)) == (RFM_UPDATED, key.encode())
 
 
 async def test_customer_read_falls_back_to_postgres(worker: WorkerProcess, settings: Settings) -> None:

@@ -158,6 +158,14 @@ ROUTES: list[Route] = [
         "/core/v1/imports",
     ),
     # GraphQL over HTTP (JWT)
+    Route(
+        "GET /core/v1/admin/dlq",
+        "rest",
+        FULL,
+        lambda m, c: {"params": {"merchant_id": m}},
+        "GET",
+        "/core/v1/admin/dlq",
+    ),
     Route("query getCustomer", "graphql", VIEW, lambda m, c: (GQL_CUSTOMER, {"m": m, "c": c})),
     Route("query getCustomerRFM", "graphql", VIEW, lambda m, c: (GQL_RFM, {"m": m, "c": c})),
     Route("query getProgramSettings", "graphql", VIEW, lambda m, c: (GQL_SETTINGS, {"m": m})),

@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS parked_events, dead_letter_replays;
