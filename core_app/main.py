@@ -12,6 +12,7 @@ from agents.referral_created import referral_created_agent
 from agents.rekeyed import rekeyed_agent
 from agents.rfm_updated import rfm_updated_agent
 from agents.settings_commands import settings_commands_agent
+from core_app import consumer_metrics
 from core_app.app import CoreApp, app
 from core_app.fanout.service import FanoutService
 from core_app.rpc.core_service import CoreService
@@ -49,4 +50,5 @@ def build() -> CoreApp:
             GrpcServer(settings, handlers=[CoreService()]),
             import_runner,
         ]
+        consumer_metrics.register(app)  # core_consumer_lag, core_worker_ready on /metrics
     return app

@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     kafka_rebalance_timeout: float = Field(default=60.0, gt=0)
     kafka_heartbeat_interval: float = Field(default=3.0, gt=0)
     kafka_producer_linger: float = Field(default=0.005, ge=0)
+    kafka_group_instance_id: str = ""  # static group membership (KIP-345); k8s sets the pod name
     table_standby_replicas: int = Field(default=1, ge=0)
     # false: the worker runs no PostgreSQL sink; run `core sink` (one or more) instead.
     sink_in_worker: bool = True
@@ -160,6 +161,14 @@ class Settings(BaseSettings):
     import_max_concurrent: int = Field(default=2, ge=1)  # import jobs running at once per worker
     import_progress_interval: float = Field(default=0.5, gt=0, le=1.0)
     import_update_timeout: float = Field(default=60.0, gt=0)  # owners confirming existing-customer updates
+
+    # Operations (docs/runbook.md): Consul registration and PostHog product events, both off when unset.
+    consul_http_addr: str = ""  # e.g. http://consul:8500; the worker registers core-{WORKER_ID}
+    consul_check_interval: str = "10s"
+    consul_check_timeout: str = "2s"
+    consul_deregister_after: str = "1m"  # DeregisterCriticalServiceAfter
+    posthog_api_key: SecretStr = SecretStr("")
+    posthog_host: str = "https://us.i.posthog.com"
 
     @field_validator("kafka_broker")
     @classmethod
