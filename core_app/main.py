@@ -15,6 +15,7 @@ from agents.settings_commands import settings_commands_agent
 from core_app import consumer_metrics
 from core_app.app import CoreApp, app
 from core_app.fanout.service import FanoutService
+from core_app.ops.service import OpsService
 from core_app.rpc.core_service import CoreService
 from core_app.servers import GrpcServer, HttpServer
 from core_app.sink import PostgresSink
@@ -49,6 +50,7 @@ def build() -> CoreApp:
             HttpServer(settings, build_web_app()),
             GrpcServer(settings, handlers=[CoreService()]),
             import_runner,
+            OpsService(settings),  # last: started after the servers, stopped (deregistered) first
         ]
         consumer_metrics.register(app)  # core_consumer_lag, core_worker_ready on /metrics
     return app

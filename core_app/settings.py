@@ -167,6 +167,7 @@ class Settings(BaseSettings):
     consul_check_interval: str = "10s"
     consul_check_timeout: str = "2s"
     consul_deregister_after: str = "1m"  # DeregisterCriticalServiceAfter
+    consul_http_token: SecretStr = SecretStr("")  # ACL token, sent as X-Consul-Token
     posthog_api_key: SecretStr = SecretStr("")
     posthog_host: str = "https://us.i.posthog.com"
 
