@@ -139,7 +139,7 @@ ROWS: list[tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] = [
                 [
                     (
                         "sum by (transport, reason) (increase(core_auth_refused_total"
-                        '{status=~"401|403|UNAUTHENTICATED|PERMISSION_DENIED"}[1h]))',
+                        '{reason=~"UNAUTHENTICATED|FORBIDDEN"}[1h]))',
                         "{{transport}} {{reason}}",
                     )
                 ],
