@@ -41,6 +41,13 @@ def _keys(args: argparse.Namespace) -> int:
     return run_cli(load_settings(), args.action, dict(os.environ))
 
 
+def _dlq(args: argparse.Namespace) -> int:
+    from core_app.ops.dlq import Replay, run_cli
+
+    replay = Replay(args.source_topic, args.kind, args.from_offset, args.dry_run)
+    return run_cli(load_settings(), replay)
+
+
 def _dev(args: argparse.Namespace) -> int:
     from core_app.devstack import run_dev
 
@@ -75,6 +82,13 @@ def parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="rotate KEY_ENCRYPTION_KEY or EMAIL_ENCRYPTION_KEY (stopped set)")
     keys.add_argument("action", choices=["rotate-kek", "rotate-email-key"])
     keys.set_defaults(run=_keys)
+    dlq = commands.add_parser("dlq", help="replay dead letters to their source topic")
+    dlq.add_argument("action", choices=["replay"])
+    dlq.add_argument("--source-topic", required=True, help="replay the records that came from this topic")
+    dlq.add_argument("--kind", help="only this error_kind (e.g. undecodable, invalid)")
+    dlq.add_argument("--from-offset", type=int, default=0, help="first core.dlq offset, per partition")
+    dlq.add_argument("--dry-run", action="store_true", help="count, send nothing")
+    dlq.set_defaults(run=_dlq)
     registry = commands.add_parser("schema-registry", help="run the development schema registry")
     registry.add_argument("--host", default="127.0.0.1")
     registry.add_argument("--port", type=int, default=8081)
