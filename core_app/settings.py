@@ -170,6 +170,7 @@ class Settings(BaseSettings):
     consul_http_token: SecretStr = SecretStr("")  # ACL token, sent as X-Consul-Token
     posthog_api_key: SecretStr = SecretStr("")
     posthog_host: str = "https://us.i.posthog.com"
+    otel_exporter_otlp_endpoint: str = ""  # OTLP/HTTP base URL, e.g. http://otel-collector:4318
 
     @field_validator("kafka_broker")
     @classmethod

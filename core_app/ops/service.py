@@ -11,6 +11,7 @@ from mode import Service
 from core_app.ops import product_events
 from core_app.ops.consul import ConsulRegistration
 from core_app.settings import Settings
+from core_app.tracing import shutdown_tracing
 
 
 class OpsService(Service):
@@ -28,3 +29,4 @@ class OpsService(Service):
         if self.consul is not None:
             await self.consul.stop()
         product_events.shutdown()
+        shutdown_tracing()

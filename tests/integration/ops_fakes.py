@@ -140,3 +140,31 @@ class RunningPrometheus:
             body = await r.json()
         assert body["status"] == "success", body
         return body["data"]
+
+
+class FakeOtlpCollector(FakeServer):
+    """OTLP/HTTP traces (`POST /v1/traces`, protobuf `ExportTraceServiceRequest`): keeps each span as
+    (trace id, span name, kind, service.instance.id of its resource)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spans: list[tuple[str, str, int, str]] = []
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/traces", self._export)
+
+    async def _export(self, request: web.Request) -> web.Response:
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+        data = await request.read()
+        if request.headers.get("Content-Encoding") == "gzip":
+            data = gzip.decompress(data)
+        export = trace_service_pb2.ExportTraceServiceRequest.FromString(data)
+        for resource_spans in export.resource_spans:
+            attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+            instance = attributes.get("service.instance.id", "")
+            for scope in resource_spans.scope_spans:
+                for span in scope.spans:
+                    self.spans.append((span.trace_id.hex(), span.name, span.kind, instance))
+        body = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+        return web.Response(body=body, content_type="application/x-protobuf")
