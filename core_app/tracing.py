@@ -3,7 +3,9 @@
 Spans come from the instrumentation libraries, so no view or service changes: a span per HTTP
 request served (aiohttp server), per call to another worker (aiohttp client: the owner hop, which
 carries W3C `traceparent`, so the owner's server span joins the caller's trace), per PostgreSQL
-statement (aiopg) and per Redis command. Log records get the current trace and span ids
+statement (aiopg) and per Redis command, and per record produced or fetched from Kafka (aiokafka: the
+producer writes `traceparent` into the record's headers and the consumer's span continues that trace
+on whichever worker reads it). Log records get the current trace and span ids
 (`trace_id`, `span_id` in the JSON lines, core_app/logs.py).
 """
 
@@ -28,6 +30,7 @@ def configure_tracing(settings: Settings) -> bool:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
     from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
+    from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
     from opentelemetry.instrumentation.aiopg import AiopgInstrumentor
     from opentelemetry.instrumentation.logging import LoggingInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
@@ -43,6 +46,7 @@ def configure_tracing(settings: Settings) -> bool:
     AioHttpClientInstrumentor().instrument()
     AiopgInstrumentor().instrument()
     RedisInstrumentor().instrument()
+    AIOKafkaInstrumentor().instrument()  # traceparent into produced records' headers, consume spans
     LoggingInstrumentor().instrument(inject_trace_context=True, enable_log_auto_instrumentation=False)
     _provider = provider
     log.info("tracing to %s", endpoint)

@@ -17,7 +17,7 @@ from tests.helpers import WorkerProcess, eventually, running_tansu, start_worker
 from tests.integration.events import new_merchant
 from tests.integration.ops_fakes import FakeOtlpCollector
 
-SERVER, CLIENT = 2, 3  # opentelemetry.proto.trace.v1.Span.SpanKind
+SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5  # opentelemetry.proto.trace.v1.Span.SpanKind
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +70,12 @@ async def test_a_routed_read_is_one_trace_across_both_workers(
     first, second = traced_pair
     merchant_id = new_merchant(settings)
     created = []
+    write_trace = os.urandom(16).hex()
     async with aiohttp.ClientSession() as http:
         for n in range(8):  # enough keys that each worker owns some
             body = {"merchant_id": merchant_id, "email": f"trace{n}@example.com"}
-            async with http.post(f"{first.url}/core/v1/customers", json=body) as response:
+            headers = {"traceparent": f"00-{write_trace}-{os.urandom(8).hex()}-01"}
+            async with http.post(f"{first.url}/core/v1/customers", json=body, headers=headers) as response:
                 assert response.status == 201, await response.text()
                 created.append((await response.json())["id"])
 
@@ -98,3 +100,11 @@ async def test_a_routed_read_is_one_trace_across_both_workers(
     spans = await eventually(exported, timeout=30, interval=0.5)
     owner_paths = [name for name, kind, who in spans if who == owner.name and kind == SERVER]
     assert any("/internal/" in name for name in owner_paths), spans
+
+    # The writes went through Kafka (the command topic, then the owner's agent): the producer put
+    # `traceparent` in the record headers and the consuming side continued the same trace.
+    async def through_kafka() -> set[int]:
+        kinds = {kind for t, _, kind, _ in collector.spans if t == write_trace}
+        return kinds if {SERVER, PRODUCER, CONSUMER} <= kinds else set()
+
+    await eventually(through_kafka, timeout=30, interval=0.5)
