@@ -3,9 +3,9 @@
 Spans come from the instrumentation libraries, so no view or service changes: a span per HTTP
 request served (aiohttp server), per call to another worker (aiohttp client: the owner hop, which
 carries W3C `traceparent`, so the owner's server span joins the caller's trace), per PostgreSQL
-statement (aiopg) and per Redis command, and per record produced or fetched from Kafka (aiokafka: the
-producer writes `traceparent` into the record's headers and the consumer's span continues that trace
-on whichever worker reads it). Log records get the current trace and span ids
+statement (aiopg), per Redis command and per Kafka record sent (aiokafka: the producer span joins the
+current trace and writes `traceparent` into the record's headers; the Faust agents do not continue it
+yet, docs/decisions.md D148). Log records get the current trace and span ids
 (`trace_id`, `span_id` in the JSON lines, core_app/logs.py).
 """
 

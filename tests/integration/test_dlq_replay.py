@@ -14,6 +14,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from agents.dead_letter import dead_letter_headers
+from core_app.ops.dlq import Replay, replay_dead_letters
+from core_app.settings import Settings
 from core_app.topics import DEAD_LETTER, POINTS_UPDATED, RFM_UPDATED
 from tests.helpers import running_tansu
 from tests.integration.events import read_topic
@@ -66,8 +68,8 @@ async def test_replay_sends_the_selected_dead_letters_back_unchanged(dlq_broker:
     bootstrap = dlq_broker.removeprefix("kafka://")
     await dead_letters(bootstrap)
 
-    out = await replay(dlq_broker, "--source-topic", RFM_UPDATED, "--dry-run")
-    assert "read 4 dead letters; would replay 3 to rfm.updated" in out, out
+    in_process = Settings(kafka_broker=dlq_broker)  # the function the CLI runs, without a new interpreter
+    assert await replay_dead_letters(in_process, Replay(RFM_UPDATED, dry_run=True)) == (4, 3)
 
     out = await replay(dlq_broker, "--source-topic", RFM_UPDATED, "--kind", "undecodable")
     assert "read 4 dead letters; replayed 2 to rfm.updated" in out, out
@@ -79,5 +81,4 @@ async def test_replay_sends_the_selected_dead_letters_back_unchanged(dlq_broker:
     assert all(dict(r.headers)["replayed_from"].startswith(b"core.dlq:") for r in records)
     await asyncio.sleep(1)  # nothing else arrives: the dry run sent nothing, points.updated stayed put
     assert len(await read_topic(dlq_broker, RFM_UPDATED, lambda r: True, 2, timeout=5)) == 2
-    out = await replay(dlq_broker, "--source-topic", POINTS_UPDATED, "--from-offset", "5")
-    assert "read 0 dead letters; replayed 0" in out, out
+    assert await replay_dead_letters(in_process, Replay(POINTS_UPDATED, from_offset=5)) == (0, 0)
