@@ -132,7 +132,27 @@ ROWS: list[tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] = [
                     )
                 ],
             ),
-            ("GDPR requests by state", "short", [("sum by (state) (core_gdpr_requests)", "{{state}}")]),
+            (
+                # Erasure is applied when the event arrives, so a request's states are its outcomes.
+                "GDPR requests by outcome / h",
+                "short",
+                [
+                    (
+                        'sum(increase(core_events_processed_total{topic="gdpr_request.created"}[1h]))',
+                        "applied",
+                    ),
+                    (
+                        "sum by (reason) (increase(core_events_skipped_total"
+                        '{topic="gdpr_request.created"}[1h]))',
+                        "skipped {{reason}}",
+                    ),
+                    ('sum(increase(core_events_failed_total{topic="gdpr_request.created"}[1h]))', "failed"),
+                    (
+                        'sum(increase(core_dead_letters_total{topic="gdpr_request.created"}[1h]))',
+                        "dead-lettered",
+                    ),
+                ],
+            ),
             (
                 "Unauthorized / h by transport and reason",
                 "short",

@@ -45,7 +45,6 @@ RULES = REPO_ROOT / "deploy" / "prometheus" / "rules" / "core.rules.yml"
 PENDING = {
     "core_shopify_bucket_used_ratio": "Shopify API client (Core makes no Shopify calls yet)",
     "core_gdpr_request_oldest_open_age_seconds": "GDPR request tracking (no request table yet)",
-    "core_gdpr_requests": "GDPR request tracking, by state",
     "core_parked_events": "parked (out-of-order) events",
 }
 FROM_PROMETHEUS = {"up"}  # a scrape's own series

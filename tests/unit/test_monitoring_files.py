@@ -109,7 +109,7 @@ def test_dashboard_has_the_issues_panels() -> None:
         "core_parked_events",
         "core_request_duration_seconds_bucket",
         "core_imports_finished_total",
-        "core_gdpr_requests",
+        'core_events_processed_total{topic="gdpr_request.created"}',
         "core_auth_refused_total",
         "core_shopify_bucket_used_ratio",
     ):
