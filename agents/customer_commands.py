@@ -26,6 +26,7 @@ from core_app.domain.customer import CustomerState
 from core_app.domain.errors import Conflict, NotFound
 from core_app.domain.pii import sanitize_metadata
 from core_app.domain.repair import merge_copies
+from core_app.ops import product_events
 from core_app.repository import change_email, fetch_customer, insert_customer
 from core_app.retry import infra_retry
 from core_app.runtime import get_runtime
@@ -74,6 +75,7 @@ async def create(command: dict[str, Any], event: EventT) -> CustomerState:
     value = await get_runtime().codec.encode(topics.CUSTOMER_CREATED, record)
     await faust_topics.customer_created.send(key=state.key, value=value)
     metrics.customers_created.labels(merchant_id).inc()
+    product_events.capture("customer_created", merchant_id)
     return state
 
 
@@ -105,6 +107,7 @@ async def update(command: dict[str, Any], event: EventT) -> CustomerState:
     save_customer(state, event)
     value = await runtime.codec.encode(topics.CUSTOMER_UPDATED, state_record(state, ["PROFILE"]))
     await faust_topics.customer_updated.send(key=state.key, value=value)
+    product_events.capture("customer_updated", merchant_id)
     return state
 
 

@@ -33,6 +33,7 @@ from core_app.domain.customer import CustomerState
 from core_app.domain.errors import ValidationFailed
 from core_app.domain.events import CustomerEvent, GdprRedactionRequested, apply_event, parse_uuid
 from core_app.events.codec import DecodeError
+from core_app.ops import product_events
 from core_app.repository import record_audit
 from core_app.retry import infra_retry
 from core_app.runtime import get_runtime
@@ -203,6 +204,8 @@ async def publish(result: BatchResult, topic: str) -> None:
         metrics.events_processed.labels(topic).inc(len(change.events))
     for reason, count in result.skipped.items():
         metrics.events_skipped.labels(topic, reason).inc(count)
+    if topic == topics.RFM_UPDATED:
+        product_events.count_by_merchant("rfm_score_updated", [c.state.merchant_id for c in result.changes])
     await writer.wait_until_ebb()
 
 

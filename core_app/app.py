@@ -105,6 +105,7 @@ def create_app(settings: Settings) -> CoreApp:
         broker_request_timeout=settings.kafka_request_timeout,
         producer_linger=settings.kafka_producer_linger,
         consumer_auto_offset_reset="earliest",
+        consumer_group_instance_id=settings.kafka_group_instance_id or None,
         web_enabled=False,
         canonical_url=settings.web_url,
         autodiscover=False,

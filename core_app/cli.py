@@ -33,6 +33,14 @@ def _sink(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    import os
+
+    from core_app.ops.rotation import run_cli
+
+    return run_cli(load_settings(), args.action, dict(os.environ))
+
+
 def _dev(args: argparse.Namespace) -> int:
     from core_app.devstack import run_dev
 
@@ -64,6 +72,9 @@ def parser() -> argparse.ArgumentParser:
         "sink", help="run the PostgreSQL sink alone (workers then run with SINK_IN_WORKER=false)"
     ).set_defaults(run=_sink)
     commands.add_parser("migrate", help="apply database migrations (idempotent)").set_defaults(run=_migrate)
+    keys = commands.add_parser("keys", help="rotate KEY_ENCRYPTION_KEY or EMAIL_ENCRYPTION_KEY (stopped set)")
+    keys.add_argument("action", choices=["rotate-kek", "rotate-email-key"])
+    keys.set_defaults(run=_keys)
     registry = commands.add_parser("schema-registry", help="run the development schema registry")
     registry.add_argument("--host", default="127.0.0.1")
     registry.add_argument("--port", type=int, default=8081)

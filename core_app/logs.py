@@ -13,7 +13,14 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-            "rename_fields": {"asctime": "ts", "levelname": "level", "name": "logger"},
+            "rename_fields": {
+                "asctime": "ts",
+                "levelname": "level",
+                "name": "logger",
+                # Set on each record while tracing (core_app/tracing.py).
+                "otelTraceID": "trace_id",
+                "otelSpanID": "span_id",
+            },
             "static_fields": {"service_name": settings.service_name},
         }
         if settings.log_json

@@ -13,8 +13,10 @@ from agents.referral_created import referral_created_agent
 from agents.rekeyed import rekeyed_agent
 from agents.rfm_updated import rfm_updated_agent
 from agents.settings_commands import settings_commands_agent
+from core_app import consumer_metrics
 from core_app.app import CoreApp, app
 from core_app.fanout.service import FanoutService
+from core_app.ops.service import OpsService
 from core_app.rpc.core_service import CoreService
 from core_app.servers import GrpcServer, HttpServer
 from core_app.sink import PostgresSink
@@ -50,5 +52,7 @@ def build() -> CoreApp:
             GrpcServer(settings, handlers=[CoreService()]),
             import_runner,
             ParkedEvents(settings),  # events for customers that did not exist yet (D103)
+            OpsService(settings),  # last: started after the servers, stopped (deregistered) first
         ]
+        consumer_metrics.register(app)  # core_consumer_lag, core_worker_ready on /metrics
     return app

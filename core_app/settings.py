@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     kafka_rebalance_timeout: float = Field(default=60.0, gt=0)
     kafka_heartbeat_interval: float = Field(default=3.0, gt=0)
     kafka_producer_linger: float = Field(default=0.005, ge=0)
+    kafka_group_instance_id: str = ""  # static group membership (KIP-345); k8s sets the pod name
     table_standby_replicas: int = Field(default=1, ge=0)
     # false: the worker runs no PostgreSQL sink; run `core sink` (one or more) instead.
     sink_in_worker: bool = True
@@ -175,6 +176,16 @@ class Settings(BaseSettings):
     parked_event_ttl_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
     parked_retry_base_seconds: float = Field(default=1.0, gt=0)
     parked_retry_max_seconds: float = Field(default=60.0, gt=0)
+
+    # Operations (docs/runbook.md): Consul registration and PostHog product events, both off when unset.
+    consul_http_addr: str = ""  # e.g. http://consul:8500; the worker registers core-{WORKER_ID}
+    consul_check_interval: str = "10s"
+    consul_check_timeout: str = "2s"
+    consul_deregister_after: str = "1m"  # DeregisterCriticalServiceAfter
+    consul_http_token: SecretStr = SecretStr("")  # ACL token, sent as X-Consul-Token
+    posthog_api_key: SecretStr = SecretStr("")
+    posthog_host: str = "https://us.i.posthog.com"
+    otel_exporter_otlp_endpoint: str = ""  # OTLP/HTTP base URL, e.g. http://otel-collector:4318
 
     @field_validator("kafka_broker")
     @classmethod

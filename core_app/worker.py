@@ -19,6 +19,7 @@ from mode.utils.futures import maybe_cancel
 from core_app.gc_tuning import tune_gc
 from core_app.logs import configure_logging, logging_config
 from core_app.settings import Settings
+from core_app.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ def run_worker(settings: Settings) -> None:
 
     configure_logging(settings)
     tune_gc(settings)
+    configure_tracing(settings)  # before build(): it wraps the web app
     app = build()
     discard_state_after_crash(settings)
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from core_app.ops import product_events
 from core_app.security.flags import FLAGS, flags_key, set_flag_sync
 from core_app.security.gate import ALLOWLIST_TTL, allowlist_key
 from core_app.security.network import normalise_ip
@@ -86,6 +87,9 @@ def set_flag(settings: Settings, merchant_id: str, flag: str, on: bool, actor: s
         entity_id=flag,
         on=on,
     )
+    if product_events.configure(settings):
+        product_events.capture("feature_flag_toggled", merchant_id, flag=flag, enabled=on)
+        product_events.shutdown()  # a CLI process: send before it exits
 
 
 def change_allowlist(

@@ -25,6 +25,7 @@ from core_app.imports import store
 from core_app.imports.fetch import check_file_url
 from core_app.imports.job import ImportJob
 from core_app.imports.metrics import imports_initiated
+from core_app.ops import product_events
 from core_app.repository import merchant_exists, record_audit
 from core_app.retry import infra_retry
 from core_app.runtime import get_runtime
@@ -99,6 +100,7 @@ async def start_import(merchant_id: Any, source: Any, file_url: Any) -> dict[str
         await store.fail_import_log(runtime.pool, merchant_id, import_id, reason)
         raise Unavailable(reason) from None
     imports_initiated.labels(source).inc()
+    product_events.capture("import_initiated", merchant_id, source=source)
     await infra_retry()(
         record_audit,
         runtime.pool,

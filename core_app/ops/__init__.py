@@ -1,0 +1,1 @@
+"""Operations hooks of a worker: Consul registration and PostHog product events."""
