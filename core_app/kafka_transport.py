@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
+
+positions_rewound = Counter(
+    "core_consumer_positions_rewound_total",
+    "Source partitions sought back because their records skipped undelivered offsets",
+    ["topic"],
+)
 
 # Drained by every flush before Faust's own buffer: writers that append records to the aiokafka
 # producer on their own (tables/changelog.py RecordWriter).
@@ -35,6 +42,57 @@ class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 class TunedConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> TunedConsumerThread:
         return TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    _rewound: dict[Any, int]
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+        """Faust's, but a source partition whose records jump past undelivered offsets is rewound.
+
+        Faust acks such a jump as a "gap" (meant for compaction and transaction markers) and commits
+        past it. In a rebalance under load the consumer's position could run ahead of what was
+        delivered (records fetched, then dropped when the flow stopped, with no seek back after), and
+        the gap ack then lost those events for good: 174 in one partition in one run (D114). Here the
+        partition is sought back and the jumping records are held back; a jump seen again at the same
+        place is a real gap (aborted transactions, compaction) and goes through to Faust.
+        """
+        rewound = getattr(self, "_rewound", None)
+        if rewound is None:
+            rewound = self._rewound = {}
+        changelogs = self.app.tables.changelog_topics
+        held: set[Any] = set()
+        async for tp, message in super().getmany(timeout):
+            if tp in held:
+                continue
+            expected = self._read_offset.get(tp)
+            if (
+                expected is not None
+                and message.offset > expected + 1
+                and tp.topic not in changelogs
+                and rewound.get(tp) != expected
+            ):
+                rewound[tp] = expected
+                held.add(tp)
+                positions_rewound.labels(tp.topic).inc()
+                log.warning(
+                    "%s[%s] jumped from %s to %s; rewinding", tp.topic, tp.partition, expected, message.offset
+                )
+                # From `expected` itself: it is the last delivered offset, or (just after a seek to the
+                # committed offset) the next one; one duplicate is skipped as stale downstream.
+                await self.seek(tp, expected)
+                continue
+            yield tp, message
+
+    async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
+        # Faust treats offsets it never delivered as acked ("gaps": compaction, transaction markers).
+        log.warning(
+            "offset gap in %s[%s]: %s..%s taken as acked",
+            tp.topic,
+            tp.partition,
+            offset_from,
+            offset_to,
+            extra={"topic": tp.topic, "partition": tp.partition, "from": offset_from, "to": offset_to},
+        )
+        await super()._add_gap(tp, offset_from, offset_to)
 
 
 class FlushingProducer(faust_aiokafka.Producer):
