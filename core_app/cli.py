@@ -71,6 +71,9 @@ def parser() -> argparse.ArgumentParser:
     from core_app.security.cli import add_commands
 
     add_commands(commands)  # flags, allowlist, apikey, token
+    from core_app import merchant_cli
+
+    merchant_cli.add_commands(commands)  # merchant create|list|show
     return root
 
 
