@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from core_app.devtools.fake_shopify.data import iso
 from core_app.domain.shopify import sign_body
 
 
@@ -47,7 +48,7 @@ class WebhookSender:
             "X-Shopify-Shop-Domain": shop,
             "X-Shopify-Webhook-Id": delivery.webhook_id,
             "X-Shopify-Event-Id": str(uuid.uuid5(uuid.NAMESPACE_URL, delivery.webhook_id)),
-            "X-Shopify-Triggered-At": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(triggered_at)) + "Z",
+            "X-Shopify-Triggered-At": iso(triggered_at),
             "X-Shopify-API-Version": self.api_version,
         }
 

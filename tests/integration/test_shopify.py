@@ -1,0 +1,272 @@
+"""The Shopify front door against the fake shop and a real worker (security layer on): OAuth install,
+webhooks (HMAC, dedupe, stale), app/uninstalled and reinstall, customers/redact -> erasure."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from core_app import topics
+from core_app.events.codec import EventCodec
+from core_app.settings import Settings
+from tests.helpers import eventually, metric
+from tests.integration.conftest import pg
+from tests.integration.events import insert_customers
+from tests.integration.shopify_support import (
+    ShopifyWorld,
+    install_query,
+    new_shop,
+    oauth_install,
+    shopify_broker_fixture,  # noqa: F401  (fixture)
+    shopify_fixture,  # noqa: F401  (fixture)
+    signed_query,
+    webhook_headers,
+)
+
+
+def merchant_row(settings: Settings, shop: str) -> dict[str, Any] | None:
+    with pg(settings) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT id::text, status, scopes, token_sealed IS NOT NULL, installed_at, uninstalled_at"
+            " FROM merchants WHERE shop_domain = %s",
+            (shop,),
+        )
+        row = cur.fetchone()
+    if row is None:
+        return None
+    keys = ("id", "status", "scopes", "has_token", "installed_at", "uninstalled_at")
+    return dict(zip(keys, row, strict=True))
+
+
+async def installed_events(broker: str, codec: EventCodec, shop: str) -> list[dict[str, Any]]:
+    consumer = AIOKafkaConsumer(
+        topics.MERCHANT_INSTALLED,
+        bootstrap_servers=broker.removeprefix("kafka://"),
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        batches = await consumer.getmany(timeout_ms=3000)
+        records = [await codec.decode(m.value) for batch in batches.values() for m in batch]
+    finally:
+        await consumer.stop()
+    return [r for r in records if r["shop_domain"] == shop]
+
+
+async def post_webhook(
+    world: ShopifyWorld, topic: str, body: bytes, headers: dict[str, str]
+) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{world.worker.url}/shopify/webhooks/{topic}", data=body, headers=headers) as r,
+    ):
+        return r.status, await r.json(content_type=None)
+
+
+async def test_an_oauth_install_creates_the_merchant_with_a_sealed_token(
+    shopify: ShopifyWorld, settings: Settings, codec: EventCodec
+) -> None:
+    shop = new_shop()
+    answer = await oauth_install(shopify, shop)
+    assert answer.status == 302
+    assert answer.headers["Location"] == f"{shopify.fake.url}/shops/{shop}/admin/apps/dev-shopify-key"
+    row = merchant_row(settings, shop)
+    assert row is not None and row["status"] == "installed" and row["has_token"]
+    assert row["scopes"] == ["read_customers", "read_orders", "write_customers"]
+    [token] = shopify.fake.shops[shop].tokens
+    with pg(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT token_key_wrapped || token_sealed FROM merchants WHERE shop_domain = %s", (shop,))
+        assert token.encode() not in bytes(cur.fetchone()[0])
+    assert token not in shopify.worker.log_path.read_text(errors="replace")
+    hooks = shopify.fake.shops[shop].webhooks
+    assert hooks == {
+        t: f"{shopify.worker.url}/shopify/webhooks/{t}"
+        for t in ("app/uninstalled", "customers/create", "customers/update")
+    }
+    [event] = await installed_events(shopify.broker, codec, shop)
+    assert str(event["merchant_id"]) == row["id"] and event["reinstalled"] is False
+
+    # the callback URL again: its state nonce is spent
+    async with aiohttp.ClientSession() as http, http.get(answer.callback_url, allow_redirects=False) as again:  # type: ignore[attr-defined]
+        assert again.status == 401 and (await again.json())["error"]["field"] == "state"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "shop=a.myshopify.com&timestamp=1",  # no hmac
+        "shop=a.myshopify.com&timestamp=1&hmac=" + "0" * 64,  # wrong hmac
+    ],
+)
+async def test_install_without_a_valid_hmac_is_401(shopify: ShopifyWorld, query: str) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{shopify.worker.url}/shopify/install?{query}", allow_redirects=False) as r,
+    ):
+        assert r.status == 401 and "Location" not in r.headers
+
+
+async def test_install_refuses_an_old_link_and_a_signed_query_for_another_secret(
+    shopify: ShopifyWorld,
+) -> None:
+    old = signed_query({"shop": new_shop(), "timestamp": str(int(time.time()) - 3600)})
+    forged = signed_query({"shop": new_shop(), "timestamp": str(int(time.time()))}, secret="someone-else")
+    async with aiohttp.ClientSession() as http:
+        for query in (old, forged):
+            async with http.get(f"{shopify.worker.url}/shopify/install?{query}", allow_redirects=False) as r:
+                assert r.status == 401
+
+
+EVIL_SHOPS = [
+    "evil.com",
+    "evil.com#.myshopify.com",
+    "evil.com/.myshopify.com",
+    "evil.com?.myshopify.com",
+    "a.myshopify.com.evil.com",
+    "a.myshopify.com@evil.com",
+    "evil.com\\.myshopify.com",
+    "A.myshopify.com",
+    "a.myshopify.com:8443",
+    "//evil.com",
+    "a.myshopify.com/../evil",
+    "a.myshopify.com%2F@evil.com",
+    "a.myshopify.com\r\nLocation: https://evil.com",
+    "",
+    " a.myshopify.com",
+    "\u0430.myshopify.com",
+]
+
+
+async def test_shop_fuzzing_finds_no_redirect_off_shopify(shopify: ShopifyWorld) -> None:
+    async with aiohttp.ClientSession() as http:
+        for shop in EVIL_SHOPS:
+            url = f"{shopify.worker.url}/shopify/install?{install_query(shop)}"
+            async with http.get(url, allow_redirects=False) as r:
+                assert r.status == 400, (shop, r.status)
+                assert (await r.json())["error"]["field"] == "shop"
+        for _ in range(50):  # valid shops: the redirect always goes to that shop's own host
+            shop = new_shop()
+            async with http.get(
+                f"{shopify.worker.url}/shopify/install?{install_query(shop)}", allow_redirects=False
+            ) as r:
+                assert urlsplit(r.headers["Location"]).path == f"/shops/{shop}/admin/oauth/authorize"
+
+
+async def test_webhook_hmac_is_over_the_raw_body(shopify: ShopifyWorld) -> None:
+    shop, body = new_shop(), json.dumps({"id": 1, "domain": "x"}).encode()
+    headers = webhook_headers("customers/update", shop, body)
+    status, _ = await post_webhook(
+        shopify, "customers/update", body, {k: v for k, v in headers.items() if k != "X-Shopify-Hmac-Sha256"}
+    )
+    assert status == 401
+    status, _ = await post_webhook(
+        shopify, "customers/update", body, headers | {"X-Shopify-Hmac-Sha256": "bad"}
+    )
+    assert status == 401
+    changed = body[:-2] + b"2}"  # one byte changed, same signature
+    status, _ = await post_webhook(shopify, "customers/update", changed, headers)
+    assert status == 401
+    status, answer = await post_webhook(shopify, "customers/update", body, headers)
+    assert (status, answer) == (200, {"status": "accepted"})
+    status, answer = await post_webhook(shopify, "customers/update", body, headers)
+    assert (status, answer) == (200, {"status": "duplicate"})
+    stale = webhook_headers("customers/update", shop, body, triggered_at=time.time() - 86_400)
+    assert await post_webhook(shopify, "customers/update", body, stale) == (200, {"status": "stale"})
+    assert (
+        await metric(
+            shopify.worker, "core_shopify_webhooks_total", topic="customers/update", outcome="refused"
+        )
+        >= 3
+    )
+
+
+async def test_uninstall_then_reinstall_keeps_the_merchant(shopify: ShopifyWorld, settings: Settings) -> None:
+    shop = new_shop()
+    assert (await oauth_install(shopify, shop)).status == 302
+    first = merchant_row(settings, shop)
+    assert first is not None
+    delivery = await shopify.fake.uninstall(shop)
+    assert delivery is not None and delivery.statuses == [200]
+    again = await shopify.fake.sender.redeliver(
+        f"{shopify.worker.url}/shopify/webhooks/app/uninstalled", shop, delivery
+    )
+    assert again.statuses == [200]
+
+    async def uninstalled() -> bool:
+        row = merchant_row(settings, shop)
+        return row is not None and row["status"] == "uninstalled" and not row["has_token"]
+
+    await eventually(uninstalled, timeout=20)
+    assert (await oauth_install(shopify, shop)).status == 302
+    back = merchant_row(settings, shop)
+    assert (
+        back is not None and back["id"] == first["id"] and back["status"] == "installed" and back["has_token"]
+    )
+    with pg(settings) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT action FROM audit_logs WHERE merchant_id = %s AND action LIKE 'merchant.%%'"
+            " ORDER BY created_at",
+            (first["id"],),
+        )
+        actions = [r[0] for r in cur.fetchall()]
+    assert actions == [
+        "merchant.installed",
+        "merchant.uninstalled",
+        "merchant.reinstalled",
+    ]  # redelivery: once
+
+
+async def test_customers_redact_erases_the_customer(shopify: ShopifyWorld, settings: Settings) -> None:
+    shop = new_shop()
+    assert (await oauth_install(shopify, shop)).status == 302
+    row = merchant_row(settings, shop)
+    assert row is not None
+    (target, email), (other, _) = insert_customers(settings, row["id"], 2)
+    payload = {
+        "shop_domain": shop,
+        "customer": {"id": 191167, "email": email.upper(), "phone": None},
+        "orders_to_redact": [],
+    }
+    delivery = await shopify.fake.compliance(shop, "customers/redact", payload)
+    assert delivery.statuses == [200]
+
+    def redacted() -> dict[str, bool]:
+        with pg(settings) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT id::text, redacted_at IS NOT NULL FROM customers WHERE merchant_id = %s", (row["id"],)
+            )
+            return dict(cur.fetchall())
+
+    async def done() -> bool:
+        return redacted()[target]
+
+    await eventually(done, timeout=30)
+    assert redacted()[other] is False
+
+
+async def test_a_hundred_webhooks_are_answered_fast(shopify: ShopifyWorld) -> None:
+    shop = new_shop()
+
+    async def one(http: aiohttp.ClientSession, n: int) -> float:
+        body = json.dumps({"id": n, "email": f"c{n}@example.com"}).encode()
+        started = time.perf_counter()
+        async with http.post(
+            f"{shopify.worker.url}/shopify/webhooks/customers/create",
+            data=body,
+            headers=webhook_headers("customers/create", shop, body, webhook_id=str(uuid.uuid4())),
+        ) as r:
+            assert r.status == 200
+        return time.perf_counter() - started
+
+    async with aiohttp.ClientSession() as http:
+        await one(http, -1)  # warm-up: the producer's first send to the topic fetches its metadata
+        latencies = sorted(await asyncio.gather(*(one(http, n) for n in range(100))))
+    assert latencies[98] < 1.0, latencies[-5:]
