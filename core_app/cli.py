@@ -36,7 +36,7 @@ def _sink(_args: argparse.Namespace) -> int:
 def _dev(args: argparse.Namespace) -> int:
     from core_app.devstack import run_dev
 
-    return run_dev(load_settings(), keep_state=args.keep_state)
+    return run_dev(load_settings(), keep_state=args.keep_state, fake_shopify=args.fake_shopify)
 
 
 def _schema_registry(args: argparse.Namespace) -> int:
@@ -58,6 +58,11 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep RocksDB state (only with an external broker)",
     )
+    dev.add_argument(
+        "--fake-shopify",
+        action="store_true",
+        help="also run the fake Shopify on DEV_FAKE_SHOPIFY_PORT (9300) and point the worker at it",
+    )
     dev.set_defaults(run=_dev)
     commands.add_parser("worker", help="run one worker against configured services").set_defaults(run=_worker)
     commands.add_parser(
@@ -74,6 +79,7 @@ def parser() -> argparse.ArgumentParser:
     from core_app import merchant_cli
 
     merchant_cli.add_commands(commands)  # merchant create|list|show
+    merchant_cli.add_dev_commands(commands)  # fake-shopify
     return root
 
 

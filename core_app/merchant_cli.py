@@ -78,3 +78,17 @@ def add_commands(commands: Any) -> None:
     merchant.add_argument("--limit", type=int, default=100, help="list: at most this many (1-1000)")
     merchant.add_argument("--actor", help="who is running it (default: the OS user)")
     merchant.set_defaults(run=_checked)
+
+
+def _fake_shopify(args: argparse.Namespace) -> int:
+    from core_app.devtools.fake_shopify.run import run
+
+    return run(load_settings(), args.host, args.port, args.customers)
+
+
+def add_dev_commands(commands: Any) -> None:
+    fake = commands.add_parser("fake-shopify", help="run the fake Shopify (development and demos)")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=9300)
+    fake.add_argument("--customers", type=int, default=5000, help="customers in each fake shop")
+    fake.set_defaults(run=_fake_shopify)

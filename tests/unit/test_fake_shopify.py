@@ -159,3 +159,29 @@ async def test_the_webhook_sender_signs_retries_and_redelivers() -> None:
         await runner.cleanup()
     assert len({r[0] for r in received}) == 1 and time.monotonic() - started < 5
     assert all(verify_body(SECRET, body, signature) for _, body, signature in received)
+
+
+async def test_core_fake_shopify_runs_and_its_install_button_signs_the_app_link() -> None:
+    import subprocess
+    import sys
+
+    from core_app.settings import DEV_SHOPIFY_API_SECRET
+    from tests.helpers import free_port, wait_for_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "core_app", "fake-shopify", "--port", str(port), "--customers", "10"],
+        env={"PATH": "/usr/bin:/bin", "SHOPIFY_APP_URL": "http://app.test:8080", "LOG_JSON": "false"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port, timeout=30)
+        url = f"http://127.0.0.1:{port}/_fake/shops/demo.myshopify.com/install"
+        async with aiohttp.ClientSession() as http, http.get(url, allow_redirects=False) as r:
+            location = urlsplit(r.headers["Location"])
+        assert (location.netloc, location.path) == ("app.test:8080", "/shopify/install")
+        assert verify_query(DEV_SHOPIFY_API_SECRET, location.query)["shop"] == "demo.myshopify.com"
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -75,6 +75,7 @@ class FakeShopify:
         self.bulk_dir = Path(tempfile.mkdtemp(prefix="fake-shopify-bulk-"))
         self.shops: dict[str, FakeShop] = {}
         self.sender = WebhookSender(api_secret, api_version)
+        self.extra_routes: list[web.RouteDef] = []  # e.g. the install button of `core fake-shopify`
         self.url = ""
 
     def shop(self, domain: str) -> FakeShop:
@@ -98,6 +99,7 @@ class FakeShopify:
         app.router.add_get("/_bulk/{name}", self.bulk_file)
         app.router.add_post("/_fake/shops/{shop}/touch", self.control_touch)
         app.router.add_post("/_fake/shops/{shop}/uninstall", self.control_uninstall)
+        app.add_routes(self.extra_routes)
         return app
 
     def _shop(self, request: web.Request) -> FakeShop:
