@@ -1,3 +1,7 @@
+DELETE FROM customer_import_logs WHERE source = 'shopify_api';
+ALTER TABLE customer_import_logs DROP CONSTRAINT customer_import_logs_source_check;
+ALTER TABLE customer_import_logs ADD CONSTRAINT customer_import_logs_source_check
+    CHECK (source IN ('shopify', 'smile_io', 'loyaltylion', 'custom'));
 ALTER TABLE merchants
     DROP CONSTRAINT IF EXISTS merchants_uninstalled_has_no_token,
     DROP CONSTRAINT IF EXISTS merchants_token_whole,

@@ -18,3 +18,8 @@ ALTER TABLE merchants
         CHECK (status = 'installed' OR token_sealed IS NULL);
 
 UPDATE merchants SET installed_at = created_at WHERE installed_at IS NULL;
+
+-- The `shopify_api` import source: customers pulled from the shop's Admin API (docs/imports.md).
+ALTER TABLE customer_import_logs DROP CONSTRAINT customer_import_logs_source_check;
+ALTER TABLE customer_import_logs ADD CONSTRAINT customer_import_logs_source_check
+    CHECK (source IN ('shopify', 'smile_io', 'loyaltylion', 'custom', 'shopify_api'));

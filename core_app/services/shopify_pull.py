@@ -67,6 +67,10 @@ return 1
 """
 
 
+class TokenRefused(Unavailable):
+    """Shopify refused the token (the app was uninstalled): retrying cannot help."""
+
+
 @dataclass
 class PullStats:
     requests: int = 0
@@ -129,6 +133,8 @@ async def _get_page(
                 if response.status >= 500:
                     await asyncio.sleep(1.0)
                     continue
+                if response.status in (401, 402, 403, 404):  # uninstalled, frozen or closed shop
+                    raise TokenRefused(f"Shopify refused the shop's token ({response.status})")
                 if response.status != 200:
                     raise Unavailable(f"Shopify answered {response.status} to customers.json")
                 body = await response.json()

@@ -270,3 +270,50 @@ async def test_a_hundred_webhooks_are_answered_fast(shopify: ShopifyWorld) -> No
         await one(http, -1)  # warm-up: the producer's first send to the topic fetches its metadata
         latencies = sorted(await asyncio.gather(*(one(http, n) for n in range(100))))
     assert latencies[98] < 1.0, latencies[-5:]
+
+
+async def shopify_import(world: ShopifyWorld, creds: Any, merchant_id: str) -> dict[str, Any]:
+    from tests.auth import signed_session
+
+    body = {"merchant_id": merchant_id, "source": "shopify_api", "file_url": ""}
+    async with signed_session(creds) as http:
+        async with http.post(f"{world.worker.url}/core/v1/imports", json=body) as r:
+            started = await r.json()
+            assert r.status == 202, started
+
+        async def final() -> dict[str, Any] | None:
+            params = {"merchant_id": merchant_id, "import_id": started["import_id"]}
+            async with http.get(f"{world.worker.url}/core/v1/imports", params=params) as r:
+                log = await r.json()
+            return log if log["status"] in ("completed", "failed") else None
+
+        return await eventually(final, timeout=60, interval=0.3)
+
+
+async def test_a_shopify_api_import_pulls_the_shop_then_only_what_changed(
+    shopify: ShopifyWorld, settings: Settings
+) -> None:
+    from tests.auth import create_api_credentials
+
+    shop = new_shop()
+    assert (await oauth_install(shopify, shop)).status == 302
+    row = merchant_row(settings, shop)
+    assert row is not None
+    creds = create_api_credentials(settings, row["id"])
+    book = shopify.fake.shops[shop].book
+    missing = sum(1 for c in book.customers if c.email is None)
+    first = await shopify_import(shopify, creds, row["id"])
+    assert first["status"] == "completed", first
+    assert first["source"] == "shopify_api" and first["record_count"] + first["error_count"] == len(
+        book.customers
+    )
+    assert first["error_count"] >= missing  # no email, and the case-duplicates of earlier emails
+    with pg(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM customers WHERE merchant_id = %s", (row["id"],))
+        assert cur.fetchone()[0] == first["record_count"]
+
+    changed = [c for c in book.touch(40) if c.email is not None]
+    second = await shopify_import(shopify, creds, row["id"])
+    assert second["status"] == "completed", second
+    assert second["record_count"] + second["error_count"] == 40  # only what changed was pulled
+    assert second["record_count"] >= len([c for c in changed if c.email == c.email.lower()])
