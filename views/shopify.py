@@ -3,6 +3,7 @@
 
 GET  /shopify/install?shop=&timestamp=&hmac=         302 to the shop's grant screen (401 bad HMAC)
 GET  /shopify/callback?code=&shop=&state=&timestamp=&hmac=  302 to the app in the shop's admin
+POST /shopify/session  (Authorization: Bearer <session token>)  200 the merchant (token exchange)
 POST /shopify/webhooks/{topic}                        200 {"status": accepted|duplicate|stale|ignored}
 """
 
@@ -12,6 +13,7 @@ from aiohttp import web
 
 from core_app.services.shopify_install import begin_install, complete_install
 from core_app.services.shopify_metrics import installs
+from core_app.services.shopify_session import exchange_session
 from core_app.services.shopify_webhooks import accept_webhook
 from core_app.shopify_wiring import close_shopify_deps, shopify_deps
 
@@ -33,6 +35,13 @@ async def callback(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def session(request: web.Request) -> web.Response:
+    merchant = await exchange_session(shopify_deps(), request.headers.get("Authorization"))
+    installs.labels("reinstall" if merchant["reinstalled"] else "install").inc()
+    keys = ("id", "shop_domain", "status", "scopes", "reinstalled")
+    return web.json_response({key: merchant[key] for key in keys}, headers=NO_STORE)
+
+
 async def webhook(request: web.Request) -> web.Response:
     body = await request.read()  # the raw bytes: the HMAC is over them, not over re-encoded JSON
     outcome = await accept_webhook(shopify_deps(), request.match_info["topic"], request.headers, body)
@@ -43,6 +52,7 @@ def shopify_routes() -> list[tuple[str, str, object]]:
     return [
         ("GET", "/shopify/install", install),
         ("GET", "/shopify/callback", callback),
+        ("POST", "/shopify/session", session),
         ("POST", WEBHOOK_PATH, webhook),
     ]
 

@@ -93,6 +93,11 @@ async def complete_install(deps: ShopifyDeps, raw_query: str) -> dict[str, Any]:
     if not code:
         raise ValidationFailed("code", "is required")
     token, scopes = await exchange_code(deps, shop, code)
+    return await finish_install(deps, shop, token, scopes)
+
+
+async def finish_install(deps: ShopifyDeps, shop: str, token: str, scopes: tuple[str, ...]) -> dict[str, Any]:
+    """With an offline token in hand (OAuth code or token exchange): merchant, webhooks, event."""
     if not covers(scopes, deps.app.scopes):
         raise ValidationFailed("scope", f"the shop granted {','.join(scopes)}; the app needs more")
     merchant, reinstalled = await merchants.install(deps.pool, deps.kek, shop, token, scopes, ACTOR)

@@ -459,6 +459,7 @@ SHOPIFY_CASES = {
         "expired_token": 401,
         "replayed_signature": 401,
     },
+    "POST /shopify/session": {"no_credentials": 401, "bad_signature": 401, "expired_token": 401},
     "POST /shopify/webhooks/{topic}": {
         "valid": 200,
         "no_credentials": 401,
@@ -491,10 +492,29 @@ def _signed_query(case: str, extra: dict[str, str]) -> str:
     return urlencode(params | {"hmac": sign_query(secret, params)})
 
 
+async def _session_call(http: aiohttp.ClientSession, worker: WorkerProcess, case: str) -> tuple[int, Any]:
+    import jwt
+
+    now, shop = int(time.time()), f"matrix-{uuid.uuid4().hex[:8]}.myshopify.com"
+    claims = {"iss": f"https://{shop}/admin", "dest": f"https://{shop}", "aud": "dev-shopify-key"}
+    claims |= {
+        "sub": "1",
+        "jti": str(uuid.uuid4()),
+        "nbf": now - 5,
+        "exp": now + (-60 if case == "expired_token" else 60),
+    }
+    secret = "not-the-app-secret-00000000000000000" if case == "bad_signature" else SHOPIFY_SECRET
+    headers = {} if case == "no_credentials" else {"Authorization": "Bearer " + jwt.encode(claims, secret)}
+    async with http.post(f"{worker.url}/shopify/session", headers=headers) as r:
+        return r.status, await r.json(content_type=None)
+
+
 async def call_shopify(worker: WorkerProcess, route: str, case: str) -> tuple[int, Any]:
     from core_app.domain.shopify import sign_body
 
     async with aiohttp.ClientSession() as http:
+        if route == "POST /shopify/session":
+            return await _session_call(http, worker, case)
         if route != "POST /shopify/webhooks/{topic}":
             path = route.split()[1]
             extra = {"code": "c0de", "state": "never-issued"} if path.endswith("callback") else {}

@@ -317,3 +317,63 @@ async def test_a_shopify_api_import_pulls_the_shop_then_only_what_changed(
     assert second["status"] == "completed", second
     assert second["record_count"] + second["error_count"] == 40  # only what changed was pulled
     assert second["record_count"] >= len([c for c in changed if c.email == c.email.lower()])
+
+
+def session_token(shop: str, secret: str = "dev-only-shopify-secret", **changes: Any) -> str:
+    import jwt
+
+    now = int(time.time())
+    claims = {
+        "iss": f"https://{shop}/admin",
+        "dest": f"https://{shop}",
+        "aud": "dev-shopify-key",
+        "sub": "42",
+        "exp": now + 60,
+        "nbf": now - 5,
+        "iat": now - 5,
+        "jti": str(uuid.uuid4()),
+        "sid": "s1",
+    } | changes
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+async def post_session(world: ShopifyWorld, token: str | None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{world.worker.url}/shopify/session", headers=headers) as r,
+    ):
+        return r.status, await r.json(content_type=None)
+
+
+async def test_an_embedded_app_installs_by_token_exchange(shopify: ShopifyWorld, settings: Settings) -> None:
+    shop = new_shop()
+    token = session_token(shop)
+    status, merchant = await post_session(shopify, token)
+    assert status == 200, merchant
+    assert (
+        merchant["shop_domain"] == shop and merchant["status"] == "installed" and not merchant["reinstalled"]
+    )
+    row = merchant_row(settings, shop)
+    assert row is not None and row["has_token"] and row["id"] == merchant["id"]
+    assert "app/uninstalled" in shopify.fake.shops[shop].webhooks
+    assert (await post_session(shopify, token))[0] == 401  # a session token is good once
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["none", "wrong secret", "expired", "other app", "iss of another shop", "not a shop"],
+)
+async def test_a_bad_session_token_is_401(shopify: ShopifyWorld, case: str) -> None:
+    shop = new_shop()
+    token = {
+        "none": None,
+        "wrong secret": session_token(shop, secret="someone-elses-secret-0000000000000"),
+        "expired": session_token(shop, exp=int(time.time()) - 60),
+        "other app": session_token(shop, aud="another-app"),
+        "iss of another shop": session_token(shop, iss=f"https://{new_shop()}/admin"),
+        "not a shop": session_token(shop, dest="https://evil.com", iss="https://evil.com/admin"),
+    }[case]
+    status, body = await post_session(shopify, token)
+    assert status == 401, body
+    assert shop not in shopify.fake.shops or not shopify.fake.shops[shop].tokens

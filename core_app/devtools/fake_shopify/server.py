@@ -72,6 +72,7 @@ class FakeShopify:
         self.app_url = app_url  # where compliance webhooks go (the app's configuration in Shopify)
         self.bulk_url_ttl = bulk_url_ttl
         self.bulk_fail_after: int | None = None
+        self.app_scopes = "read_customers,write_customers,read_orders"  # granted by token exchange
         self.bulk_dir = Path(tempfile.mkdtemp(prefix="fake-shopify-bulk-"))
         self.shops: dict[str, FakeShop] = {}
         self.sender = WebhookSender(api_secret, api_version)
@@ -160,7 +161,7 @@ class FakeShopify:
             return None
         if claims.get("dest") != f"https://{shop.domain}":
             return None
-        return shop.scope or "read_customers"
+        return shop.scope or self.app_scopes
 
     # Admin REST ----------------------------------------------------------------------------------
 
