@@ -9,7 +9,8 @@ hand-off fail, the id is released and Shopify gets a 503, so its retry is proces
 
 Processing: `app/uninstalled` marks the merchant uninstalled and discards its token (ignored when it
 predates the latest install); `customers/redact` becomes a `gdpr_request.created` REDACT for the
-customer with that email, so the existing erasure path does the work.
+customer with that email, so the existing erasure path does the work; `shop/redact` purges the
+shop (core_app/services/shopify_purge.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from core_app.security.errors import Unauthenticated
 from core_app.services import merchants
 from core_app.services.shopify_app import COMPLIANCE_TOPICS, SUBSCRIBED_TOPICS, ShopifyDeps
 from core_app.services.shopify_metrics import webhooks_processed, webhooks_received
+from core_app.services.shopify_purge import purge_shop
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +125,11 @@ async def process_webhook(deps: ShopifyDeps, delivery: WebhookDelivery) -> str:
         result = "done" if gone is not None else "skipped"
     elif delivery.topic == "customers/redact":
         result = await _redact(deps, delivery)
+    elif delivery.topic == "shop/redact":
+        purged = await purge_shop(deps, delivery.shop, delivery.webhook_id)
+        result = "done" if purged is not None else "skipped"
     else:
-        result = "skipped"  # customers/create|update, data_request, shop/redact: not served yet
+        result = "skipped"  # customers/create|update, customers/data_request: not served yet
     webhooks_processed.labels(delivery.topic, result).inc()
     return result
 

@@ -377,3 +377,75 @@ async def test_a_bad_session_token_is_401(shopify: ShopifyWorld, case: str) -> N
     status, body = await post_session(shopify, token)
     assert status == 401, body
     assert shop not in shopify.fake.shops or not shopify.fake.shops[shop].tokens
+
+
+async def test_shop_redact_after_uninstall_purges_the_shop_with_counts(
+    shopify: ShopifyWorld, settings: Settings
+) -> None:
+    import redis
+
+    from tests.auth import create_api_credentials
+
+    shop = new_shop()
+    assert (await oauth_install(shopify, shop)).status == 302
+    row = merchant_row(settings, shop)
+    assert row is not None
+    people = insert_customers(settings, row["id"], 3)
+    create_api_credentials(settings, row["id"])
+    client = redis.Redis.from_url(settings.redis_dsn)
+    client.hset(f"{settings.redis_key_prefix}feature_flags:{row['id']}", "customer_import_enabled", "off")
+    early = {"shop_id": 1, "shop_domain": shop}
+    assert (await shopify.fake.compliance(shop, "shop/redact", early)).statuses == [200]
+    await asyncio.sleep(1)  # still installed: that delivery must purge nothing
+    with pg(settings) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM customers WHERE merchant_id = %s AND redacted_at IS NULL", (row["id"],)
+        )
+        assert cur.fetchone()[0] == 3
+
+    await shopify.fake.uninstall(shop)
+
+    async def uninstalled() -> bool:
+        current = merchant_row(settings, shop)
+        return current is not None and current["status"] == "uninstalled"
+
+    await eventually(uninstalled, timeout=20)
+    assert (
+        await shopify.fake.compliance(shop, "shop/redact", {"shop_id": 1, "shop_domain": shop})
+    ).statuses == [200]
+
+    def audit() -> list[Any]:
+        with pg(settings) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT details FROM audit_logs WHERE merchant_id = %s AND action = 'merchant.purged'",
+                (row["id"],),
+            )
+            return [r[0] for r in cur.fetchall()]
+
+    async def purged() -> list[Any]:
+        return audit()
+
+    [details] = await eventually(purged, timeout=30)
+    assert details["customers_redacted"] == 3 and details["api_keys_deleted"] == 1
+    assert details["redis_keys_deleted"] >= 1
+    assert not client.exists(f"{settings.redis_key_prefix}feature_flags:{row['id']}")
+    assert "@" not in json.dumps(details)
+
+    async def all_redacted() -> bool:
+        with pg(settings) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM customers WHERE merchant_id = %s AND redacted_at IS NOT NULL"
+                " AND email = 'redacted'",
+                (row["id"],),
+            )
+            return cur.fetchone()[0] == len(people)
+
+    await eventually(all_redacted, timeout=30)
+    with pg(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM api_keys WHERE merchant_id = %s", (row["id"],))
+        assert cur.fetchone()[0] == 0
+        cur.execute(
+            "SELECT count(*) FROM customer_data_keys WHERE merchant_id = %s AND wrapped_key IS NOT NULL",
+            (row["id"],),
+        )
+        assert cur.fetchone()[0] == 0
