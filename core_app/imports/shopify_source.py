@@ -1,11 +1,13 @@
-"""The `shopify_api` import source: the shop's customers pulled from the Admin REST API
-(core_app/services/shopify_pull.py, within the shop's rate limit) and rendered, page by page, as
+"""The `shopify_api` import source: the shop's customers pulled from the Admin API
+(core_app/services/shopify_pull.py and shopify_bulk.py, within the shop's limits) and rendered, page by page, as
 Shopify's own customer export CSV, so the `shopify` format reads them and the rest of the import
 pipeline (batches, dedupe, progress, error log) is the one every file import uses.
 
-The job's `file_url` is the shop's `customers.json` URL (set by the import service); its
-`updated_at_min`, when present, makes the run incremental. The merchant's token is read from
-PostgreSQL when the run starts; an uninstalled merchant has none and the import fails.
+The job's `file_url` is the shop's `customers.json` URL (set by the import service). Its
+`updated_at_min`, when present, makes the run incremental (REST pages from that time); without
+it the run is a full pull through one GraphQL bulk operation (core_app/services/shopify_bulk.py).
+The merchant's token is read from PostgreSQL when the run starts; an uninstalled merchant has none
+and the import fails.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from core_app.domain.errors import Unavailable
 from core_app.imports.fetch import Download, FetchError
 from core_app.imports.job import ImportJob
 from core_app.services import merchants
+from core_app.services.shopify_bulk import bulk_customers
 from core_app.services.shopify_pull import TokenRefused, pull_customers
 from core_app.settings import Settings
 
@@ -73,7 +76,14 @@ async def open_shopify(job: ImportJob, settings: Settings) -> AsyncIterator[Down
     async def chunks() -> AsyncIterator[bytes]:
         yield render([HEADER])
         try:
-            async for page in pull_customers(deps, merchant["shop_domain"], token, updated_since=since):
+            shop = merchant["shop_domain"]
+            # a full pull is one bulk operation; an incremental one pages REST from `since`
+            pages = (
+                bulk_customers(deps, shop, token)
+                if since is None
+                else pull_customers(deps, shop, token, updated_since=since)
+            )
+            async for page in pages:
                 yield render([export_row(customer) for customer in page])
         except TokenRefused as exc:
             raise FetchError(str(exc), transient=False) from None

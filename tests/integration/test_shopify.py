@@ -308,6 +308,9 @@ async def test_a_shopify_api_import_pulls_the_shop_then_only_what_changed(
         book.customers
     )
     assert first["error_count"] >= missing  # no email, and the case-duplicates of earlier emails
+    bulk = shopify.fake.shops[shop].bulk  # the full pull was one bulk operation
+    assert bulk is not None and bulk.status == "COMPLETED" and bulk.object_count == len(book.customers)
+    rest_calls = shopify.fake.shops[shop].rest_calls
     with pg(settings) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM customers WHERE merchant_id = %s", (row["id"],))
         assert cur.fetchone()[0] == first["record_count"]
@@ -316,6 +319,7 @@ async def test_a_shopify_api_import_pulls_the_shop_then_only_what_changed(
     second = await shopify_import(shopify, creds, row["id"])
     assert second["status"] == "completed", second
     assert second["record_count"] + second["error_count"] == 40  # only what changed was pulled
+    assert shopify.fake.shops[shop].rest_calls > rest_calls  # the incremental one pages REST
     assert second["record_count"] >= len([c for c in changed if c.email == c.email.lower()])
 
 

@@ -94,3 +94,46 @@ async def test_an_incremental_pull_gets_only_what_changed(
     changed = {c.id for c in fake.shops[shop].book.touch(500)}
     ids, _ = await pull_all(deps, shop, token, updated_since=since)
     assert set(ids) == changed and len(ids) == 500
+
+
+async def test_a_bulk_operation_streams_every_customer_and_one_runs_at_a_time(
+    world: tuple[FakeShopify, ShopifyDeps, str, str],
+) -> None:
+    from core_app.services.shopify_bulk import bulk_customers
+
+    fake, deps, shop, token = world
+
+    async def pull() -> list[str]:
+        return [c["id"] async for page in bulk_customers(deps, shop, token, poll_seconds=0.05) for c in page]
+
+    first, second = await asyncio.gather(pull(), pull())
+    assert len(first) == len(set(first)) == 3000 and sorted(first) == sorted(second)
+    assert sorted(first) == sorted(str(c.id) for c in fake.shops[shop].book.customers)
+
+
+async def test_a_failed_bulk_operation_yields_its_partial_data_then_fails(
+    world: tuple[FakeShopify, ShopifyDeps, str, str],
+) -> None:
+    from core_app.domain.errors import Unavailable
+    from core_app.services.shopify_bulk import bulk_customers
+
+    fake, deps, shop, token = world
+    fake.bulk_fail_after = 1000
+    seen: list[str] = []
+    with pytest.raises(Unavailable, match="FAILED"):
+        async for page in bulk_customers(deps, shop, token, poll_seconds=0.05):
+            seen += [c["id"] for c in page]
+    assert len(seen) == 1000
+
+
+async def test_an_expired_bulk_url_runs_the_operation_again(
+    world: tuple[FakeShopify, ShopifyDeps, str, str],
+) -> None:
+    from core_app.domain.errors import Unavailable
+    from core_app.services.shopify_bulk import bulk_customers
+
+    fake, deps, shop, token = world
+    fake.bulk_url_ttl = -1  # every URL is born expired: three runs, then a clear failure
+    with pytest.raises(Unavailable, match="expiring"):
+        async for _page in bulk_customers(deps, shop, token, poll_seconds=0.05):
+            pass
