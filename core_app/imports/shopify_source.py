@@ -1,5 +1,5 @@
 """The `shopify_api` import source: the shop's customers pulled from the Admin API
-(core_app/services/shopify_pull.py and shopify_bulk.py, within the shop's limits) and rendered, page by page, as
+(core_app/services/shopify_pull.py, shopify_bulk.py: within the shop's limits), rendered, page by page, as
 Shopify's own customer export CSV, so the `shopify` format reads them and the rest of the import
 pipeline (batches, dedupe, progress, error log) is the one every file import uses.
 
