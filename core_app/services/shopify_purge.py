@@ -14,6 +14,7 @@ erasure path leaves them.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,7 @@ from core_app.services import merchants
 from core_app.services.shopify_app import ShopifyDeps
 
 _NAMESPACE = uuid.UUID("5d0f3b9e-6a43-4f0e-8f5e-1c2a9b7d4e61")
+PUBLISH_CHUNK = 500
 
 
 async def _live_customers(deps: ShopifyDeps, merchant_id: str) -> list[str]:
@@ -53,6 +55,20 @@ async def _delete_redis_keys(deps: ShopifyDeps, shop: str, merchant_id: str) -> 
     return deleted
 
 
+async def _redact(deps: ShopifyDeps, merchant_id: str, customer_id: str, webhook_id: str) -> None:
+    request_id = str(uuid.uuid5(_NAMESPACE, f"{webhook_id}:{customer_id}"))
+    record = {
+        "event_id": request_id,
+        "merchant_id": merchant_id,
+        "customer_id": customer_id,
+        "request_id": request_id,
+        "request_type": "REDACT",
+        "requested_by": "shopify:shop/redact",
+        "occurred_at": datetime.now(UTC),
+    }
+    await deps.publish(topics.GDPR_REQUEST_CREATED, f"{merchant_id}:{customer_id}", record)
+
+
 async def purge_shop(deps: ShopifyDeps, shop: str, webhook_id: str) -> dict[str, Any] | None:
     """The counts purged, or None when there is nothing to purge (unknown or reinstalled shop)."""
     merchant = await merchants.find_merchant(deps.pool, shop)
@@ -60,18 +76,9 @@ async def purge_shop(deps: ShopifyDeps, shop: str, webhook_id: str) -> dict[str,
         return None
     merchant_id = merchant["id"]
     customers = await _live_customers(deps, merchant_id)
-    for customer_id in customers:
-        request_id = str(uuid.uuid5(_NAMESPACE, f"{webhook_id}:{customer_id}"))
-        record = {
-            "event_id": request_id,
-            "merchant_id": merchant_id,
-            "customer_id": customer_id,
-            "request_id": request_id,
-            "request_type": "REDACT",
-            "requested_by": "shopify:shop/redact",
-            "occurred_at": datetime.now(UTC),
-        }
-        await deps.publish(topics.GDPR_REQUEST_CREATED, f"{merchant_id}:{customer_id}", record)
+    for start in range(0, len(customers), PUBLISH_CHUNK):  # acknowledged a chunk at a time, not one by one
+        chunk = customers[start : start + PUBLISH_CHUNK]
+        await asyncio.gather(*(_redact(deps, merchant_id, customer_id, webhook_id) for customer_id in chunk))
     counts = {
         "customers_redacted": len(customers),
         "api_keys_deleted": await _delete_api_keys(deps, merchant_id),

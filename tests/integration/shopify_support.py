@@ -35,9 +35,13 @@ def shopify_broker_fixture(data_root: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module", name="shopify")
-async def shopify_fixture(worker_env: dict[str, str], shopify_broker: str) -> AsyncIterator[ShopifyWorld]:
+async def shopify_fixture(
+    request: pytest.FixtureRequest, worker_env: dict[str, str], shopify_broker: str
+) -> AsyncIterator[ShopifyWorld]:
+    """A fake shop per test module (customers per shop: the module's FAKE_CUSTOMERS, else 300)."""
     port = free_port()
-    fake = FakeShopify(DEV_SHOPIFY_API_KEY, SECRET, customers=300, app_url=f"http://127.0.0.1:{port}")
+    customers = int(getattr(request.module, "FAKE_CUSTOMERS", 300))
+    fake = FakeShopify(DEV_SHOPIFY_API_KEY, SECRET, customers=customers, app_url=f"http://127.0.0.1:{port}")
     fake.sender.first_delay = 0.05
     async with running_fake_shopify(fake):
         env = worker_env | {
