@@ -84,6 +84,7 @@ async def test_install_import_sync_uninstall_reinstall_redact(
     shopify: ShopifyWorld, settings: Settings
 ) -> None:
     shop = new_shop()
+    shopify.fake.customers = FAKE_CUSTOMERS  # the shop is made at install, with this many customers
     assert (await oauth_install(shopify, shop)).status == 302
     merchant_id, status, _ = merchant_state(settings, shop)
     assert status == "installed"

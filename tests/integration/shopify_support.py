@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
@@ -15,8 +16,9 @@ import pytest
 from core_app.devtools.fake_shopify import FakeShopify, running_fake_shopify
 from core_app.devtools.fake_shopify.data import iso
 from core_app.domain.shopify import sign_body, sign_query
-from core_app.settings import DEV_SHOPIFY_API_KEY, DEV_SHOPIFY_API_SECRET
+from core_app.settings import DEV_SHOPIFY_API_KEY, DEV_SHOPIFY_API_SECRET, Settings
 from tests.helpers import WorkerProcess, free_port, running_tansu, start_worker, stop_process, wait_ready
+from tests.integration.conftest import pg
 
 SECRET = DEV_SHOPIFY_API_SECRET
 
@@ -28,20 +30,17 @@ class ShopifyWorld:
     broker: str
 
 
-@pytest.fixture(scope="module", name="shopify_broker")
+@pytest.fixture(scope="package", name="shopify_broker")
 def shopify_broker_fixture(data_root: Path) -> Iterator[str]:
     with running_tansu(data_root / f"tansu-shopify-{uuid.uuid4().hex[:6]}.log") as url:
         yield url
 
 
-@pytest.fixture(scope="module", name="shopify")
-async def shopify_fixture(
-    request: pytest.FixtureRequest, worker_env: dict[str, str], shopify_broker: str
-) -> AsyncIterator[ShopifyWorld]:
-    """A fake shop per test module (customers per shop: the module's FAKE_CUSTOMERS, else 300)."""
+@pytest.fixture(scope="package", name="shopify")
+async def shopify_fixture(worker_env: dict[str, str], shopify_broker: str) -> AsyncIterator[ShopifyWorld]:
+    """One fake Shopify and worker per test package; shops made later hold `fake.customers` each."""
     port = free_port()
-    customers = int(getattr(request.module, "FAKE_CUSTOMERS", 300))
-    fake = FakeShopify(DEV_SHOPIFY_API_KEY, SECRET, customers=customers, app_url=f"http://127.0.0.1:{port}")
+    fake = FakeShopify(DEV_SHOPIFY_API_KEY, SECRET, customers=300, app_url=f"http://127.0.0.1:{port}")
     fake.sender.first_delay = 0.05
     async with running_fake_shopify(fake):
         env = worker_env | {
@@ -56,6 +55,20 @@ async def shopify_fixture(
             yield ShopifyWorld(fake, process, shopify_broker)
         finally:
             stop_process(process.process)
+
+
+def merchant_row(settings: Settings, shop: str) -> dict[str, Any] | None:
+    with pg(settings) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT id::text, status, scopes, token_sealed IS NOT NULL, installed_at, uninstalled_at"
+            " FROM merchants WHERE shop_domain = %s",
+            (shop,),
+        )
+        row = cur.fetchone()
+    if row is None:
+        return None
+    keys = ("id", "status", "scopes", "has_token", "installed_at", "uninstalled_at")
+    return dict(zip(keys, row, strict=True))
 
 
 def new_shop() -> str:
