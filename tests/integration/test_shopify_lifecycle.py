@@ -129,7 +129,7 @@ async def test_a_hundred_webhooks_are_answered_fast_while_an_import_runs(
     assert log["status"] == "completed", log
     assert latencies[98] < 1.0, latencies[-5:]
     print(
-        f"webhooks: p50 {latencies[49] * 1000:.0f} ms, p99 {latencies[98] * 1000:.0f} ms; import running: {running}"
+        f"webhooks: p50 {latencies[49] * 1000:.0f} ms, p99 {latencies[98] * 1000:.0f} ms; importing: {running}"
     )
 
 
