@@ -102,8 +102,10 @@ async def test_install_import_sync_uninstall_reinstall_redact(
     assert imported == full["record_count"]
 
     book.touch(500)
+    began = time.monotonic()
     sync, _ = await import_with_progress(shopify, settings, merchant_id)
     assert sync["status"] == "completed" and sync["record_count"] + sync["error_count"] == 500
+    print(f"incremental sync of 500 changes: {time.monotonic() - began:.1f} s")
 
     await shopify.fake.uninstall(shop)
 
@@ -128,9 +130,12 @@ async def test_install_import_sync_uninstall_reinstall_redact(
             row = cur.fetchone()
         return row and row[0]
 
+    began = time.monotonic()
     details = await eventually(purged, timeout=max(30, FAKE_CUSTOMERS / 200))
     assert details["customers_redacted"] == imported and details["api_keys_deleted"] == 2
+    print(f"shop/redact: {imported} REDACTs sent in {time.monotonic() - began:.1f} s")
     await eventually(lambda: _all_redacted(settings, shop), timeout=max(60, FAKE_CUSTOMERS / 100))
+    print(f"shop/redact: every customer erased after {time.monotonic() - began:.1f} s")
 
 
 async def _all_redacted(settings: Settings, shop: str) -> bool:
