@@ -36,9 +36,6 @@ DEV_WORKER_ENV = {
 }
 
 
-DEV_FAKE_SHOPIFY_PORT = 9300
-
-
 class DevStackError(Exception):
     pass
 
@@ -170,7 +167,7 @@ def _start_fake_shopify(
     children: Children, settings: Settings, env: dict[str, str], logs: Path
 ) -> dict[str, str]:
     """The fake Shopify (core_app/devtools/fake_shopify); returns the worker's Shopify settings."""
-    port = DEV_FAKE_SHOPIFY_PORT
+    port = settings.dev_fake_shopify_port
     app_url = f"http://127.0.0.1:{settings.http_port}"
     argv = [sys.executable, "-m", "core_app", "fake-shopify", "--port", str(port)]
     children.start("fake-shopify", argv, env | {"SHOPIFY_APP_URL": app_url}, log=logs / "fake-shopify.log")

@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     # Ports `core dev` uses for the broker and registry it starts itself.
     dev_broker_port: int = Field(default=9092, ge=1, le=65535)
     dev_registry_port: int = Field(default=8081, ge=1, le=65535)
+    dev_fake_shopify_port: int = Field(default=9300, ge=1, le=65535)  # `core dev --fake-shopify`
 
     redis_url: str | None = None
     redis_host: str = "127.0.0.1"
