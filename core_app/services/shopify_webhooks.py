@@ -15,6 +15,7 @@ shop (core_app/services/shopify_purge.py).
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
@@ -27,6 +28,7 @@ from typing import Any
 from core_app import topics
 from core_app.domain.errors import ValidationFailed
 from core_app.domain.shopify import parse_shop, verify_body
+from core_app.security.envelope import open_secret, seal_secret
 from core_app.security.errors import Unauthenticated
 from core_app.services import merchants
 from core_app.services.shopify_app import COMPLIANCE_TOPICS, SUBSCRIBED_TOPICS, ShopifyDeps
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 KNOWN_TOPICS = frozenset(SUBSCRIBED_TOPICS + COMPLIANCE_TOPICS)
 DEDUPE_MARGIN = 3600.0  # s: ids are remembered this much longer than a delivery can be fresh
 _NAMESPACE = uuid.UUID("0b8f0c36-8e8a-4f53-9a53-3f7c7c5d2b17")
+PAYLOAD_PURPOSE = "shopify_webhook"
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,29 @@ class WebhookDelivery:
     triggered_at: float | None
     payload: dict[str, Any]
 
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), ensure_ascii=False).encode()
+    def to_message(self, kek: bytes) -> bytes:
+        """JSON for `core.shopify.webhooks`, the payload sealed: webhook bodies carry emails, names
+        and addresses, and no topic may hold those in plaintext (envelope per delivery, D123)."""
+        wrapped, sealed = seal_secret(kek, PAYLOAD_PURPOSE, self.webhook_id, json.dumps(self.payload))
+        head = asdict(self) | {"payload": None}
+        sealed_parts = {
+            "key": base64.b64encode(wrapped).decode(),
+            "sealed": base64.b64encode(sealed).decode(),
+        }
+        return json.dumps(head | {"payload_sealed": sealed_parts}).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes) -> WebhookDelivery:
-        return cls(**json.loads(raw))
+    def from_message(cls, kek: bytes, raw: bytes) -> WebhookDelivery:
+        data = json.loads(raw)
+        parts = data.pop("payload_sealed")
+        payload = open_secret(
+            kek,
+            PAYLOAD_PURPOSE,
+            data["webhook_id"],
+            base64.b64decode(parts["key"]),
+            base64.b64decode(parts["sealed"]),
+        )
+        return cls(**(data | {"payload": json.loads(payload)}))
 
 
 def _triggered_at(value: str | None) -> float | None:
@@ -109,7 +129,7 @@ async def _hand_off(deps: ShopifyDeps, delivery: WebhookDelivery) -> str:
     if not await deps.redis.set(seen, "1", nx=True, ex=int(max_age + DEDUPE_MARGIN)):
         return "duplicate"
     try:
-        await deps.publish(topics.SHOPIFY_WEBHOOKS, delivery.shop, delivery.to_json())
+        await deps.publish(topics.SHOPIFY_WEBHOOKS, delivery.shop, delivery.to_message(deps.kek))
     except Exception:
         await deps.redis.delete(seen)  # not handed off: Shopify's retry must be processed
         raise

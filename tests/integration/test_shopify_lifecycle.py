@@ -89,6 +89,21 @@ async def test_customers_redact_erases_the_customer(shopify: ShopifyWorld, setti
 
     await eventually(done, timeout=30)
     assert redacted()[other] is False
+    # the hand-off topic holds the delivery, but never the email in plaintext
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        "core.shopify.webhooks",
+        bootstrap_servers=shopify.broker.removeprefix("kafka://"),
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        values = [m.value for batch in (await consumer.getmany(timeout_ms=3000)).values() for m in batch]
+    finally:
+        await consumer.stop()
+    ours = [v for v in values if delivery.webhook_id.encode() in v]
+    assert ours and all(email.encode() not in v and email.upper().encode() not in v for v in ours)
 
 
 async def test_a_hundred_webhooks_are_answered_fast_while_an_import_runs(
