@@ -22,12 +22,13 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core_app import topics
 from core_app.domain.errors import ValidationFailed
 from core_app.domain.shopify import parse_shop, verify_body
+from core_app.security.audit import write_audit_async
 from core_app.security.envelope import open_secret, seal_secret
 from core_app.security.errors import Unauthenticated
 from core_app.services import merchants
@@ -148,10 +149,37 @@ async def process_webhook(deps: ShopifyDeps, delivery: WebhookDelivery) -> str:
     elif delivery.topic == "shop/redact":
         purged = await purge_shop(deps, delivery.shop, delivery.webhook_id)
         result = "done" if purged is not None else "skipped"
+    elif delivery.topic == "customers/data_request":
+        result = await _record_data_request(deps, delivery)
     else:
-        result = "skipped"  # customers/create|update, customers/data_request: not served yet
+        result = "skipped"  # customers/create|update: not applied yet
     webhooks_processed.labels(delivery.topic, result).inc()
     return result
+
+
+async def _record_data_request(deps: ShopifyDeps, delivery: WebhookDelivery) -> str:
+    """The export is not built yet (README "Shopify"): the request is kept, without PII, in
+    `audit_logs` with its 30-day deadline, counted, and logged, so an operator serves it in time."""
+    merchant = await merchants.find_merchant(deps.pool, delivery.shop)
+    customer = delivery.payload.get("customer") or {}
+    request = delivery.payload.get("data_request") or {}
+    received = datetime.now(UTC)
+    await write_audit_async(
+        deps.pool,
+        merchant_id=merchant["id"] if merchant else None,
+        actor="shopify:webhook",
+        action="gdpr.data_request.received",
+        entity_type="gdpr_request",
+        entity_id=str(request.get("id") or delivery.webhook_id),
+        details={
+            "shop": delivery.shop,
+            "shopify_customer_id": customer.get("id") if isinstance(customer, dict) else None,
+            "deadline": (received + timedelta(days=30)).isoformat(timespec="seconds"),
+            "served": False,
+        },
+    )
+    log.warning("GDPR data request recorded, not served automatically", extra={"shop": delivery.shop})
+    return "recorded"
 
 
 async def _customer_by_email(deps: ShopifyDeps, merchant_id: str, email: str) -> str | None:

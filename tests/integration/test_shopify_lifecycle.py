@@ -327,3 +327,33 @@ async def test_shop_redact_after_uninstall_purges_the_shop_with_counts(
             (row["id"],),
         )
         assert cur.fetchone()[0] == 0
+
+
+async def test_a_data_request_is_recorded_with_its_deadline_without_pii(
+    shopify: ShopifyWorld, settings: Settings
+) -> None:
+    shop = new_shop()
+    assert (await oauth_install(shopify, shop)).status == 302
+    row = merchant_row(settings, shop)
+    assert row is not None
+    payload = {
+        "shop_domain": shop,
+        "customer": {"id": 191167, "email": "someone@example.com", "phone": "+15550001111"},
+        "orders_requested": [],
+        "data_request": {"id": 9999},
+    }
+    assert (await shopify.fake.compliance(shop, "customers/data_request", payload)).statuses == [200]
+
+    async def recorded() -> Any:
+        with pg(settings) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT entity_id, details FROM audit_logs WHERE merchant_id = %s"
+                " AND action = 'gdpr.data_request.received'",
+                (row["id"],),
+            )
+            return cur.fetchone()
+
+    entity_id, details = await eventually(recorded, timeout=20)
+    assert entity_id == "9999" and details["shopify_customer_id"] == 191167 and details["served"] is False
+    assert "deadline" in details and "someone@example.com" not in json.dumps(details)
+    assert "+15550001111" not in json.dumps(details)
