@@ -48,6 +48,7 @@ async def shopify_fixture(worker_env: dict[str, str], shopify_broker: str) -> As
             "KAFKA_BROKER": shopify_broker,
             "SHOPIFY_SHOP_URL": fake.shop_url_template(),
             "SHOPIFY_APP_URL": f"http://127.0.0.1:{port}",
+            "AUTH_CACHE_TTL": "1",  # an uninstall is seen by guard() within a second (D128)
         }
         process = start_worker(f"worker-shopify-{uuid.uuid4().hex[:6]}", env, http_port=port)
         try:

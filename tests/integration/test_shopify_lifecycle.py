@@ -44,7 +44,20 @@ async def test_uninstall_then_reinstall_keeps_the_merchant(shopify: ShopifyWorld
         return row is not None and row["status"] == "uninstalled" and not row["has_token"]
 
     await eventually(uninstalled, timeout=20)
-    assert (await oauth_install(shopify, shop)).status == 302
+    from tests.auth import create_api_credentials, signed_session
+
+    [(customer_id, _)] = insert_customers(settings, first["id"], 1)
+    url = f"{shopify.worker.url}/core/v1/customers"
+    params = {"merchant_id": first["id"], "customer_id": customer_id}
+    async with signed_session(create_api_credentials(settings, first["id"])) as http:
+
+        async def read_status(wanted: int) -> bool:
+            async with http.get(url, params=params) as r:
+                return r.status == wanted
+
+        await eventually(lambda: read_status(404), timeout=10)  # uninstalled: not served, data kept
+        assert (await oauth_install(shopify, shop)).status == 302
+        await eventually(lambda: read_status(200), timeout=10)  # reinstalled: served again
     back = merchant_row(settings, shop)
     assert (
         back is not None and back["id"] == first["id"] and back["status"] == "installed" and back["has_token"]
