@@ -137,3 +137,19 @@ async def test_an_expired_bulk_url_runs_the_operation_again(
     with pytest.raises(Unavailable, match="expiring"):
         async for _page in bulk_customers(deps, shop, token, poll_seconds=0.05):
             pass
+
+
+async def test_an_uninstall_mid_pull_stops_it_without_retries(
+    world: tuple[FakeShopify, ShopifyDeps, str, str],
+) -> None:
+    from core_app.services.shopify_pull import TokenRefused
+
+    fake, deps, shop, token = world
+    bucket = RestBucket(deps, shop, leak_per_second=LEAK)
+    pages = 0
+    with pytest.raises(TokenRefused):
+        async for _page in pull_customers(deps, shop, token, page_size=50, bucket=bucket):
+            pages += 1
+            if pages == 2:
+                await fake.uninstall(shop)  # Shopify revokes the token
+    assert pages == 2 and bucket.stats.requests == 3  # the refused call was not retried
