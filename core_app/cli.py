@@ -44,7 +44,7 @@ def _keys(args: argparse.Namespace) -> int:
 def _dev(args: argparse.Namespace) -> int:
     from core_app.devstack import run_dev
 
-    return run_dev(load_settings(), keep_state=args.keep_state)
+    return run_dev(load_settings(), keep_state=args.keep_state, fake_shopify=args.fake_shopify)
 
 
 def _schema_registry(args: argparse.Namespace) -> int:
@@ -65,6 +65,11 @@ def parser() -> argparse.ArgumentParser:
         "--keep-state",
         action="store_true",
         help="keep RocksDB state (only with an external broker)",
+    )
+    dev.add_argument(
+        "--fake-shopify",
+        action="store_true",
+        help="also run the fake Shopify on DEV_FAKE_SHOPIFY_PORT (9300) and point the worker at it",
     )
     dev.set_defaults(run=_dev)
     commands.add_parser("worker", help="run one worker against configured services").set_defaults(run=_worker)
@@ -88,6 +93,10 @@ def parser() -> argparse.ArgumentParser:
     from core_app.ops_cli import add_commands as add_ops_commands
 
     add_ops_commands(commands)  # repair
+    from core_app import merchant_cli
+
+    merchant_cli.add_commands(commands)  # merchant create|list|show
+    merchant_cli.add_dev_commands(commands)  # fake-shopify
     return root
 
 

@@ -163,7 +163,22 @@ def _start_registry(children: Children, settings: Settings, env: dict[str, str])
     return f"http://127.0.0.1:{port}"
 
 
-def run_dev(settings: Settings, keep_state: bool = False) -> int:
+def _start_fake_shopify(
+    children: Children, settings: Settings, env: dict[str, str], logs: Path
+) -> dict[str, str]:
+    """The fake Shopify (core_app/devtools/fake_shopify); returns the worker's Shopify settings."""
+    port = settings.dev_fake_shopify_port
+    app_url = f"http://127.0.0.1:{settings.http_port}"
+    argv = [sys.executable, "-m", "core_app", "fake-shopify", "--port", str(port)]
+    children.start("fake-shopify", argv, env | {"SHOPIFY_APP_URL": app_url}, log=logs / "fake-shopify.log")
+    wait_until(lambda: port_open("127.0.0.1", port), "the fake Shopify")
+    print(
+        f"core dev: fake Shopify on :{port}; install: http://127.0.0.1:{port}/_fake/shops/demo.myshopify.com/install"
+    )
+    return {"SHOPIFY_SHOP_URL": f"http://127.0.0.1:{port}/shops/{{shop}}", "SHOPIFY_APP_URL": app_url}
+
+
+def run_dev(settings: Settings, keep_state: bool = False, fake_shopify: bool = False) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _stop_on_signal)
     logs = settings.data_dir.parent / "log"
@@ -180,6 +195,8 @@ def run_dev(settings: Settings, keep_state: bool = False) -> int:
         print(f"core dev: applied {len(migrate(settings))} migration(s)", flush=True)
         if "SCHEMA_REGISTRY_URL" not in os.environ:
             env["SCHEMA_REGISTRY_URL"] = _start_registry(children, settings, env)
+        if fake_shopify:
+            env.update(_start_fake_shopify(children, settings, env, logs))
         worker_env = {**DEV_WORKER_ENV, **env}
         children.start("worker", [sys.executable, "-m", "core_app", "worker"], worker_env)
         print(

@@ -13,6 +13,7 @@ from agents.referral_created import referral_created_agent
 from agents.rekeyed import rekeyed_agent
 from agents.rfm_updated import rfm_updated_agent
 from agents.settings_commands import settings_commands_agent
+from agents.shopify_webhooks import shopify_webhooks_agent
 from core_app import consumer_metrics
 from core_app.app import CoreApp, app
 from core_app.fanout.service import FanoutService
@@ -37,6 +38,7 @@ AGENTS = (
     settings_commands_agent,
     import_jobs_agent,
     import_updates_agent,
+    shopify_webhooks_agent,
 )
 TABLES = (customers_table, settings_table, import_logs_table)
 

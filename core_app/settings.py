@@ -23,6 +23,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_EMAIL_ENCRYPTION_KEY = "dev-only-email-encryption-key-change-me-0001"
 DEV_EMAIL_HASH_KEY = "dev-only-email-hash-key-change-me-000000001"
 DEV_SHOPIFY_API_SECRET = "dev-only-shopify-secret"
+DEV_SHOPIFY_API_KEY = "dev-shopify-key"
+# Where a shop's Admin API and OAuth screens live; `{shop}` is the validated shop domain. Only `core dev
+# --fake-shopify` and tests point it elsewhere (the fake shop); production refuses anything else.
+SHOPIFY_SHOP_URL = "https://{shop}"
 # Security layer (core_app/security): the HS256 JWT key, the worker-to-worker token and the key that
 # wraps API key secrets and per-customer data keys (base64 of 32 bytes).
 DEV_JWT_HS256_SECRET = "dev-only-jwt-hs256-secret-change-me-000000001"
@@ -91,6 +95,7 @@ class Settings(BaseSettings):
     # Ports `core dev` uses for the broker and registry it starts itself.
     dev_broker_port: int = Field(default=9092, ge=1, le=65535)
     dev_registry_port: int = Field(default=8081, ge=1, le=65535)
+    dev_fake_shopify_port: int = Field(default=9300, ge=1, le=65535)  # `core dev --fake-shopify`
 
     redis_url: str | None = None
     redis_host: str = "127.0.0.1"
@@ -136,8 +141,16 @@ class Settings(BaseSettings):
     graphql_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # `variables`: metadata may nest 32 levels (D65), plus the levels of the variables around it.
     graphql_max_variables_depth: int = Field(default=40, ge=2)
-    shopify_api_key: str = "dev-shopify-key"
+    # Shopify app (README "Shopify"): credentials, scopes, where Shopify reaches this service.
+    shopify_api_key: str = DEV_SHOPIFY_API_KEY
     shopify_api_secret: SecretStr = SecretStr(DEV_SHOPIFY_API_SECRET)
+    shopify_scopes: str = "read_customers,write_customers,read_orders"
+    shopify_app_url: str = "http://127.0.0.1:8080"  # public base URL of /shopify/* (callback, webhooks)
+    shopify_shop_url: str = SHOPIFY_SHOP_URL
+    shopify_api_version: str = Field(default="2025-01", pattern=r"^\d{4}-\d{2}$")
+    shopify_state_ttl: int = Field(default=600, ge=30)  # OAuth state nonce lifetime (s)
+    shopify_webhook_max_age: float = Field(default=43_200.0, gt=0)  # older deliveries are stale (s)
+    shopify_http_timeout: float = Field(default=10.0, gt=0)
     email_encryption_key: SecretStr = SecretStr(DEV_EMAIL_ENCRYPTION_KEY)
     email_hash_key: SecretStr = SecretStr(DEV_EMAIL_HASH_KEY)
 
@@ -198,12 +211,29 @@ class Settings(BaseSettings):
             raise ValueError("expected kafka://host:port[,host:port...]")
         return value
 
-    @field_validator("schema_registry_url", "redis_url", "canonical_url")
+    @field_validator("schema_registry_url", "redis_url", "canonical_url", "shopify_app_url")
     @classmethod
     def _http_like(cls, value: str | None) -> str | None:
         if value is not None and not urlsplit(value).hostname:
             raise ValueError("expected an absolute URL such as http://host:port")
         return value
+
+    @field_validator("shopify_shop_url")
+    @classmethod
+    def _shop_url(cls, value: str) -> str:
+        if "{shop}" not in value or not urlsplit(value.replace("{shop}", "x.myshopify.com")).hostname:
+            raise ValueError("expected an absolute URL holding {shop}, such as https://{shop}")
+        return value.rstrip("/")
+
+    @field_validator("shopify_scopes")
+    @classmethod
+    def _scopes(cls, value: str) -> str:
+        from core_app.domain.shopify import parse_scopes
+
+        try:
+            return ",".join(parse_scopes(value))
+        except Exception:
+            raise ValueError("expected comma-separated Shopify scopes such as read_customers") from None
 
     @field_validator("import_private_allowlist")
     @classmethod
@@ -246,6 +276,12 @@ class Settings(BaseSettings):
                     raise ValueError(f"{name.upper()} still holds its dev-only default")
             if not self.auth_enabled:
                 raise ValueError("AUTH_ENABLED=false is refused in production")
+            if self.shopify_api_key == DEV_SHOPIFY_API_KEY:
+                raise ValueError("SHOPIFY_API_KEY still holds its dev-only default")
+            if self.shopify_shop_url != SHOPIFY_SHOP_URL:
+                raise ValueError(f"SHOPIFY_SHOP_URL must be {SHOPIFY_SHOP_URL} in production")
+            if not self.shopify_app_url.startswith("https://"):
+                raise ValueError("SHOPIFY_APP_URL must be an https:// URL in production")
         return self
 
     @property
@@ -276,6 +312,10 @@ class Settings(BaseSettings):
     def import_private_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         parts = (p.strip() for p in self.import_private_allowlist.split(","))
         return [ipaddress.ip_network(p, strict=False) for p in parts if p]
+
+    def shop_url(self, shop: str) -> str:
+        """Base URL of a (validated) shop's Admin API and OAuth screens."""
+        return self.shopify_shop_url.replace("{shop}", shop)
 
     @property
     def import_max_file_bytes(self) -> int:

@@ -17,6 +17,7 @@ GDPR_REQUEST_CREATED = "gdpr_request.created"
 CUSTOMER_CREATED = "customer.created"
 CUSTOMER_UPDATED = "customer.updated"
 IMPORT_INITIATED = "import.initiated"
+MERCHANT_INSTALLED = "merchant.installed"  # Avro, keyed by merchant_id (views/shopify.py)
 DEAD_LETTER = "core.dlq"
 # Consumed events that arrived keyed some other way, re-keyed {merchant_id}:{customer_id}.
 REKEYED = "core.rekeyed"
@@ -32,10 +33,13 @@ UPDATES = "core.updates"
 # partitions (JSON, sent to an explicit partition: every customer in one command hashes to it).
 IMPORT_JOBS = "core.import.jobs"
 IMPORT_COMMANDS = "core.import.commands"
+# Verified Shopify webhooks on their way to the webhook agent (JSON, keyed by shop domain): the HTTP
+# handler answers Shopify at once and the agent does the work (agents/shopify_webhooks.py).
+SHOPIFY_WEBHOOKS = "core.shopify.webhooks"
 
 CONSUMED = (RFM_UPDATED, POINTS_UPDATED, REFERRAL_CREATED, GDPR_REQUEST_CREATED)
-PRODUCED = (CUSTOMER_CREATED, CUSTOMER_UPDATED, IMPORT_INITIATED, DEAD_LETTER)
-INTERNAL = (REKEYED, CUSTOMER_COMMANDS, SETTINGS_COMMANDS, IMPORT_JOBS, IMPORT_COMMANDS)
+PRODUCED = (CUSTOMER_CREATED, CUSTOMER_UPDATED, IMPORT_INITIATED, MERCHANT_INSTALLED, DEAD_LETTER)
+INTERNAL = (REKEYED, CUSTOMER_COMMANDS, SETTINGS_COMMANDS, IMPORT_JOBS, IMPORT_COMMANDS, SHOPIFY_WEBHOOKS)
 BROADCAST = (UPDATES,)  # read by every worker outside the consumer group, not by an agent
 
 

@@ -80,7 +80,7 @@ ROWS: list[tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] = [
                 "short",
                 [("sum by (topic, kind) (increase(core_dead_letters_total[1m]))", "{{topic}} {{kind}}")],
             ),
-            ("Parked events", "short", [("sum by (topic) (core_parked_events)", "{{topic}}")]),
+            ("Parked events", "short", [("max(core_parked_events)", "parked")]),
             (
                 "Events applied / s",
                 "ops",
@@ -167,7 +167,7 @@ ROWS: list[tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] = [
             (
                 "Shopify API bucket used",
                 "percentunit",
-                [("max by (merchant_id) (core_shopify_bucket_used_ratio)", "{{merchant_id}}")],
+                [("max by (shop) (core_shopify_api_bucket_used_ratio)", "{{shop}}")],
             ),
         ],
     ),

@@ -97,10 +97,11 @@ class WorkerProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def start_worker(name: str, env: dict[str, str]) -> WorkerProcess:
-    """`core worker` as a subprocess, logging to test-artifacts/<name>.log."""
+def start_worker(name: str, env: dict[str, str], http_port: int | None = None) -> WorkerProcess:
+    """`core worker` as a subprocess, logging to test-artifacts/<name>.log (`http_port`: when the
+    caller must know it before the start, e.g. for SHOPIFY_APP_URL)."""
     ARTIFACTS.mkdir(exist_ok=True)
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port = http_port or free_port(), free_port()
     log_path = ARTIFACTS / f"{name}.log"
     full_env = {
         **os.environ,

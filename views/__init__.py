@@ -9,6 +9,7 @@ from views import admin_dlq, customers, health, imports, internal, live, segment
 from views.admin_page import admin_routes
 from views.graphql import graphql_handler
 from views.pipeline import build_app
+from views.shopify import install_cleanup, shopify_routes
 
 ROUTES: list[tuple[str, str, object]] = [
     ("GET", "/health", health.health),
@@ -31,7 +32,8 @@ ROUTES: list[tuple[str, str, object]] = [
 def build_web_app() -> web.Application:
     # The pipeline authenticates every route but /health, /ready, /metrics and the admin page's static
     # files (core_app/security/http.py), maps domain errors and observes latency (views/pipeline.py).
-    routes = [*ROUTES, *admin_routes(), ("*", "/graphql", graphql_handler())]
+    routes = [*ROUTES, *admin_routes(), *shopify_routes(), ("*", "/graphql", graphql_handler())]
     web_app = build_app(routes, client_max_size=1024 * 1024)  # type: ignore[arg-type]
     live.install(web_app)  # closes live sockets on shutdown
+    install_cleanup(web_app)  # the Shopify HTTP client
     return web_app

@@ -23,7 +23,10 @@ from core_app.domain.errors import ValidationFailed
 from core_app.domain.events import parse_uuid
 from core_app.domain.pii import sanitize_metadata
 
-SOURCES = ("shopify", "smile_io", "loyaltylion", "custom")
+SOURCES = ("shopify", "smile_io", "loyaltylion", "custom", "shopify_api")
+# Pulled from the shop's Admin API (core_app/imports/shopify_source.py), rendered as Shopify's own
+# customer export, so it is read by the `shopify` format.
+SHOPIFY_API = "shopify_api"
 STATUSES = ("pending", "processing", "completed", "failed")
 FINAL_STATUSES = frozenset({"completed", "failed"})
 URL_SCHEMES = ("http", "https", "file")
@@ -348,6 +351,9 @@ FORMATS: dict[str, SourceFormat] = {
         required=("email",),
     ),
 }
+
+
+FORMATS[SHOPIFY_API] = FORMATS["shopify"]
 
 
 class RowParser:

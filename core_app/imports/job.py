@@ -43,6 +43,7 @@ from tenacity import (
 from core_app.domain.customer import customer_key
 from core_app.domain.email import email_hash
 from core_app.domain.imports import (
+    SHOPIFY_API,
     Deduper,
     ErrorLog,
     FileReader,
@@ -54,7 +55,7 @@ from core_app.domain.imports import (
     imported_metadata,
 )
 from core_app.imports import metrics, store
-from core_app.imports.fetch import FetchError, open_file
+from core_app.imports.fetch import Download, FetchError, open_file
 from core_app.retry import TRANSIENT_ERRORS
 from core_app.routing import key_partition
 from core_app.settings import Settings
@@ -302,7 +303,7 @@ class ImportRun:
     async def _read_once(self) -> None:
         skip_until = self.rows_done
         try:
-            async with open_file(self.job.file_url, self.settings) as download:
+            async with self._open() as download:
                 self.progress.bytes_total = download.size
                 reader = FileReader(self.job.source)
                 decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
@@ -318,6 +319,13 @@ class ImportRun:
         finally:
             # Rows read before a broken download are good: write them before any retry.
             await self._flush()
+
+    def _open(self) -> AbstractAsyncContextManager[Download]:
+        if self.job.source == SHOPIFY_API:  # pulled from the Admin API, not downloaded
+            from core_app.imports.shopify_source import open_shopify
+
+            return open_shopify(self.job, self.settings)
+        return open_file(self.job.file_url, self.settings)
 
     async def _take(self, parsed: list[tuple[int, ImportedRow | RowError]], skip_until: int) -> None:
         taken = 0

@@ -6,6 +6,7 @@ runs for every route, present and future.
 | `/health`, `/ready`, `/metrics`            | none                                               |
 | GET/HEAD `/admin/imports` (+ `.js`, `.css`)| none: static files holding no data; the page calls |
 |                                            | the API below with the operator's JWT (D80)        |
+| `/shopify/*` (install, callback, webhooks) | Shopify's HMAC, checked by each handler (D121)     |
 | `/internal/*` (worker to worker)           | `X-Internal-Token` (INTERNAL_TOKEN)                |
 | WebSocket upgrades (any path)              | `Authorization: Bearer <JWT>` or `?access_token=`, |
 |                                            | or none: then the WS module authenticates the      |
@@ -36,6 +37,9 @@ PUBLIC_PATHS = frozenset({"/health", "/ready", "/metrics"})
 # needs credentials as anywhere); they hold no data, and the page calls the API with a JWT (D80).
 PUBLIC_PAGES = frozenset({"/admin/imports", "/admin/imports.js", "/admin/imports.css"})
 PUBLIC_PAGE_METHODS = frozenset({"GET", "HEAD"})
+# Shopify's install redirects and webhooks (views/shopify.py) carry no API key or JWT: every handler
+# under this prefix authenticates the request by Shopify's HMAC (SHOPIFY_API_SECRET) itself.
+SHOPIFY_PREFIX = "/shopify/"
 INTERNAL_PREFIX = "/internal/"
 INTERNAL_HEADER = "X-Internal-Token"
 GRAPHQL_PATH = "/graphql"
@@ -95,8 +99,13 @@ def is_public(request: web.Request) -> bool:
 
 def is_public_route(method: str, path: str) -> bool:
     """Whether `method path` needs no credentials (also right for a route: public paths hold no
-    template variables, so a route's template is public exactly when the paths it matches are)."""
-    return path in PUBLIC_PATHS or (path in PUBLIC_PAGES and method in PUBLIC_PAGE_METHODS)
+    template variables but under the Shopify prefix, so a route's template is public exactly when the
+    paths it matches are)."""
+    return (
+        path in PUBLIC_PATHS
+        or (path in PUBLIC_PAGES and method in PUBLIC_PAGE_METHODS)
+        or path.startswith(SHOPIFY_PREFIX)
+    )
 
 
 def is_graphiql_page(request: web.Request) -> bool:

@@ -17,12 +17,14 @@ from collections.abc import Awaitable
 import aiopg
 from redis.asyncio import Redis
 
+from core_app.domain.errors import NotFound
 from core_app.runtime import get_runtime
 from core_app.security.api_keys import ApiKeyStore
 from core_app.security.crypto import kek_from_setting
 from core_app.security.errors import FeatureDisabled, Unauthenticated
 from core_app.security.flags import FlagSource, LaunchDarklyFlags, RedisFlags
 from core_app.security.gate import Gate, Verdict
+from core_app.security.merchant_status import MerchantStatus
 from core_app.security.network import TrustedProxies
 from core_app.security.principal import (
     DISABLED,
@@ -89,6 +91,7 @@ class SecurityLayer:
         )
         self.api_keys = ApiKeyStore(pool, kek, ttl)
         self.data_keys = DataKeyStore(pool, kek, ttl)
+        self.merchants = MerchantStatus(pool, ttl)  # uninstalled merchants answer 404 (D128)
         self.gate = Gate(
             redis,
             prefix=settings.redis_key_prefix,
@@ -182,6 +185,8 @@ class SecurityLayer:
             if principal.auth_method not in TRUSTED_METHODS:
                 # Acting on another merchant: that merchant's allow-list applies too.
                 await self.gate.ip_allowed(target, principal.client_ip)
+        if not await self.merchants.installed(target):
+            raise NotFound("merchant", target)
         if flag is not None and not await self.flags.enabled(target, flag):
             raise FeatureDisabled(flag)
         return principal

@@ -20,7 +20,7 @@ from agents.topics import import_initiated, import_jobs
 from core_app import topics
 from core_app.domain.errors import NotFound, Unavailable, ValidationFailed
 from core_app.domain.events import parse_uuid
-from core_app.domain.imports import parse_file_url, parse_source, parse_status
+from core_app.domain.imports import SHOPIFY_API, parse_file_url, parse_source, parse_status
 from core_app.imports import store
 from core_app.imports.fetch import check_file_url
 from core_app.imports.job import ImportJob
@@ -64,8 +64,12 @@ async def start_import(merchant_id: Any, source: Any, file_url: Any) -> dict[str
     merchant_id = parse_uuid(merchant_id, "merchant_id")
     caller = await guard(merchant_id, EDIT, flag=CUSTOMER_IMPORT)
     source = parse_source(source)
-    parse_file_url(file_url)  # syntax first: no I/O for a malformed request
     runtime = get_runtime()
+    if source == SHOPIFY_API:  # no file: the shop's Admin API (core_app/imports/shopify_source.py)
+        from core_app.imports.shopify_source import source_url
+
+        file_url = await source_url(runtime.pool, runtime.settings.shopify_shop_url, merchant_id, file_url)
+    parse_file_url(file_url)  # syntax first: no I/O for a malformed request
     if not await merchant_exists(runtime.pool, merchant_id):
         raise NotFound("merchant", merchant_id)
     url = await check_file_url(file_url, runtime.settings)

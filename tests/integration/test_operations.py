@@ -43,9 +43,7 @@ RULES = REPO_ROOT / "deploy" / "prometheus" / "rules" / "core.rules.yml"
 # must be absent from /metrics (so this list shrinks as features land) and is unit-tested on
 # synthetic series in deploy/prometheus/tests/core.rules.test.yml.
 PENDING = {
-    "core_shopify_bucket_used_ratio": "Shopify API client (Core makes no Shopify calls yet)",
     "core_gdpr_request_oldest_open_age_seconds": "GDPR request tracking (no request table yet)",
-    "core_parked_events": "parked (out-of-order) events",
 }
 FROM_PROMETHEUS = {"up"}  # a scrape's own series
 

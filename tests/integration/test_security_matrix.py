@@ -316,7 +316,7 @@ class MatrixReport:
         transports = sorted({r.transport for r in ROUTES})
         terminalreporter.write_sep("-", "security matrix")
         terminalreporter.write_line(
-            f"security matrix: {len(RAN)} cases ran over {len(ROUTES)} routes "
+            f"security matrix: {len(RAN)} cases ran over {len(ROUTES)} routes + {len(SHOPIFY_CASES)} Shopify "
             f"({', '.join(transports)}); {len(matrix())} applicable of {len(ROUTES) * len(CASES)}"
         )
 
@@ -489,6 +489,120 @@ async def test_security_matrix(secure_worker: WorkerProcess, tenant: Tenant, rou
     RAN.append(f"{route.name}-{case}")
     outcome = await CALLERS[route.transport](secure_worker, route, case, tenant)
     assert outcome == CASES[case], f"{route.name} / {case}: expected {CASES[case]}, got {outcome}"
+
+
+# -- Shopify's routes: public to the API-key layer, authenticated by Shopify's HMAC (views/shopify.py) --
+# Merchant and permission cases do not apply (Shopify signs as the app, not as a merchant's user).
+SHOPIFY_SECRET = "dev-only-shopify-secret"
+SHOPIFY_CASES = {
+    # route: {case: expected status}
+    "GET /shopify/install": {
+        "valid": 302,
+        "no_credentials": 401,
+        "bad_signature": 401,
+        "expired_token": 401,
+        "bad_shop": 400,
+    },
+    "GET /shopify/callback": {
+        "no_credentials": 401,
+        "bad_signature": 401,
+        "expired_token": 401,
+        "replayed_signature": 401,
+    },
+    "POST /shopify/session": {"no_credentials": 401, "bad_signature": 401, "expired_token": 401},
+    "POST /shopify/webhooks/{topic}": {
+        "valid": 200,
+        "no_credentials": 401,
+        "bad_signature": 401,
+        "replayed_signature": 200,
+        "bad_shop": 400,
+    },
+}
+
+
+def shopify_matrix() -> list[Any]:
+    return [
+        pytest.param(route, case, status, id=f"{route}-{case}")
+        for route, cases in SHOPIFY_CASES.items()
+        for case, status in cases.items()
+    ]
+
+
+def _signed_query(case: str, extra: dict[str, str]) -> str:
+    from urllib.parse import urlencode
+
+    from core_app.domain.shopify import sign_query
+
+    stamp = int(time.time()) - (3600 if case == "expired_token" else 0)
+    shop = "not a shop" if case == "bad_shop" else f"matrix-{uuid.uuid4().hex[:8]}.myshopify.com"
+    params = {"shop": shop, "timestamp": str(stamp)} | extra
+    if case == "no_credentials":
+        return urlencode(params)
+    secret = "not-the-app-secret" if case == "bad_signature" else SHOPIFY_SECRET
+    return urlencode(params | {"hmac": sign_query(secret, params)})
+
+
+async def _session_call(http: aiohttp.ClientSession, worker: WorkerProcess, case: str) -> tuple[int, Any]:
+    import jwt
+
+    now, shop = int(time.time()), f"matrix-{uuid.uuid4().hex[:8]}.myshopify.com"
+    claims = {"iss": f"https://{shop}/admin", "dest": f"https://{shop}", "aud": "dev-shopify-key"}
+    claims |= {
+        "sub": "1",
+        "jti": str(uuid.uuid4()),
+        "nbf": now - 5,
+        "exp": now + (-60 if case == "expired_token" else 60),
+    }
+    secret = "not-the-app-secret-00000000000000000" if case == "bad_signature" else SHOPIFY_SECRET
+    headers = {} if case == "no_credentials" else {"Authorization": "Bearer " + jwt.encode(claims, secret)}
+    async with http.post(f"{worker.url}/shopify/session", headers=headers) as r:
+        return r.status, await r.json(content_type=None)
+
+
+async def call_shopify(worker: WorkerProcess, route: str, case: str) -> tuple[int, Any]:
+    from core_app.domain.shopify import sign_body
+
+    async with aiohttp.ClientSession() as http:
+        if route == "POST /shopify/session":
+            return await _session_call(http, worker, case)
+        if route != "POST /shopify/webhooks/{topic}":
+            path = route.split()[1]
+            extra = {"code": "c0de", "state": "never-issued"} if path.endswith("callback") else {}
+            url = f"{worker.url}{path}?{_signed_query(case, extra)}"
+            async with http.get(url, allow_redirects=False) as r:
+                return r.status, r.headers.get("Location")
+        body = json.dumps({"id": 1, "email": "someone@example.com"}).encode()
+        shop = "evil.com" if case == "bad_shop" else "matrix.myshopify.com"
+        headers = {
+            "X-Shopify-Topic": "customers/update",
+            "X-Shopify-Shop-Domain": shop,
+            "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+            "X-Shopify-Hmac-Sha256": sign_body(
+                "not-the-app-secret" if case == "bad_signature" else SHOPIFY_SECRET, body
+            ),
+        }
+        if case == "no_credentials":
+            del headers["X-Shopify-Hmac-Sha256"]
+        url = f"{worker.url}/shopify/webhooks/customers/update"
+        for _ in range(2 if case == "replayed_signature" else 1):
+            async with http.post(url, data=body, headers=headers) as r:
+                answer = r.status, await r.json(content_type=None)
+        return answer
+
+
+@pytest.mark.parametrize(("route", "case", "expected"), shopify_matrix())
+async def test_shopify_route_matrix(
+    secure_worker: WorkerProcess, route: str, case: str, expected: int
+) -> None:
+    RAN.append(f"{route}-{case}")
+    status, detail = await call_shopify(secure_worker, route, case)
+    assert status == expected, f"{route} / {case}: {status} {detail}"
+    if route == "GET /shopify/install" and status == 302:
+        from urllib.parse import urlsplit
+
+        assert urlsplit(detail).hostname.endswith(".myshopify.com")
+    if case == "replayed_signature" and route.startswith("POST"):
+        assert detail == {"status": "duplicate"}  # the second delivery is not processed again
 
 
 # -- injection tries: refused or handled as input errors, never a 5xx and never someone else's data --

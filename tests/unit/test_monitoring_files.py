@@ -111,7 +111,7 @@ def test_dashboard_has_the_issues_panels() -> None:
         "core_imports_finished_total",
         'core_events_processed_total{topic="gdpr_request.created"}',
         "core_auth_refused_total",
-        "core_shopify_bucket_used_ratio",
+        "core_shopify_api_bucket_used_ratio",
     ):
         assert metric in exprs, metric
     assert all(p["targets"] and p["datasource"]["type"] == "prometheus" for p in panels)

@@ -65,6 +65,8 @@ def test_production_refuses_dev_secrets(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("CORE_ENV", "production")
     monkeypatch.setenv("EMAIL_HASH_KEY", "x" * 40)
     monkeypatch.setenv("SHOPIFY_API_SECRET", "real-secret")
+    monkeypatch.setenv("SHOPIFY_API_KEY", "real-client-id")
+    monkeypatch.setenv("SHOPIFY_APP_URL", "https://core.example.com")
     monkeypatch.setenv("JWT_HS256_SECRET", "")
     monkeypatch.setenv("INTERNAL_TOKEN", "real-internal-token")
     monkeypatch.setenv("KEY_ENCRYPTION_KEY", base64.b64encode(b"k" * 32).decode())
@@ -99,6 +101,8 @@ def test_production_refuses_the_security_dev_secrets(monkeypatch: pytest.MonkeyP
         "EMAIL_ENCRYPTION_KEY": "y" * 40,
         "EMAIL_HASH_KEY": "x" * 40,
         "SHOPIFY_API_SECRET": "real-secret",
+        "SHOPIFY_API_KEY": "real-client-id",
+        "SHOPIFY_APP_URL": "https://core.example.com",
         "JWT_HS256_SECRET": "",
         "INTERNAL_TOKEN": "real-internal-token",
         "KEY_ENCRYPTION_KEY": base64.b64encode(b"k" * 32).decode(),
@@ -120,6 +124,47 @@ def test_production_refuses_the_security_dev_secrets(monkeypatch: pytest.MonkeyP
     ("name", "value"), [("KEY_ENCRYPTION_KEY", "c2hvcnQ="), ("TRUSTED_PROXIES", "10.0.0.0/8,not-a-cidr")]
 )
 def test_invalid_security_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SHOPIFY_API_KEY", "dev-shopify-key"),
+        ("SHOPIFY_SHOP_URL", "http://127.0.0.1:9300/shops/{shop}"),
+        ("SHOPIFY_APP_URL", "http://core.example.com"),
+    ],
+)
+def test_production_refuses_the_shopify_dev_settings(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv("CORE_ENV", "production")
+    for key, real in {
+        "EMAIL_ENCRYPTION_KEY": "y" * 40,
+        "EMAIL_HASH_KEY": "x" * 40,
+        "SHOPIFY_API_SECRET": "real-secret",
+        "SHOPIFY_API_KEY": "real-client-id",
+        "SHOPIFY_APP_URL": "https://core.example.com",
+        "JWT_HS256_SECRET": "",
+        "INTERNAL_TOKEN": "real-internal-token",
+        "KEY_ENCRYPTION_KEY": base64.b64encode(b"k" * 32).decode(),
+    }.items():
+        monkeypatch.setenv(key, real)
+    assert load_settings().shop_url("a.myshopify.com") == "https://a.myshopify.com"
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("SHOPIFY_SHOP_URL", "http://no-placeholder"), ("SHOPIFY_SCOPES", "read_customers,oops")],
+)
+def test_bad_shopify_settings_name_the_variable(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:
     monkeypatch.setenv(name, value)

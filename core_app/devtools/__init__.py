@@ -1,0 +1,1 @@
+"""Development tools the service can run (`core dev --fake-shopify`); never used in production."""
