@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test lint install clean
+.PHONY: dev test test-slow lint install clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -24,6 +24,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q -ra --durations=15
+
+# The multi-worker scenarios that take minutes (rebalances under load); not in CI, results in docs/.
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -ra -s -m slow
 
 clean:
 	rm -rf $(VENV) var test-artifacts .pytest_cache

@@ -18,6 +18,14 @@ from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
 
+MAX_REWINDS = 5  # jumps at one offset before it is taken as a real gap
+
+
+def rewinds_at(rewound: dict[Any, tuple[int, int]], tp: Any, offset: int) -> int:
+    last = rewound.get(tp)
+    return last[1] if last is not None and last[0] == offset else 0
+
+
 positions_rewound = Counter(
     "core_consumer_positions_rewound_total",
     "Source partitions sought back because their records skipped undelivered offsets",
@@ -43,7 +51,7 @@ class TunedConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> TunedConsumerThread:
         return TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-    _rewound: dict[Any, int]
+    _rewound: dict[Any, tuple[int, int]]  # partition -> (offset it was rewound to, how often)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
         """Faust's, but a source partition whose records jump past undelivered offsets is rewound.
@@ -52,8 +60,8 @@ class TunedConsumer(faust_aiokafka.Consumer):
         past it. In a rebalance under load the consumer's position could run ahead of what was
         delivered (records fetched, then dropped when the flow stopped, with no seek back after), and
         the gap ack then lost those events for good: 174 in one partition in one run (D114). Here the
-        partition is sought back and the jumping records are held back; a jump seen again at the same
-        place is a real gap (aborted transactions, compaction) and goes through to Faust.
+        partition is sought back and the jumping records are held back; a jump seen MAX_REWINDS times
+        at the same place is a real gap (aborted transactions, compaction) and goes through to Faust.
         """
         rewound = getattr(self, "_rewound", None)
         if rewound is None:
@@ -68,9 +76,9 @@ class TunedConsumer(faust_aiokafka.Consumer):
                 expected is not None
                 and message.offset > expected + 1
                 and tp.topic not in changelogs
-                and rewound.get(tp) != expected
+                and rewinds_at(rewound, tp, expected) < MAX_REWINDS
             ):
-                rewound[tp] = expected
+                rewound[tp] = (expected, rewinds_at(rewound, tp, expected) + 1)
                 held.add(tp)
                 positions_rewound.labels(tp.topic).inc()
                 log.warning(
