@@ -61,6 +61,7 @@ async def status(url: str) -> int | str:
         return type(exc).__name__
 
 
+@pytest.mark.slow
 async def test_wiped_broker_turns_health_down_and_no_worker_crashes_a_peer(
     worker_env: dict[str, str],
     settings: Settings,

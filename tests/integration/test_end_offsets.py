@@ -12,6 +12,7 @@ import signal
 from pathlib import Path
 
 import aiohttp
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -64,6 +65,7 @@ async def read(url: str, merchant_id: str, customer_id: str) -> dict:
         return await response.json()
 
 
+@pytest.mark.slow
 async def test_recovery_over_changelog_batches_of_1_3_and_500(
     worker_env: dict[str, str], settings: Settings, codec: EventCodec, data_root: Path
 ) -> None:

@@ -115,6 +115,7 @@ async def dead_letter_keys(bootstrap: str) -> list[bytes]:
     return keys
 
 
+@pytest.mark.slow
 async def test_an_early_event_waits_for_its_customer_and_expires_to_the_dlq_only_after_the_ttl(
     parking_worker: WorkerProcess, own_db: Settings, codec: EventCodec, own_tansu: str
 ) -> None:

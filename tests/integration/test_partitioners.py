@@ -81,6 +81,7 @@ def own_tansu(data_root: Path) -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow
 async def test_mixed_partitioners_with_a_sigkill_mid_way(
     worker_env: dict[str, str],
     settings: Settings,
