@@ -51,7 +51,9 @@ class TunedConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> TunedConsumerThread:
         return TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-    _rewound: dict[Any, tuple[int, int]]  # partition -> (offset it was rewound to, how often)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rewound: dict[Any, tuple[int, int]] = {}  # partition -> (offset rewound to, how often)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
         """Faust's, but a source partition whose records jump past undelivered offsets is rewound.
@@ -63,22 +65,19 @@ class TunedConsumer(faust_aiokafka.Consumer):
         partition is sought back and the jumping records are held back; a jump seen MAX_REWINDS times
         at the same place is a real gap (aborted transactions, compaction) and goes through to Faust.
         """
-        rewound = getattr(self, "_rewound", None)
-        if rewound is None:
-            rewound = self._rewound = {}
+        rewound = self._rewound
         changelogs = self.app.tables.changelog_topics
         held: set[Any] = set()
         async for tp, message in super().getmany(timeout):
             if tp in held:
                 continue
             expected = self._read_offset.get(tp)
-            if (
-                expected is not None
-                and message.offset > expected + 1
-                and tp.topic not in changelogs
-                and rewinds_at(rewound, tp, expected) < MAX_REWINDS
-            ):
-                rewound[tp] = (expected, rewinds_at(rewound, tp, expected) + 1)
+            if expected is not None and message.offset > expected + 1 and tp.topic not in changelogs:
+                tries = rewinds_at(rewound, tp, expected)
+                if tries >= MAX_REWINDS:
+                    yield tp, message  # a real gap: Faust acks it (and _add_gap logs it)
+                    continue
+                rewound[tp] = (expected, tries + 1)
                 held.add(tp)
                 positions_rewound.labels(tp.topic).inc()
                 log.warning(

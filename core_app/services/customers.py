@@ -152,8 +152,7 @@ async def _table_tier(
     """The table's answer, None when no table holds the key; Unavailable while its partition cannot
     answer (recovering, or its owner away) for longer than READ_RECOVERY_WAIT."""
     partition = table_partition(app, "customers", customer_key(merchant_id, customer_id))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + runtime.settings.read_recovery_wait
+    deadline: float | None = None  # set on the first miss only: the common read never waits
     while True:
         owner = partition_owner(app, "customers", partition)
         if owner is None or _is_this_worker(owner, runtime):
@@ -169,7 +168,10 @@ async def _table_tier(
             if outcome == "absent":
                 return None
             why = outcome
-        remaining = deadline - loop.time()
+        now = asyncio.get_running_loop().time()
+        if deadline is None:
+            deadline = now + runtime.settings.read_recovery_wait
+        remaining = deadline - now
         if remaining <= 0:
             metrics.reads_while_recovering.inc()
             raise Unavailable(f"customer {customer_id}: {why}; retry shortly")

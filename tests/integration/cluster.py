@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaProducer
 
+from bench.rdkafka import CrcProducer
 from core_app.events.codec import EventCodec
 from core_app.settings import Settings
 from core_app.topics import RFM_UPDATED
@@ -34,6 +35,8 @@ class KeyedLoad:
     merchant_id: str
     customers: list[str]
     rate: float  # events per second
+    # librdkafka (confluent-kafka, its default consistent_random partitioner) instead of aiokafka.
+    librdkafka: CrcProducer | None = None
     sent: Counter[str] = field(default_factory=Counter)
     last_score: dict[str, dict[str, int]] = field(default_factory=dict)
     paused: asyncio.Event = field(default_factory=asyncio.Event)
@@ -48,10 +51,12 @@ class KeyedLoad:
                 continue
             started = time.monotonic()
             futures = [await self._send_one() for _ in range(per_tick)]
-            await asyncio.gather(*futures)
+            if self.librdkafka is not None:
+                await self.librdkafka.flush()
+            await asyncio.gather(*(future for future in futures if future is not None))
             await asyncio.sleep(max(0.0, tick - (time.monotonic() - started)))
 
-    async def _send_one(self) -> asyncio.Future[Any]:
+    async def _send_one(self) -> asyncio.Future[Any] | None:
         self._step += 1
         customer_id = random.choice(self.customers)
         score = (1 + self._step % 5, 1 + (self._step // 5) % 5, 1 + (self._step // 25) % 5)
@@ -60,6 +65,9 @@ class KeyedLoad:
         self.last_score[customer_id] = record["rfm_score"]
         value = await self.codec.encode(topic, record)
         key = f"{self.merchant_id}:{customer_id}".encode()
+        if self.librdkafka is not None:
+            self.librdkafka.send(RFM_UPDATED, key, value)
+            return None
         return await self.producer.send(RFM_UPDATED, key=key, value=value)
 
     def expected(self, customer_id: str) -> tuple[dict[str, int], int]:
@@ -87,15 +95,9 @@ class Reader:
                     await self._read_one(http, random.choice(self.workers), random.choice(self.customers))
 
     async def _read_one(self, http: aiohttp.ClientSession, worker: WorkerProcess, customer_id: str) -> None:
-        params = {"merchant_id": self.merchant_id, "customer_id": customer_id}
-        try:
-            async with http.get(f"{worker.url}/core/v1/customers", params=params) as response:
-                if response.status != 200:
-                    self.failed[f"http {response.status}"] += 1
-                    return
-                body = await response.json()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.failed[type(exc).__name__] += 1
+        body = await read_view(http, worker, self.merchant_id, customer_id)
+        if isinstance(body, str):
+            self.failed[body] += 1
             return
         self.answered += 1
         version = int(body["version"])
@@ -105,6 +107,20 @@ class Reader:
                 f"{customer_id}: {before} -> {version} via {worker.name} ({body['source']})"
             )
         self.seen[customer_id] = max(before, version)
+
+
+async def read_view(
+    http: aiohttp.ClientSession, worker: WorkerProcess, merchant_id: str, customer_id: str
+) -> dict[str, Any] | str:
+    """The customer's REST view from `worker`, or why there is none ("http 503", an error's name)."""
+    params = {"merchant_id": merchant_id, "customer_id": customer_id}
+    try:
+        async with http.get(f"{worker.url}/core/v1/customers", params=params) as response:
+            if response.status != 200:
+                return f"http {response.status}"
+            return dict(await response.json())
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return type(exc).__name__
 
 
 @dataclass
@@ -167,7 +183,8 @@ async def mismatches(
                     counts[1] += 1
                     found.append(f"pg {customer_id}: {row['rfm_score']} v{row['version']} want v{version}")
                 for worker in workers:
-                    got = await _read(http, worker, load.merchant_id, customer_id)
+                    body = await read_view(http, worker, load.merchant_id, customer_id)
+                    got = body if isinstance(body, str) else (body["rfm_score"], int(body["version"]))
                     if got != (score, version):
                         counts[0] += 1
                         found.append(f"{worker.name} {customer_id}: {got} want {(score, version)}")
@@ -178,20 +195,6 @@ async def mismatches(
     except AssertionError:
         pass
     return counts[0], counts[1], found[:5]
-
-
-async def _read(
-    http: aiohttp.ClientSession, worker: WorkerProcess, merchant_id: str, customer_id: str
-) -> tuple[Any, int] | str:
-    params = {"merchant_id": merchant_id, "customer_id": customer_id}
-    try:
-        async with http.get(f"{worker.url}/core/v1/customers", params=params) as response:
-            if response.status != 200:
-                return f"http {response.status}"
-            body = await response.json()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return type(exc).__name__
-    return body["rfm_score"], int(body["version"])
 
 
 async def offsets_report(bootstrap: str, group: str, topic: str, partitions: int) -> str:

@@ -8,8 +8,6 @@ sink must retry the invalidation and commit nothing past it.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,13 +19,12 @@ from redis.asyncio import Redis
 from core_app.events.codec import EventCodec
 from core_app.settings import Settings
 from tests.helpers import (
+    PrivateRedis,
     WorkerProcess,
-    free_port,
     metric,
     running_tansu,
     start_worker,
     stop_process,
-    wait_for_port,
     wait_ready,
 )
 from tests.integration.cluster import KeyedLoad
@@ -36,31 +33,11 @@ from tests.integration.events import customer_rows, insert_customers, new_mercha
 CUSTOMERS = 200
 
 
-class DurableRedis:
-    """A redis-server of our own with AOF on, so what it held comes back after a restart."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        argv += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)]
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process, timeout=10)
-            self.process = None
-
-
 @pytest.fixture
-def durable_redis(data_root: Path) -> Iterator[DurableRedis]:
-    server = DurableRedis(data_root / "durable-redis")
+def durable_redis(data_root: Path) -> Iterator[PrivateRedis]:
+    workdir = data_root / "durable-redis"
+    workdir.mkdir(parents=True, exist_ok=True)
+    server = PrivateRedis(workdir, durable=True)
     server.start()
     yield server
     server.stop()
@@ -68,7 +45,7 @@ def durable_redis(data_root: Path) -> Iterator[DurableRedis]:
 
 @pytest.fixture
 async def cache_worker(
-    worker_env: dict[str, str], durable_redis: DurableRedis, data_root: Path
+    worker_env: dict[str, str], durable_redis: PrivateRedis, data_root: Path
 ) -> AsyncIterator[tuple[WorkerProcess, str]]:
     with running_tansu() as url:
         env = worker_env | {
@@ -87,7 +64,7 @@ async def cache_worker(
 
 async def test_redis_restart_under_load_leaves_no_stale_cache_entry(
     cache_worker: tuple[WorkerProcess, str],
-    durable_redis: DurableRedis,
+    durable_redis: PrivateRedis,
     settings: Settings,
     codec: EventCodec,
 ) -> None:

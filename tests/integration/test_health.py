@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -11,38 +9,13 @@ import aiohttp
 import pytest
 
 from tests.helpers import (
+    PrivateRedis,
     WorkerProcess,
     eventually,
-    free_port,
     start_worker,
     stop_process,
-    wait_for_port,
     wait_ready,
 )
-
-
-class PrivateRedis:
-    """A redis-server of our own on a free port, so the shared one is never stopped."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            cwd=self.workdir,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process, timeout=5)
-            self.process = None
 
 
 @pytest.fixture(scope="module")

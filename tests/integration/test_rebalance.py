@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from bench.rdkafka import CrcProducer
 from core_app.events.codec import EventCodec
 from core_app.routing import key_partition
 from core_app.settings import Settings
@@ -33,6 +35,7 @@ from tests.integration.events import insert_customers, new_merchant
 
 CUSTOMERS = 300
 EVENTS_PER_SECOND = 200
+PRODUCER = os.environ.get("REBALANCE_PRODUCER", "aiokafka")
 
 
 class Run:
@@ -88,7 +91,10 @@ async def run(
         for _ in range(3):
             cluster.start()
         await cluster.all_ready(timeout=120)
-        load = KeyedLoad(producer, codec, merchant_id, customers, EVENTS_PER_SECOND)
+        # REBALANCE_PRODUCER=librdkafka: the load comes from confluent-kafka with its default
+        # partitioner (CRC32), so most events arrive off their key's partition and are forwarded.
+        librdkafka = CrcProducer(url.removeprefix("kafka://")) if PRODUCER == "librdkafka" else None
+        load = KeyedLoad(producer, codec, merchant_id, customers, EVENTS_PER_SECOND, librdkafka)
         reader = Reader(merchant_id, customers, cluster.workers)
         tasks = [asyncio.create_task(load.run()), asyncio.create_task(reader.run())]
         try:
