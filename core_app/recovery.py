@@ -72,7 +72,6 @@ class SeekFirstRecovery(Recovery):
         self.end_probe = EndOffsetProbe(app.core_settings.kafka_bootstrap)
         self.serving = False
         self.serving_started = asyncio.Event()
-        self.discarded: TallyOf[str] = TallyOf()  # table partitions rebuilt, by role
         self.last_discard: tuple[float, str] | None = None  # (monotonic time, what was found)
 
     def set_serving(self, serving: bool) -> None:
@@ -154,7 +153,6 @@ class SeekFirstRecovery(Recovery):
                 },
             )
             state_discarded.labels(table.name, role).inc()
-            self.discarded[role] += 1
             self.last_discard = (
                 time.monotonic(),
                 f"{tp.topic}[{tp.partition}] ended at {highwaters[tp]} below the persisted {offsets[tp]}",
