@@ -6,7 +6,7 @@ import gc
 import logging
 import shutil
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 from mode import ServiceT
@@ -17,6 +17,9 @@ from core_app.recovery import CoreTableManager, broker_data_check, partition_che
 from core_app.settings import Settings, get_settings
 from core_app.topics import ensure_topics
 
+if TYPE_CHECKING:
+    from core_app.bootstrap import Components
+
 log = logging.getLogger(__name__)
 
 
@@ -25,6 +28,7 @@ class CoreApp(faust.App):
 
     core_settings: Settings
     extra_services: list[ServiceT]
+    components: Components  # set by core_app.bootstrap.build()
 
     def _new_transport(self) -> Any:
         return CoreTransport(self.conf.broker_consumer, self)
@@ -39,11 +43,16 @@ class CoreApp(faust.App):
         await super().on_start()
         # Before any child starts: agents and views rely on the runtime being open.
         await ensure_topics(self.core_settings)
-        runtime_module.set_runtime(await runtime_module.open_runtime(self.core_settings))
+        await self.components.open()
+        # Transition (issue 16): the old getters hand out the same objects until every caller is wired.
+        from core_app.security.layer import set_security
+
+        runtime_module.set_runtime(self.components.runtime)
+        set_security(self.components.security)
 
     async def on_started(self) -> None:
         await super().on_started()
-        runtime = runtime_module.get_runtime()
+        runtime = self.components.runtime
         runtime.tables_recovered = True
         runtime.partition_checks = lambda: partition_checks(self)
         hold = self.core_settings.broker_reset_hold_seconds
@@ -56,10 +65,11 @@ class CoreApp(faust.App):
 
     async def on_shutdown(self) -> None:
         await super().on_shutdown()
-        current = runtime_module._current
-        if current is not None:
-            await current.close()
-            runtime_module.set_runtime(None)
+        from core_app.security.layer import set_security
+
+        await self.components.close()
+        runtime_module.set_runtime(None)
+        set_security(None)
         # Tables are closed by now: the local state matches what the changelogs hold.
         mark_clean_shutdown(self.core_settings)
 

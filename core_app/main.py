@@ -16,6 +16,7 @@ from agents.settings_commands import settings_commands_agent
 from agents.shopify_webhooks import shopify_webhooks_agent
 from core_app import consumer_metrics
 from core_app.app import CoreApp, app
+from core_app.bootstrap import Components
 from core_app.fanout.service import FanoutService
 from core_app.ops.service import OpsService
 from core_app.rpc.core_service import CoreService
@@ -46,6 +47,7 @@ TABLES = (customers_table, settings_table, import_logs_table)
 def build() -> CoreApp:
     if not app.extra_services:
         settings = app.core_settings
+        app.components = Components(settings)
         sink = [PostgresSink(settings, SPECS)] if settings.sink_in_worker else []  # else `core sink`
         app.extra_services = [
             *sink,
