@@ -16,11 +16,11 @@ from typing import Any
 import psycopg2.errors
 from faust.types import EventT, StreamT
 
-from agents import topics as faust_topics
 from agents.parking import wake
 from agents.pipeline import now_iso, state_record
 from agents.replies import run_and_reply
 from core_app import metrics, topics
+from core_app import stream_topics as faust_topics
 from core_app.app import app
 from core_app.domain.customer import CustomerState
 from core_app.domain.errors import Conflict, NotFound

@@ -80,7 +80,7 @@ async def dead_letter(
 ) -> None:
     """Send a record to `core.dlq` with where it came from and why; count and log it."""
     # Imported here: the standalone sink (`core sink`) uses the helpers below without a Faust app.
-    from agents.topics import dead_letter as dead_letter_topic
+    from core_app.stream_topics import dead_letter as dead_letter_topic
 
     all_headers = dead_letter_headers(
         origin, partition, offset, kind, reason, received_on, headers=headers, timestamp_ms=timestamp_ms

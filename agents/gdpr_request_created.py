@@ -6,10 +6,10 @@ from __future__ import annotations
 from faust.types import StreamT
 
 from agents.pipeline import consume
-from agents.topics import gdpr_request_created
 from core_app import topics
 from core_app.app import app
 from core_app.domain.events import GdprRedactionRequested
+from core_app.stream_topics import gdpr_request_created
 
 
 @app.agent(gdpr_request_created, name="gdpr-request-created")

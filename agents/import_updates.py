@@ -16,9 +16,9 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
-from agents import topics as faust_topics
 from agents.dead_letter import send_to_dead_letter
 from agents.pipeline import now_iso, state_record
+from core_app import stream_topics as faust_topics
 from core_app import topics
 from core_app.app import app
 from core_app.domain.customer import CustomerState, customer_key

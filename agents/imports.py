@@ -21,8 +21,8 @@ from aiokafka import AIOKafkaProducer
 from faust.types import EventT, StreamT
 from mode import Service
 
-from agents import topics as faust_topics
 from agents.dead_letter import send_to_dead_letter
+from core_app import stream_topics as faust_topics
 from core_app import topics
 from core_app.app import app
 from core_app.domain.imports import FINAL_STATUSES, new_log_state, parse_file_url

@@ -24,11 +24,11 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
-from agents import topics as faust_topics
 from agents.dead_letter import send_to_dead_letter
 from agents.parking import park
 from agents.repartition import customer_shaped, forward, is_misrouted
 from core_app import metrics, topics
+from core_app import stream_topics as faust_topics
 from core_app.domain.customer import CustomerState
 from core_app.domain.errors import ValidationFailed
 from core_app.domain.events import CustomerEvent, GdprRedactionRequested, apply_event, parse_uuid

@@ -5,10 +5,10 @@ from __future__ import annotations
 from faust.types import StreamT
 
 from agents.pipeline import consume
-from agents.topics import referral_created
 from core_app import topics
 from core_app.app import app
 from core_app.domain.events import ReferralCreated
+from core_app.stream_topics import referral_created
 
 
 @app.agent(referral_created, name="referral-created")

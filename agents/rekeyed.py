@@ -11,10 +11,10 @@ from faust.types import EventT, StreamT
 
 from agents.dead_letter import send_to_dead_letter
 from agents.pipeline import BATCH_MAX, BATCH_WITHIN, Parser, process_batch
-from agents.topics import rekeyed
 from core_app import topics
 from core_app.app import app
 from core_app.domain.events import GdprRedactionRequested, PointsUpdated, ReferralCreated, RfmUpdated
+from core_app.stream_topics import rekeyed
 
 PARSERS: dict[str, Parser] = {
     topics.RFM_UPDATED: RfmUpdated.parse,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from faust.types import StreamT
 
 from agents.pipeline import consume
-from agents.topics import rfm_updated
 from core_app import topics
 from core_app.app import app
 from core_app.domain.events import RfmUpdated
+from core_app.stream_topics import rfm_updated
 
 
 @app.agent(rfm_updated, name="rfm-updated")

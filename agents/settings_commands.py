@@ -12,9 +12,9 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
-from agents import topics as faust_topics
 from agents.pipeline import now_iso
 from agents.replies import run_and_reply
+from core_app import stream_topics as faust_topics
 from core_app.app import app
 from core_app.domain.errors import NotFound
 from core_app.repository import fetch_settings, merchant_exists, record_audit

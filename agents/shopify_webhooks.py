@@ -11,13 +11,13 @@ import logging
 from faust.types import StreamT
 
 from agents.dead_letter import send_to_dead_letter
-from agents.topics import shopify_webhooks
 from core_app.app import app
 from core_app.retry import infra_retry
 from core_app.security.crypto import DecryptionFailed
 from core_app.services.shopify_metrics import webhooks_processed
 from core_app.services.shopify_webhooks import WebhookDelivery, process_webhook
 from core_app.shopify_wiring import shopify_deps
+from core_app.stream_topics import shopify_webhooks
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 
 from core_app.runtime import Runtime, open_runtime
 from core_app.security.layer import SecurityLayer
+from core_app.services.ports import EventPublisher
 from core_app.settings import Settings
+from core_app.stream_topics import TopicPublisher
 
 if TYPE_CHECKING:
     from core_app.app import CoreApp
@@ -30,6 +32,7 @@ class Components:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.publisher: EventPublisher = TopicPublisher()
         self._runtime: Runtime | None = None
         self._security: SecurityLayer | None = None
 

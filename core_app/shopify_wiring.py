@@ -15,7 +15,7 @@ _deps: ShopifyDeps | None = None
 
 
 def kafka_publisher(runtime: Runtime) -> Publish:
-    from agents import topics as faust_topics
+    from core_app import stream_topics as faust_topics
 
     channels = {
         topics.MERCHANT_INSTALLED: faust_topics.merchant_installed,

@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 
-from agents.topics import customer_commands
 from core_app import metrics, read_source
 from core_app.app import app
 from core_app.domain.customer import CustomerState, customer_key
@@ -34,6 +33,7 @@ from core_app.services.commands import ask_owner
 from core_app.services.customer_list import deps_for
 from core_app.services.customer_pii import attach_email
 from core_app.services.owners import owner_lookup
+from core_app.stream_topics import customer_commands
 from tables.customers import stored_customer
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,6 @@ from typing import Any
 
 import psycopg2.errors
 
-from agents.topics import import_initiated, import_jobs
 from core_app import topics
 from core_app.domain.errors import NotFound, Unavailable, ValidationFailed
 from core_app.domain.events import parse_uuid
@@ -31,6 +30,7 @@ from core_app.retry import infra_retry
 from core_app.runtime import get_runtime
 from core_app.security import EDIT, VIEW, guard
 from core_app.security.flags import CUSTOMER_IMPORT
+from core_app.stream_topics import import_initiated, import_jobs
 
 log = logging.getLogger(__name__)
 

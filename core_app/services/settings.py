@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agents.topics import settings_commands
 from core_app import metrics, read_source
 from core_app.app import app
 from core_app.domain.errors import NotFound
@@ -21,6 +20,7 @@ from core_app.runtime import get_runtime
 from core_app.security import FULL, SETTINGS_UPDATE, VIEW, guard
 from core_app.services.commands import ask_owner
 from core_app.services.owners import owner_get
+from core_app.stream_topics import settings_commands
 from tables.settings import local_settings
 
 SETTINGS_CACHE_TTL = 7 * 24 * 3600

@@ -1,5 +1,6 @@
-"""Faust topic objects. Payloads stay raw bytes: agents decode them, so bad input is dead-lettered
-instead of failing inside Faust's deserializer."""
+"""Faust topic objects (an adapter: agents subscribe to them, the publisher sends on them).
+Payloads stay raw bytes: agents decode them, so bad input is dead-lettered instead of failing inside
+Faust's deserializer."""
 
 from __future__ import annotations
 
@@ -35,3 +36,17 @@ import_jobs = raw_topic(topics.IMPORT_JOBS)
 import_commands = raw_topic(topics.IMPORT_COMMANDS)
 merchant_installed = raw_topic(topics.MERCHANT_INSTALLED)
 shopify_webhooks = raw_topic(topics.SHOPIFY_WEBHOOKS)
+
+
+BY_NAME: dict[str, TopicT] = {
+    topic.get_topic_name(): topic for topic in list(globals().values()) if isinstance(topic, TopicT)
+}
+
+
+class TopicPublisher:
+    """The EventPublisher port (core_app/services/ports.py) on the worker's Faust producer."""
+
+    async def publish(
+        self, topic: str, key: str, value: bytes, headers: dict[str, bytes] | None = None
+    ) -> None:
+        await BY_NAME[topic].send(key=key, value=value, headers=headers)
