@@ -18,7 +18,7 @@ from core_app.settings import Settings, get_settings
 from core_app.topics import ensure_topics
 
 if TYPE_CHECKING:
-    from core_app.bootstrap import Components
+    from core_app.components import Components
 
 log = logging.getLogger(__name__)
 

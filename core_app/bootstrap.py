@@ -1,77 +1,22 @@
 """The composition root: builds every collaborator of one worker once and hands it out explicitly.
 
 `build(settings)` returns the Faust app with its agents, servers and services wired to one
-`Components`. Agents are registered by `register(app, components)` functions, views read the
-components from their aiohttp app (`views.COMPONENTS`), gRPC handlers take them in their
-constructor. Nothing below this module reaches for a module-level getter.
+`Components` (core_app/components.py). Agents are registered by `register(app, components)`
+functions, views read the components from their aiohttp app (views/wiring.py), gRPC handlers take
+them in their constructor. Nothing below this module reaches for a module-level getter.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from core_app.runtime import Runtime, open_runtime
-from core_app.security.layer import SecurityLayer
-from core_app.services.ports import EventPublisher
+from core_app.components import Components, NotOpen
 from core_app.settings import Settings
-from core_app.stream_topics import TopicPublisher
 
 if TYPE_CHECKING:
     from core_app.app import CoreApp
 
-
-class NotOpen(RuntimeError):
-    def __init__(self, what: str) -> None:
-        super().__init__(f"the {what} is not open yet (worker still starting)")
-
-
-class Components:
-    """Everything a worker's use cases depend on. Built unopened (agents and routes are wired before
-    the event loop runs); `open()` connects PostgreSQL, Redis, the codec and the security layer at
-    worker start, `close()` releases them at shutdown."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.publisher: EventPublisher = TopicPublisher()
-        self._runtime: Runtime | None = None
-        self._security: SecurityLayer | None = None
-
-    @classmethod
-    def of(cls, runtime: Runtime, security: SecurityLayer | None = None) -> Components:
-        """Components around parts opened elsewhere (in-process tests of one transport)."""
-        components = cls(runtime.settings)
-        components._runtime = runtime
-        components._security = security or SecurityLayer(runtime.settings, runtime.redis, runtime.pool)
-        return components
-
-    @property
-    def runtime(self) -> Runtime:
-        if self._runtime is None:
-            raise NotOpen("runtime")
-        return self._runtime
-
-    @property
-    def security(self) -> SecurityLayer:
-        if self._security is None:
-            raise NotOpen("security layer")
-        return self._security
-
-    @property
-    def is_open(self) -> bool:
-        return self._runtime is not None
-
-    async def open(self) -> None:
-        runtime = await open_runtime(self.settings)
-        self._runtime = runtime
-        self._security = SecurityLayer(self.settings, runtime.redis, runtime.pool)
-
-    async def close(self) -> None:
-        if self._security is not None:
-            self._security.close()
-            self._security = None
-        if self._runtime is not None:
-            await self._runtime.close()
-            self._runtime = None
+__all__ = ["Components", "NotOpen", "build"]
 
 
 def build(settings: Settings | None = None) -> CoreApp:

@@ -16,7 +16,7 @@ from agents.settings_commands import settings_commands_agent
 from agents.shopify_webhooks import shopify_webhooks_agent
 from core_app import consumer_metrics
 from core_app.app import CoreApp, app
-from core_app.bootstrap import Components
+from core_app.components import Components
 from core_app.fanout.service import FanoutService
 from core_app.ops.service import OpsService
 from core_app.rpc.core_service import CoreService
@@ -52,7 +52,7 @@ def build() -> CoreApp:
         app.extra_services = [
             *sink,
             FanoutService(settings),  # before the HTTP server: its clients need the hub
-            HttpServer(settings, build_web_app()),
+            HttpServer(settings, build_web_app(app.components)),
             GrpcServer(settings, handlers=[CoreService()]),
             import_runner,
             ParkedEvents(settings),  # events for customers that did not exist yet (D103)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_async.aio.web import server_stats
 
+from core_app.components import Components
 from views import admin_dlq, customers, health, imports, internal, live, segments, settings, updates
 from views.admin_page import admin_routes
 from views.graphql import graphql_handler
 from views.pipeline import build_app
 from views.shopify import install_cleanup, shopify_routes
+from views.wiring import COMPONENTS
 
 ROUTES: list[tuple[str, str, object]] = [
     ("GET", "/health", health.health),
@@ -29,11 +31,13 @@ ROUTES: list[tuple[str, str, object]] = [
 ]
 
 
-def build_web_app() -> web.Application:
+def build_web_app(components: Components | None = None) -> web.Application:
     # The pipeline authenticates every route but /health, /ready, /metrics and the admin page's static
     # files (core_app/security/http.py), maps domain errors and observes latency (views/pipeline.py).
     routes = [*ROUTES, *admin_routes(), *shopify_routes(), ("*", "/graphql", graphql_handler())]
     web_app = build_app(routes, client_max_size=1024 * 1024)  # type: ignore[arg-type]
+    if components is not None:  # transition (issue 16): becomes required
+        web_app[COMPONENTS] = components
     live.install(web_app)  # closes live sockets on shutdown
     install_cleanup(web_app)  # the Shopify HTTP client
     return web_app
