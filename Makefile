@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test test-slow lint install clean
+.PHONY: dev test test-slow lint unit install clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -21,9 +21,15 @@ dev: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports  # the layer contract (.importlinter, docs/decisions.md D190)
 
+# The unit tests: fakes only, no PostgreSQL, Redis or Kafka; under 10 s.
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit -q
+
+# Test files spread over two processes, each with its own broker, database and workers (D204).
 test: lint
-	$(BIN)/pytest -q -ra --durations=15
+	$(BIN)/pytest -q -ra --durations=15 -n 2 --dist loadfile
 
 # The multi-worker scenarios that take minutes (rebalances under load); not in CI, results in docs/.
 test-slow: $(STAMP)

@@ -1,5 +1,7 @@
-"""`gdpr_request.created` (AdminCore) -> redact: email and metadata gone from the table, PostgreSQL
-(through the sink) and Redis; an audit row; a PII-free `customer.updated`."""
+"""`gdpr_request.created` (AdminCore; Shopify's customers/redact too) -> REDACT: email and metadata
+gone from the table, PostgreSQL (through the sink) and Redis, the data key shredded, an audit row,
+a PII-free `customer.updated`; ACCESS: the customer's data export (agents/gdpr_hooks.py). Every
+request is tracked with its deadline (D160)."""
 
 from __future__ import annotations
 
@@ -8,10 +10,10 @@ from faust.types import StreamT
 from agents.pipeline import consume
 from core_app import topics
 from core_app.app import app
-from core_app.domain.events import GdprRedactionRequested
+from core_app.domain.events import parse_gdpr_request
 from core_app.stream_topics import gdpr_request_created
 
 
 @app.agent(gdpr_request_created, name="gdpr-request-created")
 async def gdpr_request_created_agent(stream: StreamT) -> None:
-    await consume(stream, topics.GDPR_REQUEST_CREATED, GdprRedactionRequested.parse)
+    await consume(stream, topics.GDPR_REQUEST_CREATED, parse_gdpr_request, app.components)

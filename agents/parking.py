@@ -10,7 +10,7 @@ In a saga a producer may score a customer before Core has imported it. Such an e
 - otherwise it is retried later, with exponential backoff capped at PARKED_RETRY_MAX_SECONDS.
 Rows are deleted only after the record's send is acknowledged, in the transaction that claimed them:
 a crash re-sends at worst, and the owner skips the copy as not newer. A customer created by the API
-or an import wakes its parked events at once (`wake`, core_app/imports/store.py).
+or an import wakes its parked events at once (`wake`, core_app/customer_import/store.py).
 `core_parked_events` is the number parked, cluster-wide (every worker reports the same count:
 aggregate with max, not sum).
 """
@@ -21,19 +21,21 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import aiopg
 from faust.types import EventT
 from mode import Service
 
-from agents.dead_letter import dead_letter
 from agents.repartition import header_items, send_to_owner
 from core_app import metrics
 from core_app.domain.events import CustomerEvent
-from core_app.runtime import get_runtime
+from core_app.services.ports import DeadLetters, FailedRecord
 from core_app.settings import Settings
+
+if TYPE_CHECKING:
+    from core_app.components import Components
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +113,13 @@ def decoded_headers(row_headers: list[list[str]]) -> list[tuple[str, bytes]]:
     return [(name, base64.b64decode(value)) for name, value in row_headers]
 
 
-async def release(row: tuple[Any, ...]) -> tuple[str, Awaitable[Any] | None]:
+# (key, value, timestamp, headers) -> the ack of its send to the key's own partition of core.rekeyed
+SendToOwner = Callable[[str, bytes | None, float | None, list[tuple[str, bytes]]], Awaitable[Awaitable[Any]]]
+
+
+async def release(
+    row: tuple[Any, ...], dead_letters: DeadLetters, send: SendToOwner = send_to_owner
+) -> tuple[str, Awaitable[Any] | None]:
     """Send one claimed row on: ("applied", the send's ack), ("expired", None) once dead-lettered,
     or ("waiting", None) while the customer is still unknown."""
     (_id, merchant_id, customer_id, origin, received_on, partition, offset, key, value, headers, ts) = row[
@@ -122,20 +130,12 @@ async def release(row: tuple[Any, ...]) -> tuple[str, Awaitable[Any] | None]:
         kept = [(name, data) for name, data in decoded_headers(headers) if name != "source_topic"]
         kept.append(("source_topic", origin.encode()))
         metrics.parked_released.labels(origin, "applied").inc()
-        return "applied", await send_to_owner(f"{merchant_id}:{customer_id}", _bytes(value), ts, kept)
+        return "applied", await send(f"{merchant_id}:{customer_id}", _bytes(value), ts, kept)
     if not expired:
         return "waiting", None
     reason = f"no customer {merchant_id}:{customer_id} after {attempts} retries since {parked_at}Z"
-    await dead_letter(
-        key=_bytes(key),
-        value=_bytes(value),
-        origin=origin,
-        partition=partition,
-        offset=offset,
-        kind="unknown_customer",
-        reason=reason,
-        received_on=received_on,
-    )
+    record = FailedRecord(_bytes(key), _bytes(value), origin, partition, offset, received_on)
+    await dead_letters.dead_letter(record, "unknown_customer", reason)
     metrics.parked_released.labels(origin, "expired").inc()
     return "expired", None
 
@@ -144,7 +144,7 @@ def _bytes(value: Any) -> bytes | None:
     return bytes(value) if value is not None else None
 
 
-async def retry_due(pool: aiopg.Pool, settings: Settings) -> int:
+async def retry_due(pool: aiopg.Pool, settings: Settings, dead_letters: DeadLetters) -> int:
     """One pass over the due rows, in one transaction; returns how many left the table."""
     done: list[int] = []
     async with pool.acquire() as conn, conn.cursor() as cur:
@@ -153,7 +153,7 @@ async def retry_due(pool: aiopg.Pool, settings: Settings) -> int:
             await cur.execute(_CLAIM, (CLAIM_LIMIT,))
             waiting, acks = [], []
             for row in await cur.fetchall():
-                outcome, ack = await release(row)
+                outcome, ack = await release(row, dead_letters)
                 (waiting if outcome == "waiting" else done).append(row[0])
                 if ack is not None:
                     acks.append(ack)
@@ -177,15 +177,17 @@ class ParkedEvents(Service):
 
     PASS_EVERY = 1.0
 
-    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+    def __init__(self, components: Components, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.settings = settings
+        self.components = components
+        self.settings = components.settings
 
     @Service.task
     async def _retry_loop(self) -> None:
         while not self.should_stop:
             try:
-                while await retry_due(get_runtime().pool, self.settings) >= CLAIM_LIMIT:
+                pool, dead_letters = self.components.runtime.pool, self.components.dead_letters
+                while await retry_due(pool, self.settings, dead_letters) >= CLAIM_LIMIT:
                     pass  # a full pass: more are due
             except asyncio.CancelledError:
                 raise

@@ -20,26 +20,39 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import aiopg
 from faust.types import EventT, StreamT
+from redis.asyncio import Redis
 
-from agents.dead_letter import send_to_dead_letter
+from agents.dead_letter import dead_letter_event
+from agents.gdpr_hooks import GdprHooks
 from agents.parking import park
-from agents.repartition import customer_shaped, forward, is_misrouted
-from core_app import metrics, topics
+from agents.repartition import customer_shaped, forward, header_items, is_misrouted
+from core_app import metrics, topics, tracing
 from core_app import stream_topics as faust_topics
 from core_app.domain.customer import CustomerState
 from core_app.domain.errors import ValidationFailed
-from core_app.domain.events import CustomerEvent, GdprRedactionRequested, apply_event, parse_uuid
+from core_app.domain.events import (
+    CustomerEvent,
+    GdprAccessRequested,
+    GdprRedactionRequested,
+    apply_event,
+    parse_uuid,
+)
+from core_app.domain.timeline import consumed_source, event_entry
 from core_app.events.codec import DecodeError
 from core_app.ops import product_events
 from core_app.repository import record_audit
 from core_app.retry import infra_retry
-from core_app.runtime import get_runtime
-from core_app.security.layer import get_security
+from core_app.services.ports import Codec, DataKeys, DeadLetters
+from core_app.settings import Settings
 from tables.changelog import writer_for
 from tables.customers import fetch_missing, read_customers, save_customer
+
+if TYPE_CHECKING:
+    from core_app.components import Components
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +84,35 @@ class BatchResult:
     skipped: Counter[str] = field(default_factory=Counter)
 
 
+@dataclass(frozen=True)
+class PipelineDeps:
+    """What processing a batch needs besides the tables, handed in by the agent's edge."""
+
+    codec: Codec
+    dead_letters: DeadLetters
+    data_keys: DataKeys
+    pool: aiopg.Pool
+    redis: Redis
+    settings: Settings
+    gdpr: GdprHooks | None = None  # tracking and exports of gdpr_request.created (D160, D162)
+
+    @classmethod
+    def of(cls, components: Components) -> PipelineDeps:
+        runtime = components.runtime
+        return cls(
+            codec=runtime.codec,
+            dead_letters=components.dead_letters,
+            data_keys=components.security.data_keys,
+            pool=runtime.pool,
+            redis=runtime.redis,
+            settings=runtime.settings,
+            gdpr=GdprHooks(components.gdpr, components.dead_letters),
+        )
+
+    def redis_key(self, key: str) -> str:
+        return f"{self.settings.redis_key_prefix}{key}"
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -90,7 +132,7 @@ def key_route(key: Any, event: CustomerEvent) -> str:
 
 
 async def parse_or_divert(
-    raw: EventT, topic: str, parser: Parser, forwards: list[Awaitable[Any]]
+    deps: PipelineDeps, raw: EventT, topic: str, parser: Parser, forwards: list[Awaitable[Any]]
 ) -> CustomerEvent | None:
     """The validated event, or None once it has been dead-lettered or forwarded to its key's own
     partition (re-keyed or repartitioned: agents/repartition.py); a forward's ack joins `forwards`.
@@ -103,17 +145,17 @@ async def parse_or_divert(
         forwards.append(await forward(raw, key, topic))
         return None
     try:
-        event = parser(await get_runtime().codec.decode(raw.value))
+        event = parser(await deps.codec.decode(raw.value))
     except DecodeError as exc:
-        await send_to_dead_letter(raw, exc.kind, exc.reason, topic)
+        await dead_letter_event(deps.dead_letters, raw, exc.kind, exc.reason, topic)
         return None
     except ValidationFailed as exc:
-        await send_to_dead_letter(raw, "invalid", str(exc), topic)
+        await dead_letter_event(deps.dead_letters, raw, "invalid", str(exc), topic)
         return None
     route = key_route(raw.key, event)
     if route == "merchant_mismatch":
         reason = f"key {raw.key!r} names another merchant than the event's {event.merchant_id}"
-        await send_to_dead_letter(raw, route, reason, topic)
+        await dead_letter_event(deps.dead_letters, raw, route, reason, topic)
         return None
     if route == "rekey" or is_misrouted(raw, event.key):
         forwards.append(await forward(raw, event.key, topic, rekeyed=route == "rekey"))
@@ -124,10 +166,22 @@ async def parse_or_divert(
 ByKey = dict[str, list[tuple[EventT, CustomerEvent]]]
 
 
+def event_source(raw: EventT, topic: str) -> dict[str, Any]:
+    """Where the timeline says an event came from: its producer's topic, partition and offset."""
+    message = raw.message
+    forwarded = None
+    if message.topic != topic:  # read from core.rekeyed: the header names the original record
+        for name, value in header_items(raw.headers):
+            if name == "forwarded_from":
+                forwarded = value.decode() if isinstance(value, bytes) else str(value)
+    return consumed_source(topic, message.partition, message.offset, forwarded)
+
+
 def apply_batch(
-    by_key: ByKey, states: dict[str, CustomerState | None], fetched: dict[str, CustomerState]
+    by_key: ByKey, states: dict[str, CustomerState | None], fetched: dict[str, CustomerState], topic: str
 ) -> BatchResult:
-    """Synchronous on purpose (see the module docstring): `states` must be read with no `await` since."""
+    """Synchronous on purpose (see the module docstring): `states` must be read with no `await` since.
+    Each applied event leaves a timeline entry, saved with the state it produced (D170)."""
     result = BatchResult()
     now = now_iso()
     for key, items in by_key.items():
@@ -136,15 +190,19 @@ def apply_batch(
             result.unknown.extend(items)
             continue
         applied: list[tuple[EventT, CustomerEvent]] = []
+        entries: list[dict[str, Any]] = []
         for raw, event in items:
             outcome = apply_event(state, event, now)
             if outcome.state is None:
                 result.skipped[outcome.skipped or "unknown"] += 1
                 continue
+            made = event_entry(state, outcome.state, event, event_source(raw, topic))
+            if made is not None:
+                entries.append(made)
             state = outcome.state
             applied.append((raw, event))
         if applied:
-            save_customer(state, applied[-1][0])
+            save_customer(state, applied[-1][0], entries)
             result.changes.append(KeyChange(state, [event for _, event in applied]))
     return result
 
@@ -171,13 +229,12 @@ def state_record(
     }
 
 
-async def publish(result: BatchResult, topic: str) -> None:
+async def publish(deps: PipelineDeps, result: BatchResult, topic: str) -> None:
     """`customer.updated` per changed key, queued after the key's table write.
 
     Changes without a redaction come first: the codec's `encode` never suspends, so they are queued
     before any other agent runs. A redaction's event waits for its audit row and cache deletion.
     """
-    runtime = get_runtime()
     writer = writer_for(faust_topics.customer_updated.app)
     updated_at = datetime.now(UTC)
     redactions: list[KeyChange] = []
@@ -186,20 +243,18 @@ async def publish(result: BatchResult, topic: str) -> None:
         if any(isinstance(event, GdprRedactionRequested) for event in change.events):
             redactions.append(change)
             continue
-        value = await runtime.codec.encode(
-            topics.CUSTOMER_UPDATED, customer_updated_record(change, updated_at)
-        )
+        value = await deps.codec.encode(topics.CUSTOMER_UPDATED, customer_updated_record(change, updated_at))
         writer.produce(topics.CUSTOMER_UPDATED, change.state.key.encode(), value)
         applied += len(change.events)
     if applied:
         metrics.events_processed.labels(topic).inc(applied)
     if result.unknown:  # the customer may be created later (a saga): parked, not dead-lettered (D103)
-        await infra_retry()(park, runtime.pool, runtime.settings, result.unknown, topic)
+        await infra_retry()(park, deps.pool, deps.settings, result.unknown, topic)
     for change in redactions:
         for event in change.events:
             if isinstance(event, GdprRedactionRequested):
-                await complete_redaction(event)
-        value = await runtime.codec.encode(topics.CUSTOMER_UPDATED, customer_updated_record(change))
+                await complete_redaction(deps, event)
+        value = await deps.codec.encode(topics.CUSTOMER_UPDATED, customer_updated_record(change))
         writer.produce(topics.CUSTOMER_UPDATED, change.state.key.encode(), value)
         metrics.events_processed.labels(topic).inc(len(change.events))
     for reason, count in result.skipped.items():
@@ -209,18 +264,17 @@ async def publish(result: BatchResult, topic: str) -> None:
     await writer.wait_until_ebb()
 
 
-async def complete_redaction(event: GdprRedactionRequested) -> None:
+async def complete_redaction(deps: PipelineDeps, event: GdprRedactionRequested) -> None:
     """What a redaction needs beyond the table: the data key shredded (every sealed copy of the email in
     Kafka, RocksDB and backups becomes unreadable), the audit row, and the Redis cache entry gone."""
-    runtime = get_runtime()
 
     async def shred_data_key() -> bool:
-        return await get_security().data_keys.shred(event.merchant_id, event.customer_id)
+        return await deps.data_keys.shred(event.merchant_id, event.customer_id)
 
     shredded = await infra_retry()(shred_data_key)
     await infra_retry()(
         record_audit,
-        runtime.pool,
+        deps.pool,
         merchant_id=event.merchant_id,
         actor=event.requested_by,
         action="gdpr.redact",
@@ -229,45 +283,72 @@ async def complete_redaction(event: GdprRedactionRequested) -> None:
         details={"request_id": event.request_id, "event_id": event.event_id, "data_key_shredded": shredded},
         idempotency_key=event.request_id,
     )
-    cache_key = runtime.redis_key(f"customer:{event.merchant_id}:{event.customer_id}")
+    cache_key = deps.redis_key(f"customer:{event.merchant_id}:{event.customer_id}")
 
     async def drop_cache_entry() -> None:
-        await runtime.redis.delete(cache_key)
+        await deps.redis.delete(cache_key)
 
     await infra_retry()(drop_cache_entry)
 
 
-async def process_batch(raw_events: Sequence[EventT], topic: str, parser: Parser) -> None:
+async def process_batch(deps: PipelineDeps, raw_events: Sequence[EventT], topic: str, parser: Parser) -> None:
     by_key: ByKey = defaultdict(list)
     forwards: list[Awaitable[Any]] = []
+    access: list[tuple[EventT, GdprAccessRequested]] = []  # served, not applied (D162)
     for raw in raw_events:
-        event = await parse_or_divert(raw, topic, parser, forwards)
-        if event is not None:
+        event = await parse_or_divert(deps, raw, topic, parser, forwards)
+        if isinstance(event, GdprAccessRequested):
+            access.append((raw, event))
+        elif event is not None:
             by_key[event.key].append((raw, event))
+    gdpr = deps.gdpr if topic == topics.GDPR_REQUEST_CREATED else None
+    if gdpr is not None:
+        await gdpr.received([event for _, event in access] + redactions_of(by_key))
     if by_key:
-        await apply_and_publish(by_key, topic)
+        result = await apply_and_publish(deps, by_key, topic)
+        if gdpr is not None:  # applied, or skipped as already erased; parked ones stay open
+            parked = {event.key for _, event in result.unknown}
+            await gdpr.redacted([e for e in redactions_of(by_key) if e.key not in parked])
+    for raw, request in access:
+        assert gdpr is not None, "access requests come from gdpr_request.created"
+        await gdpr.serve_access(raw, request, topic)
     # The batch (hence its source offsets) ends only once every forward is in its topic.
     await asyncio.gather(*forwards)
 
 
-async def apply_and_publish(by_key: ByKey, topic: str) -> None:
+def redactions_of(by_key: ByKey) -> list[GdprRedactionRequested]:
+    return [
+        event for items in by_key.values() for _, event in items if isinstance(event, GdprRedactionRequested)
+    ]
+
+
+async def apply_and_publish(deps: PipelineDeps, by_key: ByKey, topic: str) -> BatchResult:
     last_events = {key: items[-1][0] for key, items in by_key.items()}
     states = read_customers(last_events)
     fetched: dict[str, CustomerState] = {}
     missing = [key for key, state in states.items() if state is None]
     if missing:
-        fetched = await fetch_missing(missing)
+        fetched = await fetch_missing(deps.pool, missing)
         states = read_customers(last_events)  # again: other agents may have written meanwhile
-    await publish(apply_batch(by_key, states, fetched), topic)
+    result = apply_batch(by_key, states, fetched, topic)
+    await publish(deps, result, topic)
+    return result
 
 
-async def consume(stream: StreamT, topic: str, parser: Parser) -> None:
+async def consume(stream: StreamT, topic: str, parser: Parser, components: Components) -> None:
     """The agent loop: batches in, never crashes on one bad batch, never drops it silently."""
     async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-        try:
-            await process_batch(batch, topic, parser)
-        except Exception as exc:
-            log.exception("batch failed; dead-lettering it", extra={"topic": topic, "size": len(batch)})
-            metrics.events_failed.labels(topic).inc(len(batch))
-            for raw in batch:
-                await send_to_dead_letter(raw, "processing_error", repr(exc), topic)
+        # One span per batch, continuing or linking the producers' traces (D148); none without tracing.
+        with tracing.batch_span(topic, (event.headers for event in batch)):
+            await consume_batch(PipelineDeps.of(components), batch, topic, parser)
+
+
+async def consume_batch(deps: PipelineDeps, batch: Sequence[EventT], topic: str, parser: Parser) -> None:
+    """One batch; if it fails as a whole, every event of it is dead-lettered with the error."""
+    try:
+        await process_batch(deps, batch, topic, parser)
+    except Exception as exc:
+        log.exception("batch failed; dead-lettering it", extra={"topic": topic, "size": len(batch)})
+        metrics.events_failed.labels(topic).inc(len(batch))
+        for raw in batch:
+            await dead_letter_event(deps.dead_letters, raw, "processing_error", repr(exc), topic)

@@ -13,4 +13,4 @@ from core_app.stream_topics import points_updated
 
 @app.agent(points_updated, name="points-updated")
 async def points_updated_agent(stream: StreamT) -> None:
-    await consume(stream, topics.POINTS_UPDATED, PointsUpdated.parse)
+    await consume(stream, topics.POINTS_UPDATED, PointsUpdated.parse, app.components)

@@ -13,4 +13,4 @@ from core_app.stream_topics import referral_created
 
 @app.agent(referral_created, name="referral-created")
 async def referral_created_agent(stream: StreamT) -> None:
-    await consume(stream, topics.REFERRAL_CREATED, ReferralCreated.parse)
+    await consume(stream, topics.REFERRAL_CREATED, ReferralCreated.parse, app.components)

@@ -9,18 +9,18 @@ from collections import defaultdict
 
 from faust.types import EventT, StreamT
 
-from agents.dead_letter import send_to_dead_letter
-from agents.pipeline import BATCH_MAX, BATCH_WITHIN, Parser, process_batch
+from agents.dead_letter import dead_letter_event
+from agents.pipeline import BATCH_MAX, BATCH_WITHIN, Parser, PipelineDeps, process_batch
 from core_app import topics
 from core_app.app import app
-from core_app.domain.events import GdprRedactionRequested, PointsUpdated, ReferralCreated, RfmUpdated
+from core_app.domain.events import PointsUpdated, ReferralCreated, RfmUpdated, parse_gdpr_request
 from core_app.stream_topics import rekeyed
 
 PARSERS: dict[str, Parser] = {
     topics.RFM_UPDATED: RfmUpdated.parse,
     topics.POINTS_UPDATED: PointsUpdated.parse,
     topics.REFERRAL_CREATED: ReferralCreated.parse,
-    topics.GDPR_REQUEST_CREATED: GdprRedactionRequested.parse,
+    topics.GDPR_REQUEST_CREATED: parse_gdpr_request,
 }
 
 
@@ -31,15 +31,21 @@ def source_topic(event: EventT) -> str | None:
     return None
 
 
+async def process_rekeyed(deps: PipelineDeps, batch: list[EventT]) -> None:
+    """Each event through its original topic's parser; one naming no topic we consume is dead-lettered."""
+    by_topic: dict[str, list[EventT]] = defaultdict(list)
+    for event in batch:
+        origin = source_topic(event)
+        if origin in PARSERS:
+            by_topic[origin].append(event)
+        else:
+            reason = f"source_topic header is {origin!r}"
+            await dead_letter_event(deps.dead_letters, event, "unknown_source", reason)
+    for origin, events in by_topic.items():
+        await process_batch(deps, events, origin, PARSERS[origin])
+
+
 @app.agent(rekeyed, name="rekeyed")
 async def rekeyed_agent(stream: StreamT) -> None:
     async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-        by_topic: dict[str, list[EventT]] = defaultdict(list)
-        for event in batch:
-            origin = source_topic(event)
-            if origin in PARSERS:
-                by_topic[origin].append(event)
-            else:
-                await send_to_dead_letter(event, "unknown_source", f"source_topic header is {origin!r}")
-        for origin, events in by_topic.items():
-            await process_batch(events, origin, PARSERS[origin])
+        await process_rekeyed(PipelineDeps.of(app.components), batch)

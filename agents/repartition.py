@@ -16,9 +16,9 @@ from typing import Any
 
 from faust.types import EventT
 
-from agents.dead_letter import rekey_headers
 from core_app import metrics, topics
 from core_app.app import app
+from core_app.dead_lettering import rekey_headers
 from core_app.routing import key_partition
 
 # Headers this service sets on a forward; a producer's own header of the same name is replaced.

@@ -13,4 +13,4 @@ from core_app.stream_topics import rfm_updated
 
 @app.agent(rfm_updated, name="rfm-updated")
 async def rfm_updated_agent(stream: StreamT) -> None:
-    await consume(stream, topics.RFM_UPDATED, RfmUpdated.parse)
+    await consume(stream, topics.RFM_UPDATED, RfmUpdated.parse, app.components)

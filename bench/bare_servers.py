@@ -54,7 +54,7 @@ class BareRFM(CoreServiceBase):
 
     CreateCustomer = UpdateCustomer = UpdateProgramSettings = ImportCustomers = ListCustomers = (
         GetSegmentCounts
-    ) = GetCustomer
+    ) = UnsealEmail = GetCustomer
 
 
 async def serve(http_port: int, grpc_port: int) -> None:

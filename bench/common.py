@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 
 from core_app.settings import Settings
-from tests.helpers import free_port, metric
+from tests.support.processes import free_port, metric
 
 __all__ = ["Tansu", "Worker", "free_port", "metric", "start_tansu", "wait_http_ok"]
 

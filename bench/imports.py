@@ -31,12 +31,12 @@ import psycopg2
 from bench.common import Worker, free_port, start_tansu, wait_http_ok
 from bench.common import worker_env as common_worker_env
 from core_app import db
-from core_app.domain.imports import FileReader, ImportedRow, imported_metadata
+from core_app.domain.customer_import import FileReader, ImportedRow, imported_metadata
 from core_app.migrate import migrate
 from core_app.schema_registry.run import start_registry
 from core_app.settings import Settings
-from tests.import_data import shopify_csv
-from tests.integration.file_server import FileServer
+from tests.support.file_server import FileServer
+from tests.support.imports import shopify_csv
 
 PARTITIONS = 12
 

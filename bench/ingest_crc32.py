@@ -48,8 +48,7 @@ async def crc32_phase(
     if not args.sink_in_worker:
         sink = Worker.start(env | {"WORKER_ID": "bench-sink"}, workdir / "sink-crc32.log", command="sink")
     # A new worker id: it recovers the tables from the changelogs before it consumes (the rate counts
-    # from the first applied event). Restarting the same RocksDB directory after a clean stop was
-    # refused by Faust (persisted offset above the changelog's highwater; reported, not fixed here).
+    # from the first applied event), as a worker joining the set would.
     worker = Worker.start(env | {"WORKER_ID": "bench-crc32"}, workdir / "worker-crc32.log")
     try:
         try:

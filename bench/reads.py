@@ -651,8 +651,8 @@ async def run(args: argparse.Namespace) -> None:
                 section("restart: the worker with the security layer on")
                 worker.stop()
                 secure_env = env | {
-                    # A fresh data dir: the table is recovered from its changelog (Tansu's changelog
-                    # highwater can sit below the offset RocksDB persisted, which Faust refuses).
+                    # A fresh data dir: the restarted worker recovers the table from its changelog
+                    # (a restart is part of what this section measures, not a local-state reuse).
                     "DATA_DIR": str(workdir / "core-data-secure"),
                     "AUTH_ENABLED": "true",
                     "RATE_LIMIT_PER_SECOND": str(SECURE_RATE_LIMIT),

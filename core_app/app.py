@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 import faust
 from mode import ServiceT
 
-from core_app import runtime as runtime_module
-from core_app.kafka_transport import CoreTransport, set_fetch_max_wait_ms
-from core_app.recovery import CoreTableManager, broker_data_check, partition_checks
+from core_app import watchdog
+from core_app.broker_watch import BrokerWatch
+from core_app.kafka_security import faust_credentials
+from core_app.kafka_transport import CoreTransport, group_stable, in_group, set_fetch_max_wait_ms
+from core_app.recovery import CoreTableManager
 from core_app.settings import Settings, get_settings
 from core_app.topics import ensure_topics
 
@@ -28,6 +30,7 @@ class CoreApp(faust.App):
 
     core_settings: Settings
     extra_services: list[ServiceT]
+    broker_watch: BrokerWatch  # evidence that the broker lost our data, for /health
     components: Components  # set by core_app.bootstrap.build()
 
     def _new_transport(self) -> Any:
@@ -44,32 +47,33 @@ class CoreApp(faust.App):
         # Before any child starts: agents and views rely on the runtime being open.
         await ensure_topics(self.core_settings)
         await self.components.open()
-        # Transition (issue 16): the old getters hand out the same objects until every caller is wired.
-        from core_app.security.layer import set_security
-
-        runtime_module.set_runtime(self.components.runtime)
-        set_security(self.components.security)
 
     async def on_started(self) -> None:
         await super().on_started()
         runtime = self.components.runtime
         runtime.tables_recovered = True
-        runtime.partition_checks = lambda: partition_checks(self)
-        hold = self.core_settings.broker_reset_hold_seconds
-        runtime.health.local_checks["kafka_data"] = lambda: broker_data_check(self, hold)
+        runtime.partition_checks = self.partition_checks
+        runtime.health.local_checks["kafka_data"] = self.broker_data_check
+        watchdog.install(self)  # stalled partitions: /ready, /health, /live and gauges (D225)
         # `faust worker` leaves the root logger at DEBUG via its spinner handler; that costs 10-20%.
         logging.getLogger().setLevel(self.core_settings.log_level)
         # Everything allocated so far lives as long as the worker: keep it out of the cyclic GC, whose
         # full collections otherwise paused the event loop 80-220 ms every few seconds under load.
         gc.freeze()
 
+    def partition_checks(self) -> dict[str, bool]:
+        """For `/ready`: every assigned partition recovered, and the group stable (D112, D116)."""
+        recovered = bool(self.tables.recovery.serving)  # type: ignore[attr-defined]
+        return {"partitions_recovered": recovered, "group_stable": group_stable(self)}
+
+    def broker_data_check(self) -> str:
+        """For `/health`: UP, or DOWN while the broker is found to have lost our data (D115)."""
+        self.broker_watch.on_membership(in_group(self))
+        return self.broker_watch.status()
+
     async def on_shutdown(self) -> None:
         await super().on_shutdown()
-        from core_app.security.layer import set_security
-
         await self.components.close()
-        runtime_module.set_runtime(None)
-        set_security(None)
         # Tables are closed by now: the local state matches what the changelogs hold.
         mark_clean_shutdown(self.core_settings)
 
@@ -104,6 +108,7 @@ def create_app(settings: Settings) -> CoreApp:
     core = CoreApp(
         settings.service_name,
         broker=settings.kafka_broker,
+        broker_credentials=faust_credentials(settings),
         store="rocksdb://",
         datadir=str(settings.worker_data_dir),
         topic_partitions=settings.kafka_topic_partitions,
@@ -123,6 +128,11 @@ def create_app(settings: Settings) -> CoreApp:
     )
     core.core_settings = settings
     core.extra_services = []
+    core.broker_watch = BrokerWatch(
+        hold_seconds=settings.broker_reset_hold_seconds,
+        # As long as a member may take to rejoin: a session timeout then a rebalance, twice.
+        membership_grace=2 * (settings.kafka_session_timeout + settings.kafka_rebalance_timeout),
+    )
     return core
 
 

@@ -27,7 +27,7 @@ def _worker(_args: argparse.Namespace) -> int:
 
 
 def _sink(_args: argparse.Namespace) -> int:
-    from core_app.sink import run_sink
+    from core_app.sink_process import run_sink
 
     run_sink(load_settings())
     return 0
@@ -44,7 +44,7 @@ def _keys(args: argparse.Namespace) -> int:
 def _dev(args: argparse.Namespace) -> int:
     from core_app.devstack import run_dev
 
-    return run_dev(load_settings(), keep_state=args.keep_state, fake_shopify=args.fake_shopify)
+    return run_dev(load_settings(), keep_state=args.keep_state, fake_shopify=args.fake_shopify, tls=args.tls)
 
 
 def _schema_registry(args: argparse.Namespace) -> int:
@@ -70,6 +70,11 @@ def parser() -> argparse.ArgumentParser:
         "--fake-shopify",
         action="store_true",
         help="also run the fake Shopify on DEV_FAKE_SHOPIFY_PORT (9300) and point the worker at it",
+    )
+    dev.add_argument(
+        "--tls",
+        action="store_true",
+        help="Kafka over TLS: stunnel in front of Tansu with a fresh dev CA (var/tls/ca.pem)",
     )
     dev.set_defaults(run=_dev)
     commands.add_parser("worker", help="run one worker against configured services").set_defaults(run=_worker)

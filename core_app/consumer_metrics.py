@@ -12,8 +12,6 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
-from core_app import runtime as runtime_module
-
 log = logging.getLogger(__name__)
 
 
@@ -41,9 +39,15 @@ class ConsumerCollector(Collector):
             "core_worker_ready",
             "1 when the last /ready probe found migrations applied and the tables recovered",
         )
-        current = runtime_module._current
-        ready.add_metric([], float(bool(current and current.migrations_applied and current.tables_recovered)))
+        ready.add_metric([], float(self._ready()))
         yield from (lag, committed, ready)
+
+    def _ready(self) -> bool:
+        components = getattr(self.app, "components", None)
+        if components is None or not components.is_open:
+            return False
+        runtime = components.runtime
+        return runtime.migrations_applied and runtime.tables_recovered
 
     def _partitions(self) -> Iterator[tuple[Any, float, int | None]]:
         try:

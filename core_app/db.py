@@ -40,7 +40,8 @@ def connection_options(settings: Settings) -> str:
     return f"-c timezone=UTC -c core.email_key={enc} -c core.email_hash_key={mac}"
 
 
-async def create_pool(settings: Settings, **overrides: Any) -> aiopg.Pool:
+async def create_pool(settings: Settings, dsn: str | None = None, **overrides: Any) -> aiopg.Pool:
+    """A pool on the primary, or on `dsn` (a read replica) with the same per-connection keys."""
     options: dict[str, Any] = {
         "minsize": 1,
         "maxsize": settings.core_db_pool_max,
@@ -48,7 +49,7 @@ async def create_pool(settings: Settings, **overrides: Any) -> aiopg.Pool:
         "options": connection_options(settings),
     }
     options.update(overrides)
-    return await aiopg.create_pool(settings.db_dsn, **options)
+    return await aiopg.create_pool(dsn or settings.db_dsn, **options)
 
 
 async def fetch_one(pool: aiopg.Pool, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None:

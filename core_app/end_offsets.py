@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 from prometheus_client import Counter
 
@@ -60,9 +61,14 @@ async def confirm_end_offsets(
             records = batches.get(tp)
             if records:
                 confirmed[tp] = max(confirmed[tp] or 0, records[-1].offset + 1)
-            # Done once a fetch has moved past the seek point and the last one brought nothing new.
-            # Under load a fetch can take long: wait for it (until the deadline), never guess.
-            elif await consumer.position(tp) >= probed[tp]:
+            # Done once the position has reached the high watermark of the last fetch response (right
+            # on Kafka and on Tansu, in memory or on S3) and the seek point. An empty getmany alone
+            # proves nothing: a fetch still in flight, or one a slow broker gave up, also brings
+            # nothing (D110). Wait for it until the deadline, never guess.
+            elif (highwater := consumer.highwater(tp)) is not None and await consumer.position(tp) >= max(
+                highwater, probed[tp]
+            ):
+                confirmed[tp] = max(confirmed[tp] or 0, highwater)
                 pending.discard(tp)
     if pending:
         unconfirmed.inc(len(pending))
@@ -70,11 +76,53 @@ async def confirm_end_offsets(
     return confirmed
 
 
-class EndOffsetProbe:
-    """A group-less consumer kept for confirming end offsets (one per worker, opened on first use)."""
+async def confirmed_end_offsets(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The partitions' ends, confirmed by a fetch, for a reader that reads a topic to its end (0 for an
+    end unknown). The probe assigns and moves `consumer`: assign and seek it afterwards."""
+    reported = await consumer.end_offsets(partitions)
+    confirmed = await confirm_end_offsets(consumer, reported)
+    return {tp: confirmed.get(tp) or 0 for tp in partitions}
 
-    def __init__(self, bootstrap_servers: list[str], client_id: str = "core-end-offsets") -> None:
-        self.bootstrap_servers = bootstrap_servers
+
+async def records_at(
+    consumer: AIOKafkaConsumer,
+    offsets: Mapping[TopicPartition, int],
+    deadline: float = PROBE_DEADLINE_SECONDS,
+) -> dict[TopicPartition, ConsumerRecord[bytes, bytes] | None]:
+    """Per partition, the first record at or after the offset (the record at it, unless compaction
+    removed it), or None: the offset is out of the log, or nothing came in time."""
+    found: dict[TopicPartition, ConsumerRecord[bytes, bytes] | None] = dict.fromkeys(offsets)
+    if not offsets:
+        return found
+    consumer.assign(list(offsets))
+    for tp, offset in offsets.items():
+        consumer.seek(tp, offset)
+    pending = set(offsets)
+    give_up = time.monotonic() + deadline
+    while pending and time.monotonic() < give_up:
+        try:
+            batches = await consumer.getmany(*pending, timeout_ms=PROBE_FETCH_WAIT_MS * 4)
+        except OffsetOutOfRangeError as exc:
+            out_of_range = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+            pending.difference_update(out_of_range)
+            continue
+        for tp, records in batches.items():
+            if records and tp in pending:
+                found[tp] = records[0]
+                pending.discard(tp)
+    if pending:
+        log.warning("changelog records not read in time", extra={"partitions": sorted(map(str, pending))})
+    return found
+
+
+class EndOffsetProbe:
+    """A group-less consumer kept for reading changelog ends and records (one per worker, opened on
+    first use)."""
+
+    def __init__(self, kafka_options: Mapping[str, Any], client_id: str = "core-end-offsets") -> None:
+        self.kafka_options = kafka_options  # bootstrap servers and security (core_app/kafka_security)
         self.client_id = client_id
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
@@ -91,10 +139,35 @@ class EndOffsetProbe:
                 await self.close()
                 return dict(reported)
 
+    async def end_offsets(
+        self, partitions: Iterable[TopicPartition], deadline: float = PROBE_DEADLINE_SECONDS
+    ) -> dict[TopicPartition, int | None]:
+        """ListOffsets "latest" of `partitions`, each confirmed by a fetch; {} if the broker fails."""
+        async with self._lock:
+            try:
+                consumer = await self._open()
+                reported = await consumer.end_offsets(list(partitions))
+                return await confirm_end_offsets(consumer, reported, deadline)
+            except KafkaError as exc:
+                log.warning("end-offset probe failed", extra={"error": repr(exc)})
+                await self.close()
+                return {}
+
+    async def records_at(
+        self, offsets: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, ConsumerRecord[bytes, bytes] | None]:
+        async with self._lock:
+            try:
+                return await records_at(await self._open(), offsets)
+            except KafkaError as exc:
+                log.warning("changelog record probe failed", extra={"error": repr(exc)})
+                await self.close()
+                return dict.fromkeys(offsets)
+
     async def _open(self) -> AIOKafkaConsumer:
         if self._consumer is None:
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap_servers,
+                **self.kafka_options,
                 client_id=self.client_id,
                 group_id=None,
                 enable_auto_commit=False,

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,18 @@ class TunedConsumer(faust_aiokafka.Consumer):
                 continue
             yield tp, message
 
+    async def _commit(self, offsets: Any) -> bool:
+        committed: bool = await super()._commit(offsets)
+        self.app.broker_watch.on_commit(offsets, committed)  # type: ignore[attr-defined]
+        return committed
+
+    async def seek_to_committed(self) -> Any:
+        committed = await super().seek_to_committed()
+        self.app.broker_watch.on_committed_read(  # type: ignore[attr-defined]
+            {TP(tp.topic, tp.partition): offset for tp, offset in committed.items()}
+        )
+        return committed
+
     async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
         # Faust treats offsets it never delivered as acked ("gaps": compaction, transaction markers).
         log.warning(
@@ -100,6 +113,31 @@ class TunedConsumer(faust_aiokafka.Consumer):
             extra={"topic": tp.topic, "partition": tp.partition, "from": offset_from, "to": offset_to},
         )
         await super()._add_gap(tp, offset_from, offset_to)
+
+
+def group_coordinator(app: Any) -> Any | None:
+    """aiokafka's group coordinator of the app's consumer (in Faust's consumer thread), or None."""
+    thread = getattr(app.consumer, "_thread", None)
+    consumer = getattr(thread, "_consumer", None)
+    return getattr(consumer, "_coordinator", None)
+
+
+def in_group(app: Any) -> bool:
+    """The consumer holds a member id and a generation of its group."""
+    coordinator = group_coordinator(app)
+    return coordinator is not None and coordinator.generation >= 0 and bool(coordinator.member_id)
+
+
+def group_stable(app: Any) -> bool:
+    """The consumer holds the assignment of the group's current generation and no rebalance is under
+    way: it joined, synced, was handed its partitions, and aiokafka has no rejoin pending."""
+    coordinator = group_coordinator(app)
+    if coordinator is None or not in_group(app) or app.rebalancing:
+        return False
+    subscription = coordinator._subscription.subscription
+    if subscription is None or coordinator.need_rejoin(subscription):
+        return False
+    return bool(app.consumer_generation_id == coordinator.generation)
 
 
 class FlushingProducer(faust_aiokafka.Producer):

@@ -1,4 +1,5 @@
-"""Structured JSON logs (python-json-logger), tagged with the service name."""
+"""Structured JSON logs (python-json-logger), tagged with the service name, the trace while tracing,
+and the merchant, shop and locale of the request or event (core_app/log_context.py)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,11 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "default"}},
+        # merchant_id, shop_domain and locale of the request or event (core_app/log_context.py)
+        "filters": {"context": {"()": "core_app.log_context.ContextFilter"}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "default", "filters": ["context"]}
+        },
         "root": {"level": settings.log_level, "handlers": ["stderr"]},
         "loggers": {
             "aiokafka": {"level": "WARNING"},
@@ -42,3 +47,9 @@ def logging_config(settings: Settings) -> dict[str, Any]:
 
 def configure_logging(settings: Settings) -> None:
     logging.config.dictConfig(logging_config(settings))
+
+
+def one_line(reason: BaseException) -> str:
+    """An exception as the one-line reason a fatal exit logs last: `Type: message`, whitespace folded."""
+    text = " ".join(str(reason).split())
+    return f"{type(reason).__name__}: {text}"[:500]

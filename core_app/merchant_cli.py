@@ -16,7 +16,7 @@ import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import aiopg
 
@@ -24,12 +24,17 @@ from core_app.domain.errors import DomainError
 from core_app.services import merchants
 from core_app.settings import Settings, load_settings
 
+T = TypeVar("T")
+# What `ArgumentParser.add_subparsers()` returns (a private class in typeshed's stubs too).
+Commands = argparse._SubParsersAction
+
 
 def _actor(args: argparse.Namespace) -> str:
     return f"cli:{args.actor or getpass.getuser()}"
 
 
-async def _with_pool(settings: Settings, use: Callable[[aiopg.Pool], Awaitable[Any]]) -> Any:
+async def _with_pool(settings: Settings, use: Callable[[aiopg.Pool], Awaitable[T]]) -> T:
+    """The CLI needs one connection, not a worker's components: it opens a pool of one."""
     from core_app import db
 
     pool = await db.create_pool(settings, minsize=1, maxsize=1)
@@ -40,19 +45,31 @@ async def _with_pool(settings: Settings, use: Callable[[aiopg.Pool], Awaitable[A
         await pool.wait_closed()
 
 
+def create_merchant(settings: Settings, shop: object, name: object, actor: str) -> dict[str, Any]:
+    """`core merchant create`: one merchant through the merchant service, audited. The test
+    helpers create theirs through this function too (tests/support/events.new_merchant), so no
+    test writes the `merchants` table by SQL."""
+
+    async def use(pool: aiopg.Pool) -> dict[str, Any]:
+        return await merchants.create_merchant(pool, shop, name, actor)
+
+    return asyncio.run(_with_pool(settings, use))
+
+
 def run_merchant(args: argparse.Namespace, settings: Settings | None = None) -> int:
     settings = settings or load_settings()
     actor = _actor(args)
 
     async def use(pool: aiopg.Pool) -> Any:
-        if args.action == "create":
-            return await merchants.create_merchant(pool, args.shop, args.name, actor)
         if args.action == "list":
             return await merchants.list_merchants(pool, actor, args.status, args.limit)
         return await merchants.show_merchant(pool, args.ref, actor)
 
     try:
-        result = asyncio.run(_with_pool(settings, use))
+        if args.action == "create":
+            result: Any = create_merchant(settings, args.shop, args.name, actor)
+        else:
+            result = asyncio.run(_with_pool(settings, use))
     except DomainError as exc:
         print(f"core merchant {args.action}: {exc}", file=sys.stderr)
         return 1
@@ -68,7 +85,7 @@ def _checked(args: argparse.Namespace) -> int:
     return run_merchant(args)
 
 
-def add_commands(commands: Any) -> None:
+def add_commands(commands: Commands) -> None:
     merchant = commands.add_parser("merchant", help="create, list and show merchants (audited)")
     merchant.add_argument("action", choices=["create", "list", "show"])
     merchant.add_argument("ref", nargs="?", help="show: the merchant id or its shop domain")
@@ -86,7 +103,7 @@ def _fake_shopify(args: argparse.Namespace) -> int:
     return run(load_settings(), args.host, args.port, args.customers)
 
 
-def add_dev_commands(commands: Any) -> None:
+def add_dev_commands(commands: Commands) -> None:
     fake = commands.add_parser("fake-shopify", help="run the fake Shopify (development and demos)")
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=9300)

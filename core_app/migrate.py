@@ -49,4 +49,19 @@ def migrate(settings: Settings) -> list[str]:
         backend.apply_migrations(todo)
     applied = [m.id for m in todo]
     log.info("migrations applied", extra={"applied": applied})
+    migrate_redis_keys(settings)
     return applied
+
+
+def migrate_redis_keys(settings: Settings) -> None:
+    """Redis keys whose names changed (D180): moved before the new version serves requests."""
+    from core_app.redis_client import open_sync_redis
+    from core_app.security.gate import migrate_legacy_allowlists
+
+    client = open_sync_redis(settings)
+    try:
+        moved = migrate_legacy_allowlists(client, settings.redis_key_prefix)
+    finally:
+        client.close()
+    if moved:
+        log.info("allow-lists moved to their hash-tagged names", extra={"moved": moved})

@@ -24,15 +24,14 @@ def _actor(args: argparse.Namespace) -> str:
 
 
 def _repair(args: argparse.Namespace) -> int:
-    import redis.asyncio
-
+    from core_app.redis_client import open_redis
     from core_app.services.repair import repair_merchant
 
     settings = load_settings()
     merchant_id = args.merchant
 
     async def run() -> dict[str, Any]:
-        client = redis.asyncio.Redis.from_url(settings.redis_dsn)
+        client = open_redis(settings)
         try:
             report = await repair_merchant(settings, client, merchant_id, timeout=args.timeout)
         finally:
@@ -62,14 +61,16 @@ def _since(value: str) -> datetime:
 
 
 def _dlq(args: argparse.Namespace) -> int:
-    from core_app.services import dead_letters as dlq
+    from core_app.dlq_topic import dead_letter_service
+    from core_app.services.dead_letters import Filters
 
     settings = load_settings()
-    filters = dlq.Filters(topic=args.topic, reason=args.reason, since=args.since)
+    service = dead_letter_service(settings)
+    filters = Filters(topic=args.topic, reason=args.reason, since=args.since)
     details: dict[str, Any] = {"topic": args.topic, "reason": args.reason, "since": str(args.since or "")}
     code = 0
     if args.action == "list":
-        letters = asyncio.run(dlq.read_letters(settings, filters))
+        letters = asyncio.run(service.list(filters))
         for letter in letters:
             print(json.dumps(letter.summary()))
         details["listed"] = len(letters)
@@ -82,7 +83,7 @@ def _dlq(args: argparse.Namespace) -> int:
         details |= {"ref": args.ref, "found": len(shown)}
         code = 0 if shown else 1
     else:
-        counts = asyncio.run(dlq.replay(settings, filters, _actor(args)))
+        counts = asyncio.run(service.replay(filters, _actor(args)))
         print(json.dumps(counts))
         details |= counts
     _audit(settings, None, _actor(args), f"dlq.{args.action}", entity_type="dead_letters", **details)
@@ -90,12 +91,12 @@ def _dlq(args: argparse.Namespace) -> int:
 
 
 async def show_letters(settings: Any, ref: str) -> list[dict[str, Any]]:
+    from core_app.dlq_topic import dead_letter_service
     from core_app.events.codec import DecodeError, EventCodec
-    from core_app.services.dead_letters import find_letters
 
     codec = EventCodec(settings.schema_registry_url, settings.avro_dir)
     shown = []
-    for letter in await find_letters(settings, ref):
+    for letter in await dead_letter_service(settings).find(ref):
         item = letter.summary() | {
             "headers": {name: value.decode(errors="replace") for name, value in letter.headers}
         }

@@ -10,11 +10,13 @@ Seen after a SIGKILL restart as four to eleven events missing per partition (doc
 Here the seek comes first, while the partitions are still paused, then the queues are cleared, and
 only then do the partitions resume, so the first message delivered is the committed one.
 
-Three more departures (docs/decisions.md D110-D112):
+Three more departures (docs/decisions.md D110-D112, D117):
 - highwaters are confirmed by a fetch (core_app/end_offsets.py), since Tansu under-reports them;
-- a partition whose local state is ahead of its changelog (the topic was recreated, truncated or
-  restored) is not a crash: its local state is discarded, rebuilt from what the changelog holds, and
-  the rest is loaded from PostgreSQL on first touch (tables/customers.py);
+- a partition whose local state the changelog no longer holds is not a crash: its local state is
+  discarded, rebuilt from what the changelog holds, and the rest is loaded from PostgreSQL on first
+  touch (tables/customers.py). That is when the changelog ends before the persisted offset (ahead),
+  holds another record at it (unrelated: the topic was recreated and grew past it), or starts after
+  it (truncated by retention, faust #651);
 - `serving` says when this worker's active partitions may answer reads: not from the start of a
   rebalance until their recovery is complete and the streams are resumed.
 """
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter as TallyOf
 from collections.abc import Set
 from typing import Any
@@ -35,6 +36,7 @@ from faust.types import TP, ConsumerT, TableT
 from prometheus_client import Counter
 
 from core_app.end_offsets import EndOffsetProbe
+from core_app.kafka_security import client_options
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,9 @@ highwaters_corrected = Counter(
 )
 state_discarded = Counter(
     "core_table_state_discarded_total",
-    "Table partitions whose local state was ahead of the changelog, discarded and rebuilt",
-    ["table", "role"],
+    "Table partitions whose local state the changelog no longer holds, discarded and rebuilt "
+    "(reason: ahead of it, unrelated to it, or it was truncated)",
+    ["table", "role", "reason"],
 )
 
 
@@ -66,13 +69,30 @@ def discard_partition(table: TableT, partition: int) -> int:
     return max(0, len(keys) - 1)  # the offset key is not a table key
 
 
+def holds_record(table: TableT, partition: int, key: bytes | None, value: bytes | None) -> bool:
+    """Whether the local state holds the changelog record at its persisted offset: the last record it
+    applied or wrote, so the key's local value must be that record's value (absent for a tombstone)."""
+    store: Any = table.data
+    if getattr(store, "_dbs", None) is None or key is None:
+        return True  # nothing persisted locally, or not a table record: nothing to compare
+    local = store._db_for_partition(partition).get(key)
+    if value is None or local is None:
+        return value is None and local is None
+    if local == value:
+        return True
+    try:  # the same value written through another serializer path
+        return bool(store._decode_value(local) == store._decode_value(value))
+    except ValueError:
+        return False
+
+
 class SeekFirstRecovery(Recovery):
     def __init__(self, app: Any, tables: Any, **kwargs: Any) -> None:
         super().__init__(app, tables, **kwargs)
-        self.end_probe = EndOffsetProbe(app.core_settings.kafka_bootstrap)
+        self.end_probe = EndOffsetProbe(client_options(app.core_settings))
         self.serving = False
         self.serving_started = asyncio.Event()
-        self.last_discard: tuple[float, str] | None = None  # (monotonic time, what was found)
+        self._persisted: dict[str, dict[TP, int]] = {}  # role -> persisted offsets being checked
 
     def set_serving(self, serving: bool) -> None:
         self.serving = serving
@@ -93,6 +113,15 @@ class SeekFirstRecovery(Recovery):
         self, assigned: Set[TP], revoked: Set[TP], newly_assigned: Set[TP], generation_id: int = 0
     ) -> None:
         self.set_serving(False)
+        log.info(
+            "rebalance: generation %s, %d partitions assigned (%d new, %d revoked)",
+            generation_id,
+            len(assigned),
+            len(newly_assigned),
+            len(revoked),
+            extra={"generation": generation_id},
+        )
+        self.app.broker_watch.on_assignment(generation_id)
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
 
     async def _build_highwaters(
@@ -117,48 +146,73 @@ class SeekFirstRecovery(Recovery):
         destination.clear()
         destination.update(highwaters)
         if title == "standby":
-            ahead = self._discard_ahead(tps, self.standby_offsets, destination, "standby")
-            if ahead:  # standbys were seeked before their highwaters were known: seek again
-                await self._seek_offsets(consumer, ahead, self.standby_offsets, "standby")
+            discarded = await self._check_against_changelog(tps, self.standby_offsets, destination, "standby")
+            if discarded:  # standbys were seeked before their highwaters were known: seek again
+                await self._seek_offsets(consumer, discarded, self.standby_offsets, "standby")
 
     async def _build_offsets(
         self, consumer: ConsumerT, tps: Set[TP], destination: TallyOf[TP], title: str
     ) -> None:
+        # Before Faust raises the offsets to the changelog's start: a persisted offset below it means
+        # the changelog lost records the local state never saw (retention, faust #651).
+        persisted = {tp: offset for tp in tps if (offset := destination.get(tp)) is not None and offset >= 0}
+        if persisted:
+            starts = await consumer.earliest_offsets(*persisted)
+            for tp, offset in persisted.items():
+                start = starts.get(tp)
+                if start is not None and offset + 1 < start:
+                    self._discard(tp, title, "truncated", f"starts at {start}, after the persisted {offset}")
+                    destination[tp] = -1
+        self._persisted[title] = {tp: offset for tp, offset in persisted.items() if destination[tp] >= 0}
         await super()._build_offsets(consumer, tps, destination, title)
         if title == "active":
-            self._discard_ahead(tps, destination, self.active_highwaters, "active")
+            await self._check_against_changelog(tps, destination, self.active_highwaters, "active")
 
-    def _discard_ahead(
+    async def _check_against_changelog(
         self, tps: Set[TP], offsets: TallyOf[TP], highwaters: TallyOf[TP], role: str
     ) -> set[TP]:
-        """Partitions whose persisted offset is beyond the changelog's last offset, discarded."""
-        ahead = {
-            tp
-            for tp in tps
-            if tp in highwaters and offsets.get(tp) is not None and offsets[tp] > max(highwaters[tp], -1)
+        """Partitions whose local state the changelog does not hold, discarded (D111, D117): the
+        persisted offset is beyond the changelog's last offset (ahead), or the changelog's record at
+        the persisted offset is not the one the local state holds (the topic was recreated: unrelated).
+        """
+        persisted = self._persisted.get(role, {})
+        discarded: set[TP] = set()
+        for tp in tps:
+            offset = persisted.get(tp)
+            if offset is not None and tp in highwaters and offset > max(highwaters[tp], -1):
+                self._discard(tp, role, "ahead", f"ends at {highwaters[tp]}, before the persisted {offset}")
+                discarded.add(tp)
+        probed = {
+            TopicPartition(tp.topic, tp.partition): offset
+            for tp, offset in persisted.items()
+            if tp in tps and tp not in discarded
         }
-        for tp in ahead:
-            table = self.tp_to_table[tp]
-            removed = discard_partition(table, tp.partition)
-            log.warning(
-                "table state ahead of its changelog; discarded and rebuilding from the changelog, then "
-                "PostgreSQL on first touch",
-                extra={
-                    "table": table.name,
-                    "partition": tp.partition,
-                    "role": role,
-                    "persisted_offset": offsets[tp],
-                    "changelog_last_offset": highwaters[tp],
-                    "keys_discarded": removed,
-                },
-            )
-            state_discarded.labels(table.name, role).inc()
-            self.last_discard = (
-                time.monotonic(),
-                f"{tp.topic}[{tp.partition}] ended at {highwaters[tp]} below the persisted {offsets[tp]}",
-            )
+        records = await self.end_probe.records_at(probed) if probed else {}
+        for position, record in records.items():
+            tp = TP(position.topic, position.partition)
+            if record is not None and record.offset == probed[position]:
+                table = self.tp_to_table[tp]
+                if not holds_record(table, tp.partition, record.key, record.value):
+                    detail = f"holds another record at the persisted {record.offset}"
+                    self._discard(tp, role, "unrelated", detail)
+                    discarded.add(tp)
+        for tp in discarded:
             offsets[tp] = -1
-        return ahead
+        return discarded
+
+    def _discard(self, tp: TP, role: str, reason: str, detail: str) -> None:
+        table = self.tp_to_table[tp]
+        removed = discard_partition(table, tp.partition)
+        what = f"{tp.topic}[{tp.partition}] {detail}"
+        log.warning(
+            "table state discarded (%s): %s; rebuilding from the changelog, then PostgreSQL on first touch",
+            reason,
+            what,
+            extra={"table": table.name, "partition": tp.partition, "role": role, "keys_discarded": removed},
+        )
+        state_discarded.labels(table.name, role, reason).inc()
+        if reason != "truncated":  # retention cut the changelog: a setting, not a broker that lost data
+            self.app.broker_watch.lost_data("changelog", what)
 
     async def _resume_streams(self, generation_id: int = 0) -> None:
         await self.app.on_rebalance_complete.send()
@@ -231,17 +285,3 @@ async def wait_serving(app: Any, timeout: float) -> bool:
     except TimeoutError:
         return False
     return tables_serving(app)
-
-
-def partition_checks(app: Any) -> dict[str, bool]:
-    """For `/ready`: no assigned partition is recovering, and the consumer group is not rebalancing."""
-    return {"partitions_recovered": bool(app.tables.recovery.serving), "group_stable": not app.rebalancing}
-
-
-def broker_data_check(app: Any, hold_seconds: float) -> str:
-    """For `/health`: DOWN for `hold_seconds` after a changelog was found behind local state, which
-    means the broker lost data (wiped, topic recreated or truncated); UP otherwise."""
-    last = app.tables.recovery.last_discard
-    if last is None or time.monotonic() - last[0] > hold_seconds:
-        return "UP"
-    return f"DOWN: the broker lost data: {last[1]}"

@@ -7,6 +7,7 @@ not yet (Faust's own web server would only start after recovery).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -15,8 +16,10 @@ from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server
 from mode import Service
 
+from core_app import tracing
 from core_app.rpc.request_metrics import instrument
 from core_app.security.grpc_listener import install_grpc_security
+from core_app.security.layer import SecurityLayer
 from core_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,13 +45,21 @@ class HttpServer(Service):
 
 
 class GrpcServer(Service):
-    def __init__(self, settings: Settings, handlers: list[Any], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        handlers: list[Any],
+        security: Callable[[], SecurityLayer],
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         services = [*handlers, Health()]
         self.server = Server(ServerReflection.extend(services))
+        if tracing.enabled():
+            tracing.instrument_grpc(self.server)  # first: a span per call, refused ones included
         instrument(self.server)  # latency per method, x-core-source trailer
-        install_grpc_security(self.server)  # every RPC but health and reflection
+        install_grpc_security(self.server, security)  # every RPC but health and reflection
 
     async def on_start(self) -> None:
         await self.server.start(self.settings.grpc_host, self.settings.grpc_port)

@@ -15,7 +15,9 @@ from typing import Literal
 from urllib.parse import quote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from core_app.kafka_settings import KafkaSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,7 +56,7 @@ class ConfigError(Exception):
     """Invalid configuration, phrased as one line that names the variable."""
 
 
-class Settings(BaseSettings):
+class Settings(KafkaSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
     core_env: Literal["development", "test", "production"] = "development"
@@ -69,17 +71,11 @@ class Settings(BaseSettings):
     core_db_user: str = "postgres"
     core_db_password: SecretStr = SecretStr("")
     core_db_pool_max: int = Field(default=10, ge=1)
+    # Streaming replicas for the reads that may trail the primary (core_app/read_replicas.py, D220).
+    core_db_read_urls: str = ""  # comma-separated libpq URLs; empty: every read on the primary
+    core_db_read_max_lag: float = Field(default=5.0, ge=0)  # seconds; a replica further behind is skipped
+    core_db_read_check_interval: float = Field(default=1.0, gt=0)  # seconds between a replica's checks
 
-    # Kafka (Tansu in dev, a real cluster in production).
-    kafka_broker: str = "kafka://127.0.0.1:9092"
-    kafka_topic_partitions: int = Field(default=12, ge=1)
-    kafka_replication_factor: int = Field(default=1, ge=1)
-    kafka_fetch_max_wait_ms: int = Field(default=1500, ge=1, le=30000)
-    kafka_session_timeout: float = Field(default=60.0, gt=0)
-    kafka_rebalance_timeout: float = Field(default=60.0, gt=0)
-    kafka_heartbeat_interval: float = Field(default=3.0, gt=0)
-    kafka_producer_linger: float = Field(default=0.005, ge=0)
-    kafka_group_instance_id: str = ""  # static group membership (KIP-345); k8s sets the pod name
     table_standby_replicas: int = Field(default=1, ge=0)
     # false: the worker runs no PostgreSQL sink; run `core sink` (one or more) instead.
     sink_in_worker: bool = True
@@ -102,6 +98,8 @@ class Settings(BaseSettings):
     redis_port: int = Field(default=6379, ge=1, le=65535)
     redis_db: int = Field(default=0, ge=0)
     redis_key_prefix: str = ""
+    # REDIS_URL names one node of a Redis Cluster; the client finds the others (D180).
+    redis_cluster: bool = False
 
     http_host: str = "0.0.0.0"
     http_port: int = Field(default=8080, ge=1, le=65535)
@@ -126,11 +124,17 @@ class Settings(BaseSettings):
     # host:port of adminfeatures.v1.AdminFeaturesService: segment counts from there (issue 18, D135)
     adminfeatures_grpc_target: str | None = None
     adminfeatures_grpc_timeout: float = Field(default=0.5, gt=0)
+    # Customer timeline entries are kept this many days after they were recorded (issue 18, D171).
+    timeline_retention_days: int = Field(default=365, ge=1, le=36_500)
     auth_cache_ttl: float = Field(default=30.0, ge=0)  # answers of Auth/Roles, API keys, data keys
     signature_max_age: int = Field(default=300, ge=1)
     signature_max_skew: int = Field(default=30, ge=0)
     rate_limit_per_second: int = Field(default=100, ge=1)
     security_redis_fail_mode: Literal["closed", "open"] = "closed"
+    # Failed authentications per client address within the window before it is refused pre-auth
+    # (429) until the window ends (core_app/security/auth_failures.py); 0 turns the limit off.
+    auth_failure_limit: int = Field(default=30, ge=0)
+    auth_failure_window: int = Field(default=300, ge=1)
     trusted_proxies: str = ""  # comma-separated CIDRs whose X-Forwarded-For is believed
     internal_token: SecretStr = SecretStr(DEV_INTERNAL_TOKEN)
     key_encryption_key: SecretStr = SecretStr(DEV_KEY_ENCRYPTION_KEY)
@@ -166,6 +170,9 @@ class Settings(BaseSettings):
     read_recovery_wait: float = Field(default=5.0, ge=0)
     # /health says DOWN this long after the broker is found to have lost data (wiped, truncated).
     broker_reset_hold_seconds: float = Field(default=120.0, ge=0)
+    # A partition with uncommitted records and no progress this long fails /ready, then /health and /live.
+    partition_stall_ready_seconds: float = Field(default=60.0, gt=0)
+    partition_stall_health_seconds: float = Field(default=300.0, gt=0)
     # Live updates (WebSocket stream, GraphQL subscriptions); see core_app/fanout.
     fanout_queue_size: int = Field(default=512, ge=1)  # per client: a client this far behind is dropped
     ws_heartbeat: float = Field(default=20.0, gt=0)  # WebSocket ping interval; no pong in half of it: closed
@@ -200,15 +207,12 @@ class Settings(BaseSettings):
     posthog_host: str = "https://us.i.posthog.com"
     otel_exporter_otlp_endpoint: str = ""  # OTLP/HTTP base URL, e.g. http://otel-collector:4318
 
-    @field_validator("kafka_broker")
+    @field_validator("core_db_read_urls")
     @classmethod
-    def _broker_url(cls, value: str) -> str:
-        first = value.split(";")[0].split(",")[0]
-        if "://" not in first:
-            value = "kafka://" + value
-        parts = urlsplit(value.split(";")[0].split(",")[0])
-        if parts.scheme not in {"kafka", "aiokafka"} or not parts.hostname:
-            raise ValueError("expected kafka://host:port[,host:port...]")
+    def _read_urls(cls, value: str) -> str:
+        for url in filter(None, (u.strip() for u in value.split(","))):
+            if urlsplit(url).scheme not in {"postgresql", "postgres"} or not urlsplit(url).hostname:
+                raise ValueError("expected postgresql://host:port/db URLs, comma-separated")
         return value
 
     @field_validator("schema_registry_url", "redis_url", "canonical_url", "shopify_app_url")
@@ -268,6 +272,12 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _cluster_has_one_database(self) -> Settings:
+        if self.redis_cluster and urlsplit(self.redis_dsn).path.strip("/") not in ("", "0"):
+            raise ValueError("REDIS_CLUSTER=true: a Redis Cluster has database 0 only (REDIS_DB / REDIS_URL)")
+        return self
+
+    @model_validator(mode="after")
     def _no_dev_secrets_in_production(self) -> Settings:
         if self.core_env == "production":
             for name in _SECRET_SETTINGS:
@@ -294,19 +304,12 @@ class Settings(BaseSettings):
         return f"postgresql://{auth}@{self.core_db_host}:{self.core_db_port}/{self.core_db_name}"
 
     @property
+    def db_read_dsns(self) -> list[str]:
+        return [url.strip() for url in self.core_db_read_urls.split(",") if url.strip()]
+
+    @property
     def redis_dsn(self) -> str:
         return self.redis_url or f"redis://{self.redis_host}:{self.redis_port}/{self.redis_db}"
-
-    @property
-    def kafka_request_timeout(self) -> float:
-        """Seconds a Kafka request may take, group joins included (Tansu's take ~30 s)."""
-        return max(90.0, self.kafka_session_timeout + 30)
-
-    @property
-    def kafka_bootstrap(self) -> list[str]:
-        """host:port list for clients that are not Faust (health probe, benches)."""
-        hosts = self.kafka_broker.replace(";", ",").split(",")
-        return [h.split("://", 1)[-1] for h in hosts if h]
 
     @property
     def import_private_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

@@ -7,8 +7,11 @@ row backwards: at-least-once delivery, exactly-once result.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
+
+from core_app.domain.events import is_canonical_uuid
 
 
 @dataclass(frozen=True)
@@ -16,10 +19,24 @@ class SinkSpec:
     table: str  # the Faust table whose changelog is consumed
     sql: str
     row_key: tuple[str, ...]  # fields that identify a row, for coalescing a batch
+    # A tombstone deletes the row its table key names (a purged merchant's, D163); the key's parts,
+    # split on ":", are these fields, each a UUID.
+    delete_sql: str
     cache_key_format: str | None = None  # the Redis entry a persisted row makes stale
 
     def key_of(self, row: dict[str, Any]) -> tuple[Any, ...]:
         return tuple(row.get(name) for name in self.row_key)
+
+    def tombstone_row(self, key: bytes | None) -> dict[str, str] | None:
+        """The row a tombstone's table key names (its `row_key` fields), None if it names none."""
+        try:
+            text = json.loads(key) if key is not None else None
+        except ValueError:
+            return None
+        parts = text.split(":") if isinstance(text, str) else []
+        if len(parts) != len(self.row_key) or not all(is_canonical_uuid(part) for part in parts):
+            return None
+        return dict(zip(self.row_key, parts, strict=True))
 
     def cache_key(self, row: dict[str, Any]) -> str | None:
         return self.cache_key_format.format(**row) if self.cache_key_format else None
@@ -31,6 +48,10 @@ class SinkSpec:
 CUSTOMERS = SinkSpec(
     table="customers",
     row_key=("merchant_id", "customer_id"),
+    delete_sql="""
+DELETE FROM customers c USING jsonb_to_recordset(%s::jsonb) AS r(merchant_id uuid, customer_id uuid)
+ WHERE c.merchant_id = r.merchant_id AND c.id = r.customer_id
+""",
     cache_key_format="customer:{merchant_id}:{customer_id}",
     sql="""
 INSERT INTO customers AS c (id, merchant_id, email, email_hash, rfm_score, metadata, version,
@@ -54,6 +75,10 @@ ON CONFLICT (merchant_id, id) DO UPDATE
 PROGRAM_SETTINGS = SinkSpec(
     table="program_settings",
     row_key=("merchant_id",),
+    delete_sql="""
+DELETE FROM program_settings s USING jsonb_to_recordset(%s::jsonb) AS r(merchant_id uuid)
+ WHERE s.merchant_id = r.merchant_id
+""",
     cache_key_format="settings:{merchant_id}",
     sql="""
 INSERT INTO program_settings AS s (id, merchant_id, rfm_thresholds, loyalty_config, version,
@@ -72,7 +97,11 @@ ON CONFLICT (merchant_id) DO UPDATE
 
 IMPORT_LOGS = SinkSpec(
     table="import_logs",
-    row_key=("merchant_id", "import_id"),
+    row_key=("import_id",),  # the table's key; import ids are unique across merchants
+    delete_sql="""
+DELETE FROM customer_import_logs l USING jsonb_to_recordset(%s::jsonb) AS r(import_id uuid)
+ WHERE l.import_id = r.import_id
+""",
     sql="""
 INSERT INTO customer_import_logs AS l (import_id, merchant_id, source, status, file_url,
                                        record_count, error_count, error_log, failure_reason,

@@ -36,6 +36,8 @@ import_jobs = raw_topic(topics.IMPORT_JOBS)
 import_commands = raw_topic(topics.IMPORT_COMMANDS)
 merchant_installed = raw_topic(topics.MERCHANT_INSTALLED)
 shopify_webhooks = raw_topic(topics.SHOPIFY_WEBHOOKS)
+gdpr_export_ready = raw_topic(topics.GDPR_EXPORT_READY)
+table_purges = raw_topic(topics.TABLE_PURGES)
 
 
 BY_NAME: dict[str, TopicT] = {

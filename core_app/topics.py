@@ -6,6 +6,7 @@ import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from core_app.kafka_security import client_options
 from core_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -18,6 +19,7 @@ CUSTOMER_CREATED = "customer.created"
 CUSTOMER_UPDATED = "customer.updated"
 IMPORT_INITIATED = "import.initiated"
 MERCHANT_INSTALLED = "merchant.installed"  # Avro, keyed by merchant_id (views/shopify.py)
+GDPR_EXPORT_READY = "gdpr_export.ready"  # Avro, keyed by merchant_id: a data export can be fetched
 DEAD_LETTER = "core.dlq"
 # Consumed events that arrived keyed some other way, re-keyed {merchant_id}:{customer_id}.
 REKEYED = "core.rekeyed"
@@ -36,10 +38,28 @@ IMPORT_COMMANDS = "core.import.commands"
 # Verified Shopify webhooks on their way to the webhook agent (JSON, keyed by shop domain): the HTTP
 # handler answers Shopify at once and the agent does the work (agents/shopify_webhooks.py).
 SHOPIFY_WEBHOOKS = "core.shopify.webhooks"
+# A purged merchant's table entries, dropped by the owner of each partition by tombstones (JSON, one
+# record per partition, sent to that partition explicitly; the owner confirms on the purge's channel).
+TABLE_PURGES = "core.table.purges"
 
 CONSUMED = (RFM_UPDATED, POINTS_UPDATED, REFERRAL_CREATED, GDPR_REQUEST_CREATED)
-PRODUCED = (CUSTOMER_CREATED, CUSTOMER_UPDATED, IMPORT_INITIATED, MERCHANT_INSTALLED, DEAD_LETTER)
-INTERNAL = (REKEYED, CUSTOMER_COMMANDS, SETTINGS_COMMANDS, IMPORT_JOBS, IMPORT_COMMANDS, SHOPIFY_WEBHOOKS)
+PRODUCED = (
+    CUSTOMER_CREATED,
+    CUSTOMER_UPDATED,
+    IMPORT_INITIATED,
+    MERCHANT_INSTALLED,
+    GDPR_EXPORT_READY,
+    DEAD_LETTER,
+)
+INTERNAL = (
+    REKEYED,
+    CUSTOMER_COMMANDS,
+    SETTINGS_COMMANDS,
+    IMPORT_JOBS,
+    IMPORT_COMMANDS,
+    SHOPIFY_WEBHOOKS,
+    TABLE_PURGES,
+)
 BROADCAST = (UPDATES,)  # read by every worker outside the consumer group, not by an agent
 
 
@@ -51,7 +71,7 @@ async def ensure_topics(
     Consumed topics must have `kafka_topic_partitions` partitions so that they co-partition with the
     tables. On a cluster where the producers own the topics this finds them all and creates nothing.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -17,7 +17,7 @@ import faust
 from mode.utils.futures import maybe_cancel
 
 from core_app.gc_tuning import tune_gc
-from core_app.logs import configure_logging, logging_config
+from core_app.logs import configure_logging, logging_config, one_line
 from core_app.settings import Settings
 from core_app.tracing import configure_tracing
 
@@ -25,11 +25,6 @@ log = logging.getLogger(__name__)
 
 EXIT_SHUTDOWN_DEADLINE = 70
 EXIT_FATAL = 72  # a service crashed: the reason is the last line of the log
-
-
-def one_line(reason: BaseException) -> str:
-    text = " ".join(str(reason).split())
-    return f"{type(reason).__name__}: {text}"[:500]
 
 
 class DeadlineWorker(faust.Worker):
@@ -82,7 +77,7 @@ class DeadlineWorker(faust.Worker):
 
 def run_worker(settings: Settings) -> None:
     from core_app.app import discard_state_after_crash
-    from core_app.main import build
+    from core_app.bootstrap import build
 
     configure_logging(settings)
     tune_gc(settings)

@@ -74,6 +74,17 @@ ROWS: list[tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] = [
                 "short",
                 [("sum by (topic, partition) (core_consumer_lag)", "{{topic}}[{{partition}}]")],
             ),
+            (
+                "Seconds since progress per partition (watchdog)",
+                "s",
+                [
+                    (
+                        "max by (topic, partition) (core_partition_seconds_since_progress)",
+                        "{{topic}}[{{partition}}]",
+                    ),
+                    ("sum(core_partition_stalled)", "stalled partitions"),
+                ],
+            ),
             ("Sink lag", "short", [("max by (table) (core_sink_lag)", "{{table}}")]),
             (
                 "Dead letters / min",
@@ -151,6 +162,17 @@ ROWS: list[tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] = [
                         'sum(increase(core_dead_letters_total{topic="gdpr_request.created"}[1h]))',
                         "dead-lettered",
                     ),
+                ],
+            ),
+            (
+                # Every compliance request, tracked with its 30-day deadline (D160).
+                "GDPR requests tracked / h, overdue",
+                "short",
+                [
+                    ("sum by (kind) (increase(core_gdpr_requests_received_total[1h]))", "received {{kind}}"),
+                    ("sum by (kind) (increase(core_gdpr_requests_done_total[1h]))", "done {{kind}}"),
+                    ("sum by (kind) (increase(core_gdpr_requests_failed_total[1h]))", "failed {{kind}}"),
+                    ("max(core_gdpr_requests_overdue)", "overdue (open past 30 days)"),
                 ],
             ),
             (

@@ -34,6 +34,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from faust.types import TP, AppT, CollectionT
 
 from core_app import metrics
+from core_app.logs import one_line
 from tables.rocksdb import encode_key
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,16 @@ class RecordWriter:
         topic = table.changelog_topic.get_topic_name()
         self._stores[topic] = store
         self._append(topic, partition, key_bytes, value_bytes)
+
+    def delete(self, table: CollectionT, partition: int, key_bytes: bytes) -> None:
+        """`del table[key]` for the key's own `partition`: gone from RocksDB now, a tombstone queued
+        for the changelog (standbys, recovery and the sink drop the key when they read it)."""
+        store = table.data
+        store._db_for_partition(partition).delete(key_bytes)
+        store._key_index.pop(key_bytes, None)
+        topic = table.changelog_topic.get_topic_name()
+        self._stores[topic] = store
+        self._append(topic, partition, key_bytes, None)
 
     def read(self, table: CollectionT, partition: int, key: Any) -> Any:
         """`table.get(key)` for the key's own `partition`: one RocksDB read (Faust's `get` makes two)."""
@@ -205,7 +216,12 @@ class RecordWriter:
         if self._error is None:
             self._error = exc
             self._idle.set()  # wake drain() so it raises instead of waiting forever
-            log.critical("producing records failed; exiting", exc_info=exc)
+            log.error("producing records failed", exc_info=exc)
+            log.critical(
+                "fatal, exiting: producing records failed: %s",
+                one_line(exc),
+                extra={"exit_code": EXIT_PRODUCE_FAILED},
+            )
             logging.shutdown()
             os._exit(EXIT_PRODUCE_FAILED)
 

@@ -6,14 +6,17 @@ truth: a key missing from the table is loaded from PostgreSQL on first touch.
 
 from __future__ import annotations
 
+from typing import Any
+
+import aiopg
 from faust.types import EventT
 
 from core_app.app import app
 from core_app.domain.customer import CustomerState, customer_key
+from core_app.domain.customer_view import stored_view
 from core_app.repository import fetch_customers
 from core_app.retry import infra_retry
 from core_app.routing import key_partition
-from core_app.runtime import get_runtime
 from tables.changelog import writer_for
 from tables.read_memo import ReadMemo
 from tables.rocksdb import read_in_partition, rocksdb_options
@@ -52,6 +55,14 @@ def stored_customer(
     return value  # type: ignore[no-any-return]
 
 
+def local_view(
+    merchant_id: str, customer_id: str, partition: int | None = None, *, active: bool = False
+) -> dict[str, Any] | None:
+    """This worker's table value as the public view (for reads, and the internal owner route)."""
+    stored = stored_customer(merchant_id, customer_id, partition, active=active)
+    return stored_view(stored) if stored is not None else None
+
+
 def read_customer(key: str, event: EventT) -> CustomerState | None:
     """The key's state in the partition of `event` (the key's own event), as Faust would read it."""
     value = writer_for(app).read(customers_table, event.message.partition, key)
@@ -63,26 +74,42 @@ def read_customers(last_event_by_key: dict[str, EventT]) -> dict[str, CustomerSt
     return {key: read_customer(key, event) for key, event in last_event_by_key.items()}
 
 
-def save_customer(state: CustomerState, event: EventT) -> None:
+def save_customer(state: CustomerState, event: EventT, timeline: list[dict[str, Any]] | None = None) -> None:
     """Write `state` as part of processing `event` (the key's own event, hence its partition).
 
     Synchronous like `table[key] = value`, through the lean path of tables/changelog.py: the RocksDB
     write now, the changelog record queued in write order and flushed before offsets commit.
+    `timeline`: the entries of the changes this write holds (core_app/domain/timeline.py); they ride
+    in the same changelog record, so the sink stores them with the row (D170). CustomerState ignores
+    them when the value is read back.
     """
     partition = event.message.partition
     read_memo.forget(partition, state.key)
-    writer_for(app).write(customers_table, partition, state.key, state.to_dict())
+    value = state.to_dict()
+    if timeline:
+        value["timeline"] = timeline
+    writer_for(app).write(customers_table, partition, state.key, value)
 
 
-async def fetch_missing(keys: list[str]) -> dict[str, CustomerState]:
+async def fetch_missing(pool: aiopg.Pool, keys: list[str]) -> dict[str, CustomerState]:
     """First touch: customers absent from the table, read from PostgreSQL in one query."""
     if not keys:
         return {}
     pairs = [tuple(key.split(":", 1)) for key in keys]
-    return await infra_retry()(fetch_customers, get_runtime().pool, pairs)
+    return await infra_retry()(fetch_customers, pool, pairs)
 
 
-async def load_missing(last_event_by_key: dict[str, EventT]) -> dict[str, CustomerState]:
+async def load_missing(pool: aiopg.Pool, last_event_by_key: dict[str, EventT]) -> dict[str, CustomerState]:
     """First touch for callers that handle one batch of keys: the absent ones, from PostgreSQL."""
     states = read_customers(last_event_by_key)
-    return await fetch_missing([key for key, state in states.items() if state is None])
+    return await fetch_missing(pool, [key for key, state in states.items() if state is None])
+
+
+class FaustCustomerTable:
+    """The CustomerTable port (core_app/services/ports.py) on this module's table."""
+
+    def read(self, key: str, event: EventT) -> CustomerState | None:
+        return read_customer(key, event)
+
+    def save(self, state: CustomerState, event: EventT, timeline: list[dict[str, Any]] | None = None) -> None:
+        save_customer(state, event, timeline)

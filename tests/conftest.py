@@ -15,8 +15,11 @@ import pytest
 
 from core_app.events.codec import EventCodec
 from core_app.settings import Settings
-from tests.auth import api_credentials, secure_broker, secure_worker  # noqa: F401  (fixtures)
-from tests.helpers import free_port, running_tansu
+from tests.support.auth import api_credentials, secure_broker, secure_worker  # noqa: F401  (fixtures)
+from tests.support.file_server import FileServer
+from tests.support.imports import import_root
+from tests.support.pii import secure_producer  # noqa: F401  (a fixture)
+from tests.support.processes import free_port, running_tansu
 
 RUN_ID = uuid.uuid4().hex[:8]
 _containers: list[object] = []
@@ -83,6 +86,9 @@ def settings(db_name: str, data_root: Path) -> Settings:
         core_db_name=db_name,
         redis_key_prefix=f"test:{RUN_ID}:",
         data_dir=data_root / "data",
+        # Every test calls from 127.0.0.1 and many fail authentication on purpose: the per-address
+        # limit (D183) is on only where a test is about it.
+        auth_failure_limit=0,
     )
     migrate(test_settings)
     return test_settings
@@ -118,9 +124,10 @@ def worker_env(settings: Settings, tansu: str, registry_url: str, data_root: Pat
     """Environment for `core worker` subprocesses, tuned for Tansu (see docs/decisions.md)."""
     return {
         "CORE_ENV": "test",
-        # Suites that are not about security run without it until they use tests/auth.py's
+        # Suites that are not about security run without it until they use tests/support/auth.py's
         # credentials; the security suites start their own workers with it on.
         "AUTH_ENABLED": "false",
+        "AUTH_FAILURE_LIMIT": "0",  # see `settings` above
         "CORE_DB_NAME": settings.core_db_name,
         "KAFKA_BROKER": tansu,
         "SCHEMA_REGISTRY_URL": registry_url,
@@ -146,8 +153,10 @@ def worker_env(settings: Settings, tansu: str, registry_url: str, data_root: Pat
     }
 
 
-def import_root(data_root: Path) -> Path:
-    """The directory file:// imports of the test workers may read (IMPORT_FILE_ROOT)."""
-    root = data_root / "imports"
-    root.mkdir(exist_ok=True)
-    return root
+@pytest.fixture(scope="session")
+async def file_server() -> AsyncIterator[FileServer]:
+    """An HTTP server of import files (tests/support/file_server.py), one per session."""
+    server = FileServer()
+    await server.start()
+    yield server
+    await server.stop()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from core_app.runtime import get_runtime
-from core_app.services.admin_dlq import list_dead_letters
+from views.responses import principal_of
+from views.wiring import components_of
 
 
 async def get_dead_letters(request: web.Request) -> web.Response:
     query = request.query
-    letters = await list_dead_letters(
-        get_runtime(),
+    letters = await components_of(request).admin_dead_letters.list(
+        principal_of(request),
         query.get("merchant_id"),
         query.get("topic"),
         query.get("reason"),

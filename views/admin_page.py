@@ -1,4 +1,5 @@
-"""`/admin/imports`: the operator's import page, static HTML + JS + CSS served by the worker itself.
+"""`/admin/imports` and `/admin/customers`: the operator's pages (imports; customers, their segments
+and timelines), static HTML + JS + CSS served by the worker itself.
 
 The files (views/admin/) hold no data and no secret, so the request pipeline lets a GET or HEAD
 of exactly these paths through without credentials (core_app/security/http.py `PUBLIC_PAGES`). The
@@ -23,6 +24,10 @@ PAGES: dict[str, tuple[str, str]] = {
     "/admin/imports": ("imports.html", "text/html"),
     "/admin/imports.js": ("imports.js", "text/javascript"),
     "/admin/imports.css": ("imports.css", "text/css"),
+    # The customers view (issue 18): search, segment filter and counts, the timeline (D175).
+    "/admin/customers": ("customers.html", "text/html"),
+    "/admin/customers.js": ("customers.js", "text/javascript"),
+    "/admin/customers.css": ("customers.css", "text/css"),
 }
 
 CONTENT_SECURITY_POLICY = "; ".join(

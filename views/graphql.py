@@ -21,16 +21,19 @@ from prometheus_client import Histogram
 from core_app.domain.errors import Conflict, DomainError, NotFound, ValidationFailed
 from core_app.security.errors import SecurityError
 from core_app.security.graphql_limits import LimitedQueries
+from core_app.security.layer import SecurityLayer
+from core_app.security.principal import current_principal
 from core_app.security.ws import SecuredSubscriptions
-from core_app.services import customers
-from core_app.services import imports as imports_service
-from core_app.services import settings as settings_service
+from core_app.services.program_settings import ProgramSettingsService
 from core_app.settings import REPO_ROOT, get_settings
 from views import graphql_customers, graphql_logging
+from views.customer_import import principal_of
+from views.graphql_customers import context_of
 from views.graphql_logging import RefusedError, graphql_request, log_graphql_refusal
 from views.graphql_subscriptions import event_payload, on_customer_update, on_import_progress
 from views.graphql_transport import CoreGraphQLView
 from views.refusals import log_refusal
+from views.wiring import components_of
 
 SCHEMA_PATH = REPO_ROOT / "schema.graphql"
 query_duration = Histogram("graphql_query_duration_seconds", "GraphQL request latency", ["operation_type"])
@@ -69,58 +72,79 @@ def graphql_customer(view: dict[str, Any]) -> dict[str, Any]:
 
 
 @domain_errors
-async def get_customer(_root: Any, _info: Any, merchant_id: str, customer_id: str) -> dict[str, Any]:
-    return graphql_customer(await customers.get_customer(merchant_id, customer_id, transport="graphql"))
+async def get_customer(_root: Any, info: Any, merchant_id: str, customer_id: str) -> dict[str, Any]:
+    components, principal = context_of(info)
+    view = await components.customers.get(principal, merchant_id, customer_id, transport="graphql")
+    return graphql_customer(view)
 
 
 @domain_errors
-async def get_customer_rfm(_root: Any, _info: Any, merchant_id: str, customer_id: str) -> dict[str, int]:
-    return await customers.get_customer_rfm(merchant_id, customer_id)
+async def get_customer_rfm(_root: Any, info: Any, merchant_id: str, customer_id: str) -> dict[str, int]:
+    components, principal = context_of(info)
+    return await components.customers.rfm(principal, merchant_id, customer_id)
 
 
 @domain_errors
-async def create_customer(_root: Any, _info: Any, merchant_id: str, input: dict[str, Any]) -> dict[str, Any]:
-    return graphql_customer(await customers.create_customer(merchant_id, input["email"], input["metadata"]))
+async def create_customer(_root: Any, info: Any, merchant_id: str, input: dict[str, Any]) -> dict[str, Any]:
+    components, principal = context_of(info)
+    view = await components.customers.create(
+        principal, merchant_id, input["email"], input["metadata"], transport="graphql"
+    )
+    return graphql_customer(view)
 
 
 @domain_errors
 async def update_customer(
     _root: Any,
-    _info: Any,
+    info: Any,
     merchant_id: str,
     customer_id: str,
     input: dict[str, Any],
 ) -> dict[str, Any]:
-    view = await customers.update_customer(merchant_id, customer_id, input["email"], input["metadata"])
+    components, principal = context_of(info)
+    customers = components.customers
+    view = await customers.update(
+        principal, merchant_id, customer_id, input["email"], input["metadata"], transport="graphql"
+    )
     return graphql_customer(view)
+
+
+def _program_settings() -> ProgramSettingsService:
+    request = graphql_request.get()
+    assert request is not None, "resolvers run inside the /graphql handler"
+    return components_of(request).program_settings
 
 
 @domain_errors
 async def get_program_settings(_root: Any, _info: Any, merchant_id: str) -> dict[str, Any]:
-    return await settings_service.get_program_settings(merchant_id)
+    return await _program_settings().get(current_principal.get(), merchant_id)
 
 
 @domain_errors
 async def update_program_settings(
     _root: Any, _info: Any, merchant_id: str, input: dict[str, Any]
 ) -> dict[str, Any]:
-    return await settings_service.update_program_settings(
-        merchant_id, input["rfm_thresholds"], input["loyalty_config"]
+    return await _program_settings().update(
+        current_principal.get(), merchant_id, input["rfm_thresholds"], input["loyalty_config"]
     )
 
 
 @domain_errors
 async def import_customers(
-    _root: Any, _info: Any, merchant_id: str, source: str, file_url: str
+    _root: Any, info: Any, merchant_id: str, source: str, file_url: str
 ) -> dict[str, Any]:
-    return await imports_service.start_import(merchant_id, source, file_url)
+    request = info.context["request"]
+    service = components_of(request).customer_import
+    return await service.start_import(principal_of(request), merchant_id, source, file_url)
 
 
 @domain_errors
 async def get_import_logs(
-    _root: Any, _info: Any, merchant_id: str, status: str | None = None
+    _root: Any, info: Any, merchant_id: str, status: str | None = None
 ) -> list[dict[str, Any]]:
-    return await imports_service.list_import_logs(merchant_id, status)
+    request = info.context["request"]
+    service = components_of(request).customer_import
+    return await service.list_import_logs(principal_of(request), merchant_id, status)
 
 
 async def not_served_yet(_root: Any, info: Any, **_kwargs: Any) -> Any:
@@ -147,6 +171,7 @@ def build_graphql_schema() -> GraphQLSchema:
             "getImportLogs": get_import_logs,
             "customers": domain_errors(graphql_customers.customers),
             "segmentCounts": domain_errors(graphql_customers.segment_counts),
+            "customerTimeline": domain_errors(graphql_customers.customer_timeline),
         },
         "Mutation": {
             "createCustomer": create_customer,
@@ -158,6 +183,10 @@ def build_graphql_schema() -> GraphQLSchema:
     for type_name in ("Query", "Mutation"):
         for name, field in schema.type_map[type_name].fields.items():  # type: ignore[attr-defined]
             field.resolve = resolvers[type_name].get(name, not_served_yet)
+    # The settings view carries the segment counts (AdminFeatures', else local; D173), when selected.
+    schema.type_map["ProgramSettings"].fields["segment_counts"].resolve = graphql_customers.settings_counts  # type: ignore[attr-defined]
+    # `metadata(include: [...])`: the metadata keys to return, as REST's `include=` (Segment's traits).
+    schema.type_map["Customer"].fields["metadata"].resolve = domain_errors(graphql_customers.metadata)  # type: ignore[attr-defined]
     streams = {"onCustomerUpdate": on_customer_update, "onImportProgress": on_import_progress}
     for name, field in schema.type_map["Subscription"].fields.items():  # type: ignore[attr-defined]
         field.subscribe = domain_errors(streams[name])
@@ -177,6 +206,9 @@ class LimitedGraphQLView(SecuredSubscriptions, LimitedQueries, CoreGraphQLView):
 
     def refused_connection(self, request: web.Request, exc: SecurityError) -> None:
         log_refusal(request, exc.http_status, exc.code)
+
+    def security_layer(self, request: web.Request) -> SecurityLayer:
+        return components_of(request).security
 
     def refused_document(self, errors: list[GraphQLError]) -> None:
         for error in errors:

@@ -15,8 +15,9 @@ from graphql import FieldNode, GraphQLResolveInfo
 from core_app.domain.errors import DomainError
 from core_app.domain.events import parse_uuid
 from core_app.fanout import CUSTOMER_UPDATED, IMPORT_PROGRESS, Update, UpdateFilter, get_hub
-from core_app.security import VIEW, guard
-from core_app.services import customers
+from core_app.security.principal import VIEW, Principal
+from core_app.services.customers import CustomerService
+from views.graphql_customers import context_of
 from views.live import CLOSE_TOO_SLOW, TOO_SLOW_REASON, close_later
 
 Payload = dict[str, Any]
@@ -81,10 +82,12 @@ def import_payload(update: Update) -> Payload:
     }
 
 
-async def _created_at(merchant_id: str, customer_id: str) -> str:
+async def _created_at(
+    customers: CustomerService, principal: Principal | None, merchant_id: str, customer_id: str
+) -> str:
     """`customer.updated` does not carry `created_at`: one read per customer per subscription."""
     try:
-        view = await customers.get_customer(merchant_id, customer_id)
+        view = await customers.get(principal, merchant_id, customer_id)
     except DomainError:
         return ""
     return str(view.get("created_at") or "")
@@ -94,7 +97,8 @@ async def on_customer_update(
     _root: Any, info: GraphQLResolveInfo, merchant_id: str
 ) -> AsyncIterator[Payload]:
     merchant_id = parse_uuid(merchant_id, "merchant_id")
-    await guard(merchant_id, VIEW)
+    components, principal = context_of(info)
+    await components.security.guard(principal, merchant_id, VIEW)
     get_hub()  # Unavailable while the worker starts: an error now rather than a silent stream
     with_created_at = selects(info, "created_at")
     created: dict[str, str] = {}
@@ -102,7 +106,9 @@ async def on_customer_update(
     async def to_payload(update: Update) -> Payload:
         customer_id = update["customer_id"]
         if with_created_at and customer_id not in created:
-            created[customer_id] = await _created_at(update["merchant_id"], customer_id)
+            created[customer_id] = await _created_at(
+                components.customers, principal, update["merchant_id"], customer_id
+            )
         return customer_payload(update, created.get(customer_id, ""))
 
     return _live(info, UpdateFilter(merchant_id, types=frozenset({CUSTOMER_UPDATED})), to_payload)
@@ -113,7 +119,8 @@ async def on_import_progress(
 ) -> AsyncIterator[Payload]:
     merchant_id = parse_uuid(merchant_id, "merchant_id")
     import_id = parse_uuid(import_id, "import_id")
-    await guard(merchant_id, VIEW)
+    components, principal = context_of(info)
+    await components.security.guard(principal, merchant_id, VIEW)
     get_hub()
 
     async def to_payload(update: Update) -> Payload:

@@ -1,21 +1,23 @@
-"""`/health` (dependencies answer) and `/ready` (migrations applied, Redis up, tables recovered)."""
+"""`/health` (dependencies answer), `/live` (nothing a restart would cure: no stalled partition) and
+`/ready` (migrations applied, Redis up, tables recovered, partitions progressing)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from core_app.runtime import get_runtime
+from views.wiring import components_of
 
 
 async def health(request: web.Request) -> web.Response:
-    report = await get_runtime().health.check()
-    if report.up:
-        return web.json_response({"status": "UP"})
-    return web.json_response(report.to_dict(), status=503)
+    up, body = await components_of(request).health.health()
+    return web.json_response(body, status=200 if up else 503)
 
 
 async def ready(request: web.Request) -> web.Response:
-    checks = await get_runtime().is_ready()
-    if all(checks.values()):
-        return web.json_response({"ready": True})
-    return web.json_response({"ready": False, "checks": checks}, status=503)
+    ready, body = await components_of(request).health.ready()
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def live(request: web.Request) -> web.Response:
+    up, body = await components_of(request).health.live()
+    return web.json_response(body, status=200 if up else 503)

@@ -9,17 +9,17 @@ from core_app.domain.customer import customer_key
 from core_app.domain.events import parse_uuid
 from core_app.recovery import wait_serving
 from core_app.routing import partition_owner, same_worker, table_partition
-from core_app.runtime import get_runtime
-from core_app.services.customers import local_view
-from tables.settings import local_settings
+from tables.customers import local_view
+from tables.program_settings import local_settings
 from views.responses import json_body
+from views.wiring import components_of
 
 
 async def owner_customer(request: web.Request) -> web.Response:
     """This worker's table value for a customer (no further routing, so no loops)."""
     merchant_id = parse_uuid(request.match_info["merchant_id"], "merchant_id")
     customer_id = parse_uuid(request.match_info["customer_id"], "customer_id")
-    settings = get_runtime().settings
+    settings = components_of(request).settings
     partition = table_partition(app, "customers", customer_key(merchant_id, customer_id))
     owner = partition_owner(app, "customers", partition)
     # Only the active, recovered holder answers; the caller falls back to Redis/PostgreSQL (D112).

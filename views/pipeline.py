@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from core_app import metrics, read_source
+from core_app import log_context, metrics, read_source
 from core_app.domain.errors import DomainError
 from core_app.security.errors import SecurityError
 from core_app.security.http import (
@@ -47,7 +47,7 @@ from core_app.security.http import (
     refusal,
     transport_of,
 )
-from core_app.security.layer import SecurityLayer, get_security
+from core_app.security.layer import SecurityLayer
 from core_app.security.principal import DISABLED, current_principal
 from views.errors import Handler, domain_error_response
 from views.refusals import (
@@ -57,6 +57,7 @@ from views.refusals import (
     log_refusal,
     request_id,
 )
+from views.wiring import components_of
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +105,11 @@ class RouteFacts:
 
 
 def build_app(
-    routes: Iterable[Route], get_layer: Callable[[], SecurityLayer] = get_security, **options: object
+    routes: Iterable[Route], get_layer: Callable[[], SecurityLayer] | None = None, **options: object
 ) -> web.Application:
-    """An aiohttp app serving `routes`, each behind the pipeline, and the catch-all route last."""
+    """An aiohttp app serving `routes`, each behind the pipeline, and the catch-all route last.
+
+    `get_layer`: the security layer; by default the worker's, from the app's components."""
     pipe = build_pipeline(get_layer)
     app = web.Application(**options)  # type: ignore[arg-type]
     for method, path, handler in routes:
@@ -127,7 +130,7 @@ async def unmatched(request: web.Request) -> web.StreamResponse:
     raise web.HTTPNotFound(text="no route serves this path")
 
 
-def build_pipeline(get_layer: Callable[[], SecurityLayer] = get_security) -> Pipe:
+def build_pipeline(get_layer: Callable[[], SecurityLayer] | None = None) -> Pipe:
     """`pipe(handler, method, path)`: the handler of the route `method path` behind the pipeline (see
     the module's docstring). Without `method` and `path`, what depends on them is worked out per
     request."""
@@ -138,7 +141,7 @@ def build_pipeline(get_layer: Callable[[], SecurityLayer] = get_security) -> Pip
     return pipe
 
 
-def _piped(handler: Handler, get_layer: Callable[[], SecurityLayer], facts: RouteFacts) -> Handler:
+def _piped(handler: Handler, get_layer: Callable[[], SecurityLayer] | None, facts: RouteFacts) -> Handler:
     fixed_labels, fixed_public, endpoint = facts.labels, facts.public, facts.endpoint
     ok_labels = (*fixed_labels, "200") if fixed_labels else None
 
@@ -147,13 +150,18 @@ def _piped(handler: Handler, get_layer: Callable[[], SecurityLayer], facts: Rout
         sources = read_source.begin()
         as_caller = None
         status: int | None = None
+        # Log lines of this request carry its locale, and its merchant once known (D149); each
+        # request is its own task, so nothing outlives it.
+        log_context.bind(locale=log_context.locale_of(request.headers.get("Accept-Language")))
         try:
             try:
                 if not (is_public(request) if fixed_public is None else fixed_public):
-                    layer = get_layer()
+                    layer = get_layer() if get_layer is not None else components_of(request).security
                     principal = await authenticate(layer, request, endpoint) if layer.enabled else DISABLED
                     request[PRINCIPAL] = principal
                     as_caller = current_principal.set(principal)
+                    if principal is not None and principal.merchant_id:
+                        log_context.bind(merchant_id=principal.merchant_id)
                 response = await handler(request)
             except SecurityError as exc:
                 response = refusal(exc, transport_of(request), request.path)

@@ -15,19 +15,19 @@ from core_app.services.shopify_install import begin_install, complete_install
 from core_app.services.shopify_metrics import installs
 from core_app.services.shopify_session import exchange_session
 from core_app.services.shopify_webhooks import accept_webhook
-from core_app.shopify_wiring import close_shopify_deps, shopify_deps
+from views.wiring import COMPONENTS, components_of
 
 WEBHOOK_PATH = "/shopify/webhooks/{topic:[a-z_]+/[a-z_]+}"
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 async def install(request: web.Request) -> web.StreamResponse:
-    location = await begin_install(shopify_deps(), request.rel_url.raw_query_string)
+    location = await begin_install(components_of(request).shopify, request.rel_url.raw_query_string)
     raise web.HTTPFound(location, headers=NO_STORE)
 
 
 async def callback(request: web.Request) -> web.StreamResponse:
-    deps = shopify_deps()
+    deps = components_of(request).shopify
     merchant = await complete_install(deps, request.rel_url.raw_query_string)
     installs.labels("reinstall" if merchant["reinstalled"] else "install").inc()
     raise web.HTTPFound(
@@ -36,7 +36,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
 
 
 async def session(request: web.Request) -> web.Response:
-    merchant = await exchange_session(shopify_deps(), request.headers.get("Authorization"))
+    merchant = await exchange_session(components_of(request).shopify, request.headers.get("Authorization"))
     installs.labels("reinstall" if merchant["reinstalled"] else "install").inc()
     keys = ("id", "shop_domain", "status", "scopes", "reinstalled")
     return web.json_response({key: merchant[key] for key in keys}, headers=NO_STORE)
@@ -44,7 +44,8 @@ async def session(request: web.Request) -> web.Response:
 
 async def webhook(request: web.Request) -> web.Response:
     body = await request.read()  # the raw bytes: the HMAC is over them, not over re-encoded JSON
-    outcome = await accept_webhook(shopify_deps(), request.match_info["topic"], request.headers, body)
+    topic = request.match_info["topic"]
+    outcome = await accept_webhook(components_of(request).shopify, topic, request.headers, body)
     return web.json_response({"status": outcome})
 
 
@@ -58,7 +59,9 @@ def shopify_routes() -> list[tuple[str, str, object]]:
 
 
 def install_cleanup(app: web.Application) -> None:
-    async def close(_app: web.Application) -> None:
-        await close_shopify_deps()
+    async def close(web_app: web.Application) -> None:
+        components = web_app.get(COMPONENTS)
+        if components is not None:  # in-process tests never close their components
+            await components.close_shopify()
 
     app.on_cleanup.append(close)

@@ -21,15 +21,15 @@ from aiohttp import web
 
 from core_app.domain.events import parse_uuid
 from core_app.fanout import Subscription, UpdateFilter, get_hub
-from core_app.security import VIEW, guard
+from core_app.security import VIEW
 from core_app.security.errors import SecurityError
-from core_app.security.http import PRINCIPAL
-from core_app.security.principal import use_principal
 from core_app.security.ws import authenticate_connection_init, close_code, close_reason
 from core_app.settings import get_settings
+from views.customer_list import principal_of
 from views.errors import error_body
 from views.live import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW, TOO_SLOW_REASON, close_socket, live_socket, open_live
 from views.refusals import log_refusal
+from views.wiring import components_of
 
 log = logging.getLogger(__name__)
 CLOSE_INIT_TIMEOUT = 4408
@@ -41,9 +41,10 @@ async def updates_stream(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         message = "this route is a WebSocket: send an Upgrade: websocket request"
         return error_body(426, message, code="UPGRADE_REQUIRED")
-    authenticated = request.get(PRINCIPAL) is not None
+    principal = principal_of(request)
+    authenticated = principal is not None
     if authenticated:  # a Bearer header on the upgrade: refusals are plain HTTP 401/403/429
-        await guard(merchant_id, VIEW)
+        await components_of(request).security.guard(principal, merchant_id, VIEW)
     await open_live(request, ws)
     if not authenticated and not await _authenticate_on_init(request, ws, merchant_id):
         return ws
@@ -67,10 +68,9 @@ async def _authenticate_on_init(request: web.Request, ws: web.WebSocketResponse,
     payload = frame.get("payload") if isinstance(frame, dict) else None
     try:
         principal = await authenticate_connection_init(
-            payload, request.headers, request.remote, endpoint="updates"
+            components_of(request).security, payload, request.headers, request.remote, endpoint="updates"
         )
-        with use_principal(principal):
-            await guard(merchant_id, VIEW)
+        await components_of(request).security.guard(principal, merchant_id, VIEW)
     except SecurityError as exc:
         log_refusal(request, exc.http_status, exc.code, merchant_id=merchant_id)
         await close_socket(request, ws, close_code(exc), close_reason(exc).decode(errors="ignore"))

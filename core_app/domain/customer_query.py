@@ -64,6 +64,7 @@ class ListQuery:
     after: str | None = None  # the last id of the previous page
     filters: Filters = field(default_factory=Filters)
     fields: frozenset[str] = frozenset(FIELDS)
+    include: frozenset[str] | None = None  # metadata keys to return; None = every key
 
 
 def _text(value: Any, name: str) -> str:
@@ -121,7 +122,11 @@ def parse_filters(raw: Mapping[str, Any]) -> Filters:
     return Filters(
         segment=segment,
         ranges=tuple(ranges),
-        updated_since=_timestamp(raw["updated_since"], "updated_since") if raw.get("updated_since") else None,
+        updated_since=(
+            _timestamp(raw["updated_since"], "updated_since")
+            if raw.get("updated_since") is not None
+            else None
+        ),
         email=normalize_email(_text(email, "email")) if email is not None else None,
         tag=tag,
         redacted=_boolean(raw["redacted"], "redacted") if raw.get("redacted") is not None else None,
@@ -130,13 +135,46 @@ def parse_filters(raw: Mapping[str, Any]) -> Filters:
 
 def parse_fields(raw: Any) -> frozenset[str]:
     """`fields=a,b` (or a list): the projection; `id` is always included."""
-    if raw is None or raw == "":
+    if raw is None:
         return frozenset(FIELDS)
+    if raw == "":
+        raise ValidationFailed("fields", "names no field; leave it out to get every field")
     names = [n.strip() for n in raw.split(",")] if isinstance(raw, str) else list(raw)
     unknown = sorted(str(n) for n in names if n not in FIELDS)
     if unknown:
         raise ValidationFailed("fields", f"unknown field {unknown[0]!r}; fields are {', '.join(FIELDS)}")
     return frozenset(names) | {"id"}
+
+
+MAX_INCLUDE = 50
+
+
+def parse_include(raw: Any) -> frozenset[str] | None:
+    """`include=a,b` (or a list): the metadata keys to return, as Segment's profile API includes
+    traits; None (absent or empty) returns every key. Projection only: the cursor ignores it."""
+    if raw is None or raw == []:
+        return None
+    if raw == "":
+        raise ValidationFailed("include", "names no key; leave it out to get every key")
+    names = raw.split(",") if isinstance(raw, str) else list(raw)
+    if len(names) > MAX_INCLUDE:
+        raise ValidationFailed("include", f"names at most {MAX_INCLUDE} metadata keys")
+    for name in names:
+        if (
+            not isinstance(name, str)
+            or not 0 < len(name) <= MAX_TAG_LENGTH
+            or any(ord(c) < 32 or c == "," for c in name)
+        ):
+            raise ValidationFailed(
+                "include", f"each key must be 1 to {MAX_TAG_LENGTH} characters, no control one"
+            )
+    return frozenset(names)
+
+
+def project_metadata(metadata: Any, include: frozenset[str] | None) -> Any:
+    if include is None or not isinstance(metadata, dict):
+        return metadata
+    return {key: value for key, value in metadata.items() if key in include}
 
 
 def parse_list_query(raw: Mapping[str, Any], cursor_key: bytes) -> ListQuery:
@@ -154,6 +192,7 @@ def parse_list_query(raw: Mapping[str, Any], cursor_key: bytes) -> ListQuery:
         after=after,
         filters=filters,
         fields=parse_fields(raw.get("fields")),
+        include=parse_include(raw.get("include")),
     )
 
 
@@ -169,13 +208,18 @@ def _mac(key: bytes, body: bytes) -> bytes:
     return hmac.new(key, body, hashlib.sha256).digest()[:16]
 
 
-def make_cursor(key: bytes, merchant_id: str, digest: str, last_id: str) -> str:
+def make_cursor(key: bytes, merchant_id: str, digest: str, last_id: str | int) -> str:
     body = json.dumps({"v": 1, "m": merchant_id, "f": digest, "a": last_id}, separators=(",", ":")).encode()
     return f"{_b64(body)}.{_b64(_mac(key, body))}"
 
 
 def open_cursor(key: bytes, cursor: str, merchant_id: str, digest: str) -> str:
     """The last id the cursor points after; refused when forged, another merchant's or other filters'."""
+    return parse_uuid(cursor_position(key, cursor, merchant_id, digest), "cursor")
+
+
+def cursor_position(key: bytes, cursor: str, merchant_id: str, digest: str) -> Any:
+    """What a signed cursor points after (an id, a timeline version), checked as `open_cursor` says."""
     if len(cursor) > MAX_CURSOR_LENGTH or cursor.count(".") != 1:
         raise ValidationFailed("cursor", "is not a cursor this service issued")
     body_text, mac_text = cursor.split(".")
@@ -190,4 +234,4 @@ def open_cursor(key: bytes, cursor: str, merchant_id: str, digest: str) -> str:
         raise ValidationFailed("cursor", "was issued for another merchant")
     if doc.get("f") != digest:
         raise ValidationFailed("cursor", "was issued for other filters; start again without a cursor")
-    return parse_uuid(doc.get("a"), "cursor")
+    return doc.get("a")

@@ -121,6 +121,7 @@ class PointsUpdated(CustomerEvent):
     balance: int
     lifetime_earned: int
     tier: str | None
+    reason: str | None = None  # why the balance changed (optional in the schema; the timeline shows it)
 
     @classmethod
     def parse(cls, record: dict[str, Any]) -> PointsUpdated:
@@ -129,6 +130,7 @@ class PointsUpdated(CustomerEvent):
             balance=bounded_int(record.get("balance"), "balance"),
             lifetime_earned=bounded_int(record.get("lifetime_earned"), "lifetime_earned"),
             tier=optional_text(record.get("tier"), "tier"),
+            reason=optional_text(record.get("reason"), "reason", 500),
         )
 
     def changes(self, state: CustomerState, now_iso: str) -> dict[str, Any]:
@@ -187,6 +189,33 @@ class GdprRedactionRequested(CustomerEvent):
 
     def changes(self, state: CustomerState, now_iso: str) -> dict[str, Any]:
         return {"email": REDACTED_EMAIL, "email_hash": None, "metadata": {}, "redacted_at": now_iso}
+
+
+@dataclass(frozen=True, slots=True)
+class GdprAccessRequested(CustomerEvent):
+    """An ACCESS request: the customer's data export is built (core_app/services/gdpr_export.py);
+    the customer's state does not change, so the pipeline hands it on instead of applying it."""
+
+    source: ClassVar[str] = "gdpr_access"
+    request_id: str
+    requested_by: str
+
+    def changes(self, state: CustomerState, now_iso: str) -> dict[str, Any]:
+        raise TypeError("an access request changes nothing; it is served, not applied")
+
+
+def parse_gdpr_request(record: dict[str, Any]) -> GdprRedactionRequested | GdprAccessRequested:
+    """`gdpr_request.created`: REDACT erases, ACCESS exports (D162)."""
+    request_type = record.get("request_type")
+    if request_type == "REDACT":
+        return GdprRedactionRequested.parse(record)
+    if request_type != "ACCESS":
+        raise ValidationFailed("request_type", "must be REDACT or ACCESS")
+    return GdprAccessRequested(
+        **CustomerEvent.common(record),
+        request_id=parse_uuid(record.get("request_id"), "request_id"),
+        requested_by=optional_text(record.get("requested_by"), "requested_by") or "unknown",
+    )
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from mode import Service
@@ -21,8 +21,10 @@ from core_app import topics
 from core_app.events.codec import DecodeError
 from core_app.fanout.hub import FanoutHub, set_hub
 from core_app.fanout.messages import Update, customer_update, json_update, merchant_of_key
-from core_app.runtime import get_runtime
-from core_app.settings import Settings
+from core_app.kafka_security import client_options
+
+if TYPE_CHECKING:
+    from core_app.components import Components
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +37,10 @@ undecodable = Counter("core_fanout_undecodable_total", "Fan-out records that wer
 
 
 class FanoutService(Service):
-    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+    def __init__(self, components: Components, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.settings = settings
+        self.components = components  # the codec is the runtime's, open once the worker starts
+        settings = self.settings = components.settings
         self.hub = FanoutHub(settings.fanout_queue_size)
         # One fetch fills at most a quarter of a queue; _pace keeps live clients under half before the next.
         self.batch_max = max(1, settings.fanout_queue_size // 4)
@@ -45,7 +48,7 @@ class FanoutService(Service):
 
     async def on_start(self) -> None:
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **client_options(self.settings),
             group_id=None,
             client_id=f"{self.settings.worker_id}-fanout",
             enable_auto_commit=False,
@@ -124,7 +127,7 @@ class FanoutService(Service):
         if record.topic != topics.CUSTOMER_UPDATED:
             return json_update(record.value)
         try:
-            return customer_update(await get_runtime().codec.decode(record.value))
+            return customer_update(await self.components.runtime.codec.decode(record.value))
         except (DecodeError, KeyError, ValueError, TypeError) as exc:
             log.warning("fan-out: undecodable customer.updated", extra={"error": str(exc)})
             return None

@@ -20,8 +20,10 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from core_app import db
+from core_app.customer_import.store import insert_customers
+from core_app.domain.timeline import demo_entry
 from core_app.events.codec import EventCodec
-from core_app.imports.store import insert_customers
+from core_app.kafka_security import client_options
 from core_app.repository import merchant_exists
 from core_app.security.principal import normalise_merchant
 from core_app.settings import Settings, load_settings
@@ -35,6 +37,7 @@ DEMO_NAMESPACE = uuid.UUID("1d6a3c2e-5b7f-4c1a-9e8d-2f4b6a8c0e12")
 
 def demo_customers(merchant: str, count: int, rng: random.Random) -> list[dict[str, Any]]:
     rows = []
+    now_ms = int(time.time() * 1000)
     for index in range(count):
         cid = str(uuid.uuid5(DEMO_NAMESPACE, f"{merchant}:{index}"))
         tags = sorted(rng.sample(TAGS, rng.choice((0, 0, 1, 1, 2))))
@@ -42,7 +45,12 @@ def demo_customers(merchant: str, count: int, rng: random.Random) -> list[dict[s
         if tags:
             metadata["tags"] = tags
         rows.append(
-            {"id": cid, "email": f"demo-{index:06d}.{merchant[:8]}@example.com", "metadata": metadata}
+            {
+                "id": cid,
+                "email": f"demo-{index:06d}.{merchant[:8]}@example.com",
+                "metadata": metadata,
+                "entry": demo_entry(now_ms),  # the timeline's first line (D170)
+            }
         )
     return rows
 
@@ -68,10 +76,13 @@ def customer_events(merchant: str, cid: str, rng: random.Random, start: datetime
     events = [event(RFM_UPDATED, start + timedelta(seconds=rng.uniform(0, 60)), rfm_score=score)]
     balance = 0
     for step in range(rng.randint(1, 3)):
-        balance += rng.randint(10, 400)
+        earned = rng.randint(10, 400)
+        balance += earned
         tier = TIERS[min(len(TIERS) - 1, balance // 400)]
         when = start + timedelta(seconds=60 + step * 60 + rng.uniform(0, 50))
-        events.append(event(POINTS_UPDATED, when, balance=balance, lifetime_earned=balance, tier=tier))
+        reason = rng.choice((f"order #{rng.randint(1001, 9999)}", "signup bonus", "product review"))
+        body = {"balance": balance, "lifetime_earned": balance, "tier": tier, "reason": reason}
+        events.append(event(POINTS_UPDATED, when, **body))
     if rng.random() < 0.1:
         total = rng.randint(1, 3)
         when = start + timedelta(seconds=300 + rng.uniform(0, 60))
@@ -87,7 +98,7 @@ def customer_events(merchant: str, cid: str, rng: random.Random, start: datetime
 async def produce_all(settings: Settings, events: list[tuple[str, dict]]) -> None:
     codec = EventCodec(settings.schema_registry_url, settings.avro_dir)
     await codec.register_all()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20)
+    producer = AIOKafkaProducer(**client_options(settings), linger_ms=20)
     await producer.start()
     try:
         pending = []

@@ -16,13 +16,13 @@ from grpclib import GRPCError
 from grpclib.const import Status
 from grpclib.server import Stream
 
+from core_app.components import Components
 from core_app.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from core_app.rpc.customer_list_rpc import stream_customers
 from core_app.rpc.generated.core.v1 import core_pb2 as pb
 from core_app.rpc.generated.core.v1.core_grpc import CoreServiceBase
-from core_app.runtime import get_runtime
-from core_app.services import customers, imports, segments
-from core_app.services import settings as program_settings
+from core_app.security.principal import Principal, current_principal
+from core_app.services import segments
 
 
 @asynccontextmanager
@@ -46,18 +46,35 @@ def rfm_message(score: dict[str, int]) -> pb.RFMScore:
     return pb.RFMScore(recency=score["recency"], frequency=score["frequency"], monetary=score["monetary"])
 
 
+def caller() -> Principal | None:
+    """The principal the gRPC listener authenticated for this call (read here, at the edge)."""
+    return current_principal.get()
+
+
 class CoreService(CoreServiceBase):
+    def __init__(self, components: Components) -> None:
+        self.components = components
+
     async def GetCustomer(self, stream: Stream[pb.GetCustomerRequest, pb.GetCustomerResponse]) -> None:
         request = await stream.recv_message()
         assert request is not None
         async with grpc_errors():
-            customer = await customers.get_customer(
-                request.merchant_id, request.customer_id, transport="grpc"
+            customer = await self.components.customers.get(
+                caller(),
+                request.merchant_id,
+                request.customer_id,
+                transport="grpc",
+                include=list(request.include),
             )
         metadata = Struct()
         metadata.update(customer["metadata"])
         reply = pb.GetCustomerResponse(
-            metadata=metadata, version=customer["version"], email=customer.get("email") or ""
+            metadata=metadata,
+            version=customer["version"],
+            email=customer.get("email") or "",
+            segment=customer.get("segment") or "",
+            id=customer["id"],
+            redacted=bool(customer.get("redacted")),
         )
         if customer["rfm_score"]:
             reply.rfm_score.CopyFrom(rfm_message(customer["rfm_score"]))
@@ -69,7 +86,7 @@ class CoreService(CoreServiceBase):
         request = await stream.recv_message()
         assert request is not None
         async with grpc_errors():
-            score = await customers.get_customer_rfm(request.merchant_id, request.customer_id)
+            score = await self.components.customers.rfm(caller(), request.merchant_id, request.customer_id)
         await stream.send_message(pb.GetCustomerRFMResponse(rfm_score=rfm_message(score)))
 
     async def CreateCustomer(
@@ -78,8 +95,12 @@ class CoreService(CoreServiceBase):
         request = await stream.recv_message()
         assert request is not None
         async with grpc_errors():
-            customer = await customers.create_customer(
-                request.merchant_id, request.email, MessageToDict(request.metadata)
+            customer = await self.components.customers.create(
+                caller(),
+                request.merchant_id,
+                request.email,
+                MessageToDict(request.metadata),
+                transport="grpc",
             )
         await stream.send_message(pb.CreateCustomerResponse(customer_id=customer["id"]))
 
@@ -89,8 +110,13 @@ class CoreService(CoreServiceBase):
         request = await stream.recv_message()
         assert request is not None
         async with grpc_errors():
-            customer = await customers.update_customer(
-                request.merchant_id, request.customer_id, None, MessageToDict(request.metadata)
+            customer = await self.components.customers.update(
+                caller(),
+                request.merchant_id,
+                request.customer_id,
+                None,
+                MessageToDict(request.metadata),
+                transport="grpc",
             )
         await stream.send_message(pb.UpdateCustomerResponse(customer_id=customer["id"]))
 
@@ -100,7 +126,8 @@ class CoreService(CoreServiceBase):
         request = await stream.recv_message()
         assert request is not None
         async with grpc_errors():
-            saved = await program_settings.update_program_settings(
+            saved = await self.components.program_settings.update(
+                caller(),
                 request.merchant_id,
                 MessageToDict(request.rfm_thresholds),
                 MessageToDict(request.loyalty_config),
@@ -113,12 +140,27 @@ class CoreService(CoreServiceBase):
         request = await stream.recv_message()
         assert request is not None
         async with grpc_errors():
-            started = await imports.start_import(request.merchant_id, request.source, request.file_url)
+            started = await self.components.customer_import.start_import(
+                caller(), request.merchant_id, request.source, request.file_url
+            )
         await stream.send_message(pb.ImportCustomersResponse(import_id=started["import_id"]))
 
     async def ListCustomers(self, stream: Stream[pb.ListCustomersRequest, pb.CustomerRecord]) -> None:
         async with grpc_errors():
-            await stream_customers(stream)
+            await stream_customers(stream, self.components.customer_list, caller())
+
+    async def UnsealEmail(self, stream: Stream[pb.UnsealEmailRequest, pb.UnsealEmailResponse]) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        async with grpc_errors():
+            email = await self.components.customers.unseal_email(
+                caller(),
+                request.merchant_id,
+                request.customer_id,
+                request.sealed_email,
+                transport="grpc:unseal",
+            )
+        await stream.send_message(pb.UnsealEmailResponse(email=email))
 
     async def GetSegmentCounts(
         self, stream: Stream[pb.GetSegmentCountsRequest, pb.GetSegmentCountsResponse]
@@ -126,9 +168,7 @@ class CoreService(CoreServiceBase):
         request = await stream.recv_message()
         assert request is not None
         async with grpc_errors():
-            runtime = get_runtime()
-            adminfeatures = segments.adminfeatures_of(runtime.settings)
-            counts = await segments.segment_counts(runtime.pool, request.merchant_id, adminfeatures)
+            counts = await segments.segment_counts(self.components.segments, caller(), request.merchant_id)
         reply = pb.GetSegmentCountsResponse(total=counts["total"], source=counts["source"])
         reply.segments.extend(pb.SegmentCount(**row) for row in counts["segments"])
         await stream.send_message(reply)

@@ -9,7 +9,7 @@ from grpclib.server import Stream
 
 from core_app.domain.customer_query import RANGE_PARAMS
 from core_app.rpc.generated.core.v1 import core_pb2 as pb
-from core_app.runtime import get_runtime
+from core_app.security.principal import Principal
 from core_app.services import customer_list
 
 STREAM_PAGE_SIZE = 250
@@ -23,6 +23,7 @@ def request_params(request: pb.ListCustomersRequest) -> dict[str, Any]:
         "limit": request.page_size or STREAM_PAGE_SIZE,
         "cursor": request.cursor or None,
         "fields": list(request.fields) or None,
+        "include": list(request.include) or None,
     }
     for name in ("segment", "updated_since", "email", "tag"):
         if getattr(f, name):
@@ -57,15 +58,18 @@ def record(item: dict[str, Any], cursor: str) -> pb.CustomerRecord:
     return message
 
 
-async def stream_customers(stream: Stream[pb.ListCustomersRequest, pb.CustomerRecord]) -> None:
+async def stream_customers(
+    stream: Stream[pb.ListCustomersRequest, pb.CustomerRecord],
+    deps: customer_list.ListDeps,
+    principal: Principal | None,
+) -> None:
     request = await stream.recv_message()
     assert request is not None
     raw = request_params(request)
     limit = max(request.max_records, 0)
-    deps = customer_list.deps_for(get_runtime())
     sent = 0
     while True:
-        page = await customer_list.list_customers(deps, raw, transport="grpc")
+        page = await customer_list.list_customers(deps, principal, raw, transport="grpc")
         for item in page.items:
             await stream.send_message(record(item, page.cursor_after(item["id"])))
             sent += 1

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from grpclib.events import RecvRequest, SendTrailingMetadata, listen
 from grpclib.server import Server
 
-from core_app import metrics, read_source
+from core_app import log_context, metrics, read_source
 
 _call: ContextVar[tuple[str, float] | None] = ContextVar("core_grpc_call", default=None)
 
@@ -23,6 +23,9 @@ _call: ContextVar[tuple[str, float] | None] = ContextVar("core_grpc_call", defau
 async def on_recv_request(event: RecvRequest) -> None:
     _call.set((event.method_name, time.perf_counter()))
     read_source.begin()  # the task ends with the call, and so does the holder
+    language = event.metadata.get("accept-language")
+    if language:  # the call's log lines carry its locale, and its merchant once guarded (D149)
+        log_context.bind(locale=log_context.locale_of(language))
 
 
 async def on_send_trailing_metadata(event: SendTrailingMetadata) -> None:

@@ -7,7 +7,7 @@ What use cases and transports call:
 - `authorize(principal, merchant_id, permission)`: the pure check `guard` uses.
 - `use_principal(principal)`: run a block as a caller (transports; `system_principal(name)` for
   work the service starts itself).
-- `authenticate_connection_init(payload, headers, peer)`: WebSocket connection-init.
+- `authenticate_connection_init(layer, payload, headers, peer)`: WebSocket connection-init.
 - `flag_enabled(merchant_id, flag)`, `encrypt_email`, `decrypt_email`, `shred`.
 """
 
@@ -20,16 +20,7 @@ from core_app.security.errors import (
     Unauthenticated,
 )
 from core_app.security.flags import CUSTOMER_IMPORT, FLAGS, RFM_SCORE, SETTINGS_UPDATE
-from core_app.security.layer import (
-    SecurityLayer,
-    decrypt_email,
-    encrypt_email,
-    flag_enabled,
-    get_security,
-    guard,
-    set_security,
-    shred,
-)
+from core_app.security.layer import SecurityLayer
 from core_app.security.principal import (
     EDIT,
     FULL,
@@ -61,13 +52,6 @@ __all__ = [
     "authenticate_connection_init",
     "authorize",
     "current_principal",
-    "decrypt_email",
-    "encrypt_email",
-    "flag_enabled",
-    "get_security",
-    "guard",
-    "set_security",
-    "shred",
     "system_principal",
     "use_principal",
 ]

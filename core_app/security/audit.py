@@ -64,3 +64,30 @@ async def write_audit_async(
                 merchant_id,
             ),
         )
+
+
+class PoolAuditTrail:
+    """The AuditTrail port (core_app/services/ports.py) on the service's pool."""
+
+    def __init__(self, pool: aiopg.Pool) -> None:
+        self.pool = pool
+
+    async def write(
+        self,
+        *,
+        merchant_id: str | None,
+        actor: str,
+        action: str,
+        entity_type: str,
+        entity_id: str | None,
+        details: dict[str, Any],
+    ) -> None:
+        await write_audit_async(
+            self.pool,
+            merchant_id=merchant_id,
+            actor=actor,
+            action=action,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            details=details,
+        )

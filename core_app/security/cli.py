@@ -2,7 +2,7 @@
 
 core flags set <merchant_id> <flag> on|off        feature flag in Redis (+ audit_logs row)
 core flags get <merchant_id>
-core allowlist add|remove <merchant_id> <ip>...   ip_whitelist:{merchant_id} (TTL 7 d, + audit)
+core allowlist add|remove <merchant_id> <ip>...   ip_whitelist:{merchant_id} (no TTL, + audit)
 core allowlist list|clear <merchant_id>
 core apikey create <merchant_id> --permission P   prints the key id and its secret, once
 core apikey revoke <key_id>
@@ -21,7 +21,7 @@ from typing import Any
 
 from core_app.ops import product_events
 from core_app.security.flags import FLAGS, flags_key, set_flag_sync
-from core_app.security.gate import ALLOWLIST_TTL, allowlist_key
+from core_app.security.gate import allowlist_key
 from core_app.security.network import normalise_ip
 from core_app.security.principal import GRANTABLE, normalise_merchant
 from core_app.settings import Settings, load_settings
@@ -53,9 +53,9 @@ def _cursor(settings: Settings) -> Iterator[Any]:
 
 
 def _redis(settings: Settings) -> Any:
-    import redis
+    from core_app.redis_client import open_sync_redis
 
-    return redis.Redis.from_url(settings.redis_dsn)
+    return open_sync_redis(settings)
 
 
 def _audit(settings: Settings, merchant_id: str | None, actor: str, action: str, **details: Any) -> None:
@@ -100,8 +100,7 @@ def change_allowlist(
     key = f"{settings.redis_key_prefix}{allowlist_key(merchant_id)}"
     addresses = [normalise_ip(ip) for ip in ips]
     if action == "add":
-        client.sadd(key, *addresses)
-        client.expire(key, ALLOWLIST_TTL)
+        client.sadd(key, *addresses)  # no TTL: configuration, never evicted (D181)
     elif action == "remove" and addresses:
         client.srem(key, *addresses)
     elif action == "clear":

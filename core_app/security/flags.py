@@ -7,8 +7,11 @@ change takes effect at once on every worker:
     HSET feature_flags:{merchant_id} rfm_score_enabled off      (on | off; missing = on)
 
 Operators change them with `core flags set <merchant_id> <flag> on|off`, which also writes an
-`audit_logs` row. A flag that cannot be read (Redis down) counts as on: flags are product switches,
-not access control, and every request is still authenticated and authorised.
+`audit_logs` row. The hash has no TTL on purpose: it is configuration, not a cache, and Redis'
+`volatile-lru` evicts only keys with a TTL, so a switched-off feature never comes back on by eviction
+(D181). One key per merchant, so Redis Cluster needs nothing more. A flag that cannot be read
+(Redis down) counts as on: flags are product switches, not access control, and every request is
+still authenticated and authorised.
 """
 
 from __future__ import annotations

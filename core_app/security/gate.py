@@ -1,11 +1,14 @@
 """Per-request admission in one Redis round trip: IP allow-list, replay check, rate limit.
 
 One Lua script (atomic, so two workers sharing Redis share one count):
-1. `ip_whitelist:{merchant_id}` (a set, TTL 7 d): when it has members, the client address must be one.
-2. the replay key of a signed request: a signature seen within the signature window is refused.
-3. `rate_limit:{merchant_id}:{endpoint}` (a sorted set of admission times, TTL 60 s): a sliding
+1. `ip_whitelist:{<merchant_id>}` (a set, no TTL: configuration, never evicted, D181): when it has
+   members, the client address must be one.
+2. `replay:{<merchant_id>}:<key id>:<nonce>` of a signed request: a signature seen within the
+   signature window is refused.
+3. `rate_limit:{<merchant_id>}:<endpoint>` (a sorted set of admission times, TTL 60 s): a sliding
    one-second window, at most RATE_LIMIT_PER_SECOND admissions in any second. Refused requests are
    not counted. The clock is Redis's (`TIME`), so workers with skewed clocks agree.
+The braces are a Redis Cluster hash tag: one request's three keys share its merchant's slot (D180).
 Only when all pass is the request counted and its signature remembered (the replay check is a
 `SET NX`, deleted again when the rate limit refuses). A batch reads the clock, each allow-list's size
 and each window once, so Redis's work per request is two writes in the common case.
@@ -18,6 +21,9 @@ replay inside one batch is still refused); what is shared is the round trip and 
 command (about 150-200 us of CPU), which dominated the cost of the security layer. One call is in
 flight at a time: the requests that arrive meanwhile make the next batch. (Two in flight made smaller
 batches: ~9 us more worker CPU per signed read in bench/reads.py, and no better p99.)
+
+In a Redis Cluster one script call may only touch one slot, so a batch is split by slot and its
+calls go out together; against a single server a batch stays one call.
 
 Redis down: SECURITY_REDIS_FAIL_MODE=closed (default) answers 503, because the allow-list and replay
 protection cannot be checked; `open` lets requests through unchecked. Both are counted in
@@ -32,9 +38,9 @@ import math
 import os
 from typing import Any, NamedTuple
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from core_app.redis_client import RedisClient, is_cluster, slot_of
 from core_app.security import metrics
 from core_app.security.errors import Forbidden, RateLimited, SecurityUnavailable, Unauthenticated
 
@@ -42,7 +48,6 @@ log = logging.getLogger(__name__)
 
 RATE_LIMIT_TTL = 60
 WINDOW_US = 1_000_000
-ALLOWLIST_TTL = 7 * 24 * 3600
 MAX_BATCH = 256  # requests per script call
 
 ADMIT = """
@@ -132,18 +137,54 @@ def _address(client_ip: str | None) -> str:
 
 
 def allowlist_key(merchant_id: str) -> str:
-    return f"ip_whitelist:{merchant_id}"
+    return f"ip_whitelist:{{{merchant_id}}}"
 
 
 def rate_key(merchant_key: str, endpoint: str) -> str:
-    return f"rate_limit:{merchant_key}:{endpoint}"
+    return f"rate_limit:{{{merchant_key}}}:{endpoint}"
+
+
+def replay_key(merchant_key: str, replay_id: str) -> str:
+    return f"replay:{{{merchant_key}}}:{replay_id}"
+
+
+def migrate_legacy_allowlists(client: Any, prefix: str = "") -> int:
+    """Move allow-lists from their names before D180 (`ip_whitelist:<merchant>`, untagged) to the
+    tagged ones, and drop the 7-day TTL earlier versions set (D181). Idempotent; `core migrate`
+    runs it with a synchronous client. Returns how many keys moved."""
+    moved = 0
+    start = len(prefix) + len("ip_whitelist:")
+    for raw in list(client.scan_iter(match=f"{prefix}ip_whitelist:*", count=500)):
+        key = raw.decode() if isinstance(raw, bytes) else str(raw)
+        merchant = key[start:]
+        if merchant.startswith("{"):
+            client.persist(key)
+            continue
+        members = client.smembers(key)
+        if members:
+            client.sadd(prefix + allowlist_key(merchant), *members)
+        client.delete(key)
+        moved += 1
+    return moved
+
+
+def _by_slot(
+    batch: list[tuple[Admission, asyncio.Future[Verdict]]],
+) -> list[list[tuple[Admission, asyncio.Future[Verdict]]]]:
+    """`batch` in parts whose keys share a Cluster slot (a request's keys share its merchant's tag),
+    arrival order kept within each part."""
+    parts: dict[int, list[tuple[Admission, asyncio.Future[Verdict]]]] = {}
+    for request in batch:
+        parts.setdefault(slot_of(request[0].window), []).append(request)
+    return list(parts.values())
 
 
 class Gate:
     def __init__(
-        self, redis: Redis, *, prefix: str = "", limit: int = 100, fail_mode: str = "closed"
+        self, redis: RedisClient, *, prefix: str = "", limit: int = 100, fail_mode: str = "closed"
     ) -> None:
         self.redis = redis
+        self.cluster = is_cluster(redis)  # one script call per slot
         self.prefix = prefix
         self.limit = limit
         self.fail_open = fail_mode == "open"
@@ -176,7 +217,7 @@ class Gate:
         admission = Admission(
             self.key(allowlist_key(merchant_key)),
             self.key(rate_key(merchant_key, endpoint)),
-            self.key(f"replay:{replay_id}") if replay_id else "",
+            self.key(replay_key(merchant_key, replay_id)) if replay_id else "",
             _address(client_ip),
             replay_ttl if replay_id else 0,
         )
@@ -210,27 +251,35 @@ class Gate:
             batch = [request for request in batch if not request[1].done()]  # callers gone: not counted
             if not batch:
                 continue
-            keys, args = self._script_call([admission for admission, _ in batch])
             try:
-                reply = await self._admit(keys=keys, args=args)
+                if self.cluster:
+                    await asyncio.gather(*(self._run(part) for part in _by_slot(batch)))
+                else:
+                    await self._run(batch)
             except asyncio.CancelledError:
                 for _, future in batch + self._pending:
                     future.cancel()
                 self._pending = []
                 raise
-            except (RedisError, OSError) as exc:  # each waiter applies the fail mode
-                for _, future in batch:
-                    if not future.done():
-                        future.set_result((UNAVAILABLE, exc))
-                continue
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for n, (_, future) in enumerate(batch):
+
+    async def _run(self, batch: list[tuple[Admission, asyncio.Future[Verdict]]]) -> None:
+        """One script call for `batch` (one slot's requests in a cluster); each waiter gets its verdict."""
+        keys, args = self._script_call([admission for admission, _ in batch])
+        try:
+            reply = await self._admit(keys=keys, args=args)
+        except (RedisError, OSError) as exc:  # each waiter applies the fail mode
+            for _, future in batch:
                 if not future.done():
-                    future.set_result((int(reply[2 * n]), int(reply[2 * n + 1])))
+                    future.set_result((UNAVAILABLE, exc))
+            return
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for n, (_, future) in enumerate(batch):
+            if not future.done():
+                future.set_result((int(reply[2 * n]), int(reply[2 * n + 1])))
 
     def _script_call(self, batch: list[Admission]) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of one ADMIT call (see the script) for `batch`, in order."""

@@ -18,7 +18,7 @@ from grpclib.server import Server
 
 from core_app.security import metrics
 from core_app.security.errors import SecurityError
-from core_app.security.layer import SecurityLayer, get_security
+from core_app.security.layer import SecurityLayer
 from core_app.security.principal import DISABLED, Principal, use_principal
 
 PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
@@ -34,7 +34,7 @@ def _peer_host(peer: Any) -> str | None:
     return str(address[0]) if address else None
 
 
-def install_grpc_security(server: Server, get_layer: Callable[[], SecurityLayer] = get_security) -> None:
+def install_grpc_security(server: Server, get_layer: Callable[[], SecurityLayer]) -> None:
     async def on_recv_request(event: RecvRequest) -> None:
         if event.method_name.startswith(PUBLIC_PREFIXES):
             return

@@ -3,9 +3,10 @@ runs for every route, present and future.
 
 | requests                                   | credentials                                        |
 | ------------------------------------------ | -------------------------------------------------- |
-| `/health`, `/ready`, `/metrics`            | none                                               |
+| `/health`, `/live`, `/ready`, `/metrics`   | none                                               |
 | GET/HEAD `/admin/imports` (+ `.js`, `.css`)| none: static files holding no data; the page calls |
 |                                            | the API below with the operator's JWT (D80)        |
+| GET/HEAD `/favicon.ico`                    | none: no route serves it, so it answers 404        |
 | `/shopify/*` (install, callback, webhooks) | Shopify's HMAC, checked by each handler (D121)     |
 | `/internal/*` (worker to worker)           | `X-Internal-Token` (INTERNAL_TOKEN)                |
 | WebSocket upgrades (any path)              | `Authorization: Bearer <JWT>` or `?access_token=`, |
@@ -32,10 +33,18 @@ from core_app.security.errors import RateLimited, SecurityError, SecurityUnavail
 from core_app.security.layer import SecurityLayer
 from core_app.security.principal import Principal
 
-PUBLIC_PATHS = frozenset({"/health", "/ready", "/metrics"})
+PUBLIC_PATHS = frozenset({"/health", "/live", "/ready", "/metrics"})
 # The admin page's static files (views/admin_page.py): public for GET and HEAD only (another method
 # needs credentials as anywhere); they hold no data, and the page calls the API with a JWT (D80).
-PUBLIC_PAGES = frozenset({"/admin/imports", "/admin/imports.js", "/admin/imports.css"})
+PUBLIC_PAGES = frozenset(
+    {
+        *("/admin/imports", "/admin/imports.js", "/admin/imports.css"),
+        *("/admin/customers", "/admin/customers.js", "/admin/customers.css"),  # the customers view
+    }
+)
+# Served by no route, asked for by every browser: public for GET and HEAD, so the answer is the 404 it
+# expects rather than a 401 (which would also count as a failed authentication; D185).
+PUBLIC_MISSING = frozenset({"/favicon.ico"})
 PUBLIC_PAGE_METHODS = frozenset({"GET", "HEAD"})
 # Shopify's install redirects and webhooks (views/shopify.py) carry no API key or JWT: every handler
 # under this prefix authenticates the request by Shopify's HMAC (SHOPIFY_API_SECRET) itself.
@@ -103,7 +112,7 @@ def is_public_route(method: str, path: str) -> bool:
     paths it matches are)."""
     return (
         path in PUBLIC_PATHS
-        or (path in PUBLIC_PAGES and method in PUBLIC_PAGE_METHODS)
+        or ((path in PUBLIC_PAGES or path in PUBLIC_MISSING) and method in PUBLIC_PAGE_METHODS)
         or path.startswith(SHOPIFY_PREFIX)
     )
 

@@ -12,14 +12,15 @@ import asyncio
 import dataclasses
 import hmac
 import logging
-from collections.abc import Awaitable
 
 import aiopg
-from redis.asyncio import Redis
 
+from core_app import log_context
 from core_app.domain.errors import NotFound
-from core_app.runtime import get_runtime
+from core_app.redis_client import RedisClient
 from core_app.security.api_keys import ApiKeyStore
+from core_app.security.auth_failures import AuthFailureLimiter
+from core_app.security.broadcast import SecurityBroadcast
 from core_app.security.crypto import kek_from_setting
 from core_app.security.errors import FeatureDisabled, Unauthenticated
 from core_app.security.flags import FlagSource, LaunchDarklyFlags, RedisFlags
@@ -31,7 +32,6 @@ from core_app.security.principal import (
     FULL,
     Principal,
     authorize,
-    current_principal,
     normalise_merchant,
 )
 from core_app.security.remote import AuthClient, RolesClient
@@ -65,9 +65,10 @@ def bearer_token(authorization: str | None) -> str:
 
 class SecurityLayer:
     def __init__(
-        self, settings: Settings, redis: Redis, pool: aiopg.Pool, *, flags: FlagSource | None = None
+        self, settings: Settings, redis: RedisClient, pool: aiopg.Pool, *, flags: FlagSource | None = None
     ) -> None:
         self.settings = settings
+        self.redis, self.pool = redis, pool  # what the layer's stores were built on
         self.enabled = settings.auth_enabled
         kek = kek_from_setting(settings.key_encryption_key.get_secret_value())
         hs256 = settings.jwt_hs256_secret.get_secret_value() if settings.jwt_hs256_secret else None
@@ -90,7 +91,16 @@ class SecurityLayer:
             else None
         )
         self.api_keys = ApiKeyStore(pool, kek, ttl)
-        self.data_keys = DataKeyStore(pool, kek, ttl)
+        # News every worker hears within a second: shredded data keys, blocked addresses (D183, D184).
+        self.broadcast = SecurityBroadcast(redis, settings.redis_key_prefix)
+        self.data_keys = DataKeyStore(pool, kek, ttl, self.broadcast)
+        self.auth_failures = AuthFailureLimiter(
+            redis,
+            prefix=settings.redis_key_prefix,
+            limit=settings.auth_failure_limit,
+            window=settings.auth_failure_window,
+            broadcast=self.broadcast,
+        )
         self.merchants = MerchantStatus(pool, ttl)  # uninstalled merchants answer 404 (D128)
         self.gate = Gate(
             redis,
@@ -111,10 +121,20 @@ class SecurityLayer:
 
     # -- authentication ---------------------------------------------------------------------------
 
-    async def authenticate_bearer(self, authorization: str | None, client_ip: str | None) -> Principal:
-        return await self.authenticate_token(bearer_token(authorization), client_ip)
+    def start(self) -> None:
+        """Background work of the layer (the broadcast listener); inside the running loop."""
+        self.broadcast.start()
 
-    async def authenticate_token(self, token: str, client_ip: str | None) -> Principal:
+    async def authenticate_bearer(self, authorization: str | None, client_ip: str | None) -> Principal:
+        """The token's principal. An address with too many failures is refused first (D183)."""
+        self.auth_failures.check(client_ip)
+        try:
+            return await self._token_principal(bearer_token(authorization), client_ip)
+        except Unauthenticated:
+            await self.auth_failures.failed(client_ip)
+            raise
+
+    async def _token_principal(self, token: str, client_ip: str | None) -> Principal:
         if self.auth is not None:
             principal = await self.auth.validate_token(token)
             if principal.merchant_id is not None:
@@ -134,7 +154,18 @@ class SecurityLayer:
         body: bytes,
         client_ip: str | None,
     ) -> tuple[Principal, str]:
-        """The API key's principal and the replay id of this signature."""
+        """The API key's principal and the replay id of this signature. An address with too many
+        failures is refused before the signature is read (D183)."""
+        self.auth_failures.check(client_ip)
+        try:
+            return await self._signed_principal(method, path_qs, headers, body, client_ip)
+        except Unauthenticated:
+            await self.auth_failures.failed(client_ip)
+            raise
+
+    async def _signed_principal(
+        self, method: str, path_qs: str, headers: dict[str, str] | object, body: bytes, client_ip: str | None
+    ) -> tuple[Principal, str]:
         get = headers.get  # type: ignore[attr-defined]
         key_id, stamp, signature = get(API_KEY_HEADER), get(TIMESTAMP_HEADER), get(SIGNATURE_HEADER)
         nonce = get(NONCE_HEADER)
@@ -173,8 +204,10 @@ class SecurityLayer:
         """`admission()`, awaited and enforced: raise unless the request may proceed."""
         self.gate.enforce(await self.admission(principal, endpoint, replay_id=replay_id))
 
-    async def guard(self, merchant_id: str, permission: str, flag: str | None = None) -> Principal | None:
-        principal = current_principal.get()
+    async def guard(
+        self, principal: Principal | None, merchant_id: str, permission: str, flag: str | None = None
+    ) -> Principal:
+        """Authorize `principal` (read by the transport at its edge) on `merchant_id`, check `flag`."""
         if principal is None and not self.enabled:
             principal = DISABLED
         authorize(principal, merchant_id, permission)
@@ -185,64 +218,17 @@ class SecurityLayer:
             if principal.auth_method not in TRUSTED_METHODS:
                 # Acting on another merchant: that merchant's allow-list applies too.
                 await self.gate.ip_allowed(target, principal.client_ip)
-        if not await self.merchants.installed(target):
+        installed = await self.merchants.installed(target)
+        log_context.bind(merchant_id=target, shop_domain=self.merchants.shop_domain(target))  # D149
+        if not installed:
             raise NotFound("merchant", target)
         if flag is not None and not await self.flags.enabled(target, flag):
             raise FeatureDisabled(flag)
         return principal
 
     def close(self) -> None:
+        self.broadcast.stop()
         for client in (self.auth, self.roles):
             if client is not None:
                 client.close()
         self.flags.close()
-
-
-_layer: SecurityLayer | None = None
-_layer_runtime: object | None = None
-_pinned = False
-
-
-def get_security() -> SecurityLayer:
-    """This worker's layer, built on first use from the open runtime (or the one a test installed)."""
-    global _layer, _layer_runtime
-    if _pinned and _layer is not None:
-        return _layer
-    runtime = get_runtime()
-    if _layer is None or _layer_runtime is not runtime:
-        if _layer is not None:
-            _layer.close()
-        _layer = SecurityLayer(runtime.settings, runtime.redis, runtime.pool)
-        _layer_runtime = runtime
-    return _layer
-
-
-def set_security(layer: SecurityLayer | None) -> None:
-    """Install a layer built elsewhere (tests that run the transports in-process); None unpins."""
-    global _layer, _layer_runtime, _pinned
-    _layer, _layer_runtime, _pinned = layer, None, layer is not None
-
-
-def guard(merchant_id: str, permission: str, *, flag: str | None = None) -> Awaitable[Principal | None]:
-    """Authorize the current caller on `merchant_id` (and check `flag`); raise a SecurityError if not.
-
-    Use cases await this first thing after validating their ids. The transports set the caller.
-    (It hands back the layer's coroutine rather than wrapping it in one more: every read awaits it.)
-    """
-    return get_security().guard(merchant_id, permission, flag)
-
-
-async def flag_enabled(merchant_id: str, flag: str) -> bool:
-    return await get_security().flags.enabled(merchant_id, flag)
-
-
-async def encrypt_email(merchant_id: str, customer_id: str, email: str) -> str:
-    return await get_security().data_keys.encrypt_email(merchant_id, customer_id, email)
-
-
-async def decrypt_email(merchant_id: str, customer_id: str, token: str) -> str:
-    return await get_security().data_keys.decrypt_email(merchant_id, customer_id, token)
-
-
-async def shred(merchant_id: str, customer_id: str) -> bool:
-    return await get_security().data_keys.shred(merchant_id, customer_id)

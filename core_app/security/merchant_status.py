@@ -14,20 +14,29 @@ from cachetools import TTLCache
 
 
 class MerchantStatus:
+    """Also remembers each merchant's shop domain, which log lines carry (core_app/log_context.py)."""
+
     def __init__(self, pool: aiopg.Pool, ttl: float, size: int = 50_000) -> None:
         self.pool = pool
-        self.cache: TTLCache[str, bool] = TTLCache(maxsize=size, ttl=ttl) if ttl > 0 else TTLCache(1, 1e-9)
+        self.cache: TTLCache[str, tuple[bool, str | None]] = (
+            TTLCache(maxsize=size, ttl=ttl) if ttl > 0 else TTLCache(1, 1e-9)
+        )
 
     async def installed(self, merchant_id: str) -> bool:
         known = self.cache.get(merchant_id)
         if known is not None:
-            return known
+            return known[0]
         async with self.pool.acquire() as conn, conn.cursor() as cur:
-            await cur.execute("SELECT status FROM merchants WHERE id = %s", (merchant_id,))
+            await cur.execute("SELECT status, shop_domain FROM merchants WHERE id = %s", (merchant_id,))
             row = await cur.fetchone()
         installed = row is None or row[0] == "installed"
-        self.cache[merchant_id] = installed
+        self.cache[merchant_id] = (installed, row[1] if row else None)
         return installed
+
+    def shop_domain(self, merchant_id: str) -> str | None:
+        """The merchant's shop, if `installed()` looked it up lately (never a query of its own)."""
+        known = self.cache.get(merchant_id)
+        return known[1] if known is not None else None
 
     def forget(self, merchant_id: str) -> None:
         self.cache.pop(merchant_id, None)

@@ -19,3 +19,12 @@ remote_calls = Counter(
     "Calls to the Auth and Roles services, by outcome (ok, error, cached)",
     ["service", "outcome"],
 )
+broadcasts = Counter(
+    "core_security_broadcasts_total",
+    "Security broadcasts among workers (shred, block) by outcome (sent, received); lost subscriptions",
+    ["kind", "outcome"],
+)
+auth_failure_blocks = Counter(
+    "core_auth_failure_blocks_total",
+    "Client addresses blocked after too many failed authentications (seen by this worker)",
+)

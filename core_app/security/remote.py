@@ -16,12 +16,12 @@ from cachetools import TLRUCache
 from grpclib import GRPCError
 from grpclib.client import Channel
 
-from core_app.rpc.generated.auth.v1 import auth_pb2
-from core_app.rpc.generated.auth.v1.auth_grpc import AuthServiceStub
-from core_app.rpc.generated.roles.v1 import roles_pb2
-from core_app.rpc.generated.roles.v1.roles_grpc import RolesServiceStub
 from core_app.security import metrics
 from core_app.security.errors import Forbidden, SecurityUnavailable, Unauthenticated
+from core_app.security.generated.auth.v1 import auth_pb2
+from core_app.security.generated.auth.v1.auth_grpc import AuthServiceStub
+from core_app.security.generated.roles.v1 import roles_pb2
+from core_app.security.generated.roles.v1.roles_grpc import RolesServiceStub
 from core_app.security.principal import Principal, normalise_merchant, normalise_permissions
 
 T = TypeVar("T")

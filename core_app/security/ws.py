@@ -4,7 +4,7 @@ graphql-transport-ws (`/graphql`) and `/core/v1/updates/stream` upgrades that ca
 `Authorization` header reach their handler unauthenticated, with no principal in the context (so
 every `guard()` refuses). The handler must call, on `connection_init`:
 
-    principal = await authenticate_connection_init(payload, request.headers, request.remote)
+    principal = await authenticate_connection_init(layer, payload, request.headers, request.remote)
     with use_principal(principal): ...serve the connection...
 
 and close with `CLOSE_CODES[exc.code]` and `close_reason(exc)`: 4403 for a rejected connection_init
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from core_app.security.errors import SecurityError
-from core_app.security.layer import get_security
+from core_app.security.layer import SecurityLayer
 from core_app.security.principal import DISABLED, Principal
 
 # graphql-transport-ws closes a rejected connection_init with 4403 (its 4401 means "subscribe before
@@ -58,11 +58,15 @@ def _authorization(payload: Any, headers: Mapping[str, str]) -> str | None:
 
 
 async def authenticate_connection_init(
-    payload: Any, headers: Mapping[str, str], peer: str | None = None, *, endpoint: str = "ws"
+    layer: SecurityLayer,
+    payload: Any,
+    headers: Mapping[str, str],
+    peer: str | None = None,
+    *,
+    endpoint: str = "ws",
 ) -> Principal:
     """The connection's principal from `{"authorization": "Bearer <jwt>"}` or `{"token": "<jwt>"}`
     in the payload (or the upgrade's Authorization header); raises a SecurityError otherwise."""
-    layer = get_security()
     if not layer.enabled:
         return DISABLED
     client_ip = layer.proxies.client_ip(peer, headers.get("X-Forwarded-For"))
@@ -82,6 +86,10 @@ class SecuredSubscriptions:
     def refused_connection(self, request: Any, exc: SecurityError) -> None:
         """Called with a rejected connection_init (the view logs it)."""
 
+    def security_layer(self, request: Any) -> SecurityLayer:
+        """The worker's security layer (the view finds it in its components)."""
+        raise NotImplementedError
+
     async def on_ws_connect(self, context: Any) -> Any:
         from graphql_server.exceptions import ConnectionRejectionError
         from graphql_server.types.unset import UNSET
@@ -94,7 +102,11 @@ class SecuredSubscriptions:
             return UNSET
         try:
             principal = await authenticate_connection_init(
-                context.get("connection_params"), request.headers, request.remote, endpoint="graphql"
+                self.security_layer(request),
+                context.get("connection_params"),
+                request.headers,
+                request.remote,
+                endpoint="graphql",
             )
         except SecurityError as exc:
             self.refused_connection(request, exc)

@@ -7,15 +7,13 @@ letter keyed some other way names no merchant, and only `core dlq list` shows it
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from core_app.domain.errors import ValidationFailed
 from core_app.domain.events import optional_text, parse_uuid
-from core_app.runtime import Runtime
-from core_app.security.audit import write_audit_async
-from core_app.security.layer import guard
-from core_app.security.principal import FULL
-from core_app.services.dead_letters import Filters, read_letters
+from core_app.security.principal import FULL, Principal
+from core_app.services.dead_letters import DeadLetter, Filters
+from core_app.services.ports import AuditTrail, Guard
 
 MAX_LIST = 500
 
@@ -42,33 +40,47 @@ def parse_limit(value: Any) -> int:
     return limit
 
 
-async def list_dead_letters(
-    runtime: Runtime,
-    merchant_id: Any,
-    topic: Any = None,
-    reason: Any = None,
-    since: Any = None,
-    limit: Any = None,
-) -> list[dict[str, Any]]:
-    """The merchant's dead letters, oldest first (at most `limit`), with their reasons."""
-    merchant_id = parse_uuid(merchant_id, "merchant_id")
-    principal = await guard(merchant_id, FULL)
-    filters = Filters(
-        topic=optional_text(topic or None, "topic"),
-        reason=optional_text(reason or None, "reason"),
-        since=parse_since(since),
-        merchant_id=merchant_id,
-    )
-    wanted = parse_limit(limit)
-    letters = await read_letters(runtime.settings, filters, limit=wanted)
-    actor = f"{principal.auth_method}:{principal.subject}" if principal is not None else "unknown"
-    await write_audit_async(
-        runtime.pool,
-        merchant_id=merchant_id,
-        actor=actor,
-        action="dlq.list",
-        entity_type="dead_letters",
-        entity_id=None,
-        details={"topic": filters.topic, "reason": filters.reason, "listed": len(letters)},
-    )
-    return [letter.summary() for letter in letters]
+class DeadLetterReader(Protocol):
+    """Reads `core.dlq` (core_app/services/dead_letters.DeadLetterService is one)."""
+
+    async def list(self, filters: Filters, limit: int | None = None) -> list[DeadLetter]: ...
+
+
+class AdminDeadLetters:
+    def __init__(self, letters: DeadLetterReader, guard: Guard, audit: AuditTrail) -> None:
+        self.letters = letters
+        self.guard = guard
+        self.audit = audit
+
+    async def list(
+        self,
+        principal: Principal | None,
+        merchant_id: Any,
+        topic: Any = None,
+        reason: Any = None,
+        since: Any = None,
+        limit: Any = None,
+    ) -> list[dict[str, Any]]:
+        """The merchant's dead letters, oldest first (at most `limit`), with their reasons."""
+        merchant_id = parse_uuid(merchant_id, "merchant_id")
+        caller = await self.guard.guard(principal, merchant_id, FULL)
+        filters = Filters(
+            topic=optional_text(topic or None, "topic"),
+            reason=optional_text(reason or None, "reason"),
+            since=parse_since(since),
+            merchant_id=merchant_id,
+        )
+        letters = await self.letters.list(filters, limit=parse_limit(limit))
+        await self._audit(caller, merchant_id, filters, len(letters))
+        return [letter.summary() for letter in letters]
+
+    async def _audit(self, caller: Principal | None, merchant_id: str, filters: Filters, listed: int) -> None:
+        actor = f"{caller.auth_method}:{caller.subject}" if caller is not None else "unknown"
+        await self.audit.write(
+            merchant_id=merchant_id,
+            actor=actor,
+            action="dlq.list",
+            entity_type="dead_letters",
+            entity_id=None,
+            details={"topic": filters.topic, "reason": filters.reason, "listed": listed},
+        )

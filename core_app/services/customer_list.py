@@ -13,19 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiopg
 from cachetools import TTLCache
 
 from core_app import read_source
-from core_app.domain.customer_query import FIELDS, ListQuery, make_cursor, parse_list_query
+from core_app.domain.customer_query import FIELDS, ListQuery, make_cursor, parse_list_query, project_metadata
 from core_app.domain.email import email_hash
 from core_app.domain.segments import segment_of
-from core_app.repository import fetch_settings
-from core_app.repository_lists import fetch_page
-from core_app.runtime import Runtime
-from core_app.security import VIEW, guard
 from core_app.security.crypto import kek_from_setting
-from core_app.security.pii import PiiAuditLog, PiiRead, may_read_pii
+from core_app.security.pii import PiiRead, may_read_pii
+from core_app.security.principal import VIEW, Principal
+from core_app.services.ports import CustomerStore, Guard, PiiAudit
 from core_app.settings import Settings
 
 THRESHOLDS_TTL = 2.0  # seconds a merchant's rfm_thresholds are reused between pages
@@ -33,10 +30,11 @@ THRESHOLDS_TTL = 2.0  # seconds a merchant's rfm_thresholds are reused between p
 
 @dataclass(frozen=True)
 class ListDeps:
-    pool: aiopg.Pool
+    store: CustomerStore
+    guard: Guard
     cursor_key: bytes
     email_hash_key: str
-    audit: PiiAuditLog
+    audit: PiiAudit
     thresholds: TTLCache[str, tuple[dict[str, Any] | None]] = field(
         default_factory=lambda: TTLCache(maxsize=10_000, ttl=THRESHOLDS_TTL)
     )
@@ -46,8 +44,7 @@ async def _thresholds(deps: ListDeps, merchant_id: str) -> dict[str, Any] | None
     """The merchant's thresholds, read at most every THRESHOLDS_TTL seconds per worker."""
     cached = deps.thresholds.get(merchant_id)
     if cached is None:
-        settings = await fetch_settings(deps.pool, merchant_id)
-        cached = deps.thresholds[merchant_id] = (settings["rfm_thresholds"] if settings else None,)
+        cached = deps.thresholds[merchant_id] = await deps.store.rfm_thresholds(merchant_id)
     return cached[0]
 
 
@@ -57,19 +54,8 @@ def cursor_key(settings: Settings) -> bytes:
     return hmac.new(kek, b"core:customer-list-cursor:v1", hashlib.sha256).digest()
 
 
-def build_deps(settings: Settings, pool: aiopg.Pool) -> ListDeps:
-    return ListDeps(pool, cursor_key(settings), settings.email_hash_key.get_secret_value(), PiiAuditLog(pool))
-
-
-_deps: dict[int, ListDeps] = {}
-
-
-def deps_for(runtime: Runtime) -> ListDeps:
-    """The worker's list dependencies (one audit batcher per runtime)."""
-    deps = _deps.get(id(runtime))
-    if deps is None or deps.pool is not runtime.pool:
-        deps = _deps[id(runtime)] = build_deps(runtime.settings, runtime.pool)
-    return deps
+def build_deps(settings: Settings, store: CustomerStore, guard: Guard, audit: PiiAudit) -> ListDeps:
+    return ListDeps(store, guard, cursor_key(settings), settings.email_hash_key.get_secret_value(), audit)
 
 
 @dataclass(frozen=True)
@@ -90,26 +76,31 @@ class CustomerPage:
         return {"customers": self.items, "next_cursor": self.next_cursor, "has_more": self.has_more}
 
 
-def _item(item: dict[str, Any], thresholds: dict[str, Any] | None, fields: frozenset[str]) -> dict[str, Any]:
+def _item(item: dict[str, Any], thresholds: dict[str, Any] | None, query: ListQuery) -> dict[str, Any]:
+    fields = query.fields
     if "segment" in fields:
         item["segment"] = segment_of(item["rfm_score"], thresholds)
+    if query.include is not None and "metadata" in item:
+        item["metadata"] = project_metadata(item["metadata"], query.include)
     if len(fields) == len(FIELDS):
         return item
     return {name: value for name, value in item.items() if name in fields}
 
 
-async def list_customers(deps: ListDeps, raw: Mapping[str, Any], *, transport: str) -> CustomerPage:
+async def list_customers(
+    deps: ListDeps, principal: Principal | None, raw: Mapping[str, Any], *, transport: str
+) -> CustomerPage:
     """One page of the merchant's customers matching the filters (parameters as in the REST API)."""
     query = parse_list_query(raw, deps.cursor_key)
-    principal = await guard(query.merchant_id, VIEW)
+    principal = await deps.guard.guard(principal, query.merchant_id, VIEW)
     with_pii = "email" in query.fields and may_read_pii(principal)
     thresholds = None
     if query.filters.segment is not None or "segment" in query.fields:
         thresholds = await _thresholds(deps, query.merchant_id)
     hashed = email_hash(query.filters.email, deps.email_hash_key) if query.filters.email else None
-    rows = await fetch_page(deps.pool, query, email_hash=hashed, thresholds=thresholds, with_pii=with_pii)
+    rows = await deps.store.page(query, email_hash=hashed, thresholds=thresholds, with_pii=with_pii)
     read_source.record("postgres")  # X-Core-Source / x-core-source, as for single reads
-    items = [_item(row, thresholds, query.fields) for row in rows[: query.limit]]
+    items = [_item(row, thresholds, query) for row in rows[: query.limit]]
     if with_pii and principal is not None:
         reads = [
             PiiRead(query.merchant_id, item["id"], principal.subject, transport)

@@ -185,3 +185,73 @@ async def access_token(pool: aiopg.Pool, kek: bytes, merchant_id: str) -> str | 
     if row is None or row["token_sealed"] is None:
         return None
     return open_secret(kek, TOKEN_PURPOSE, merchant_id, row["token_key_wrapped"], row["token_sealed"])
+
+
+# A Shopify customer id as the webhooks (`metadata.shopify`) or an import of Shopify's export
+# (`metadata.imports.shopify_api|shopify`) recorded it; `@>` is served by the metadata GIN index.
+_BY_SHOPIFY_ID = """
+SELECT id::text FROM customers
+ WHERE merchant_id = %(m)s AND redacted_at IS NULL
+   AND (metadata @> jsonb_build_object('shopify', jsonb_build_object('external_id', %(id)s::text))
+        OR metadata @> jsonb_build_object('imports', jsonb_build_object(
+               'shopify_api', jsonb_build_object('external_id', %(id)s::text)))
+        OR metadata @> jsonb_build_object('imports', jsonb_build_object(
+               'shopify', jsonb_build_object('external_id', %(id)s::text))))
+ ORDER BY created_at LIMIT 1
+"""
+
+
+class PgMerchantStore:
+    """The MerchantStore port (core_app/services/ports.py) on PostgreSQL: the functions above plus
+    the customer lookups of the Shopify webhooks."""
+
+    def __init__(self, pool: aiopg.Pool, kek: bytes) -> None:
+        self.pool, self.kek = pool, kek
+
+    async def find(self, ref: str) -> dict[str, Any] | None:
+        return await find_merchant(self.pool, ref)
+
+    async def install(
+        self, shop: str, token: str, scopes: Sequence[str], actor: str
+    ) -> tuple[dict[str, Any], bool]:
+        return await install(self.pool, self.kek, shop, token, scopes, actor)
+
+    async def uninstall(
+        self, shop: str, actor: str, triggered_at: datetime | None = None
+    ) -> dict[str, Any] | None:
+        return await uninstall(self.pool, shop, actor, triggered_at=triggered_at)
+
+    async def customer_by_email(self, merchant_id: str, email: str) -> str | None:
+        async with self.pool.acquire() as conn, conn.cursor() as cur:
+            await cur.execute(
+                "SELECT id::text FROM customers WHERE merchant_id = %s AND email_hash ="
+                " encode(hmac(lower(btrim(%s)), current_setting('core.email_hash_key'), 'sha256'), 'hex')",
+                (merchant_id, email),
+            )
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def customer_by_shopify_id(self, merchant_id: str, shopify_id: str) -> str | None:
+        async with self.pool.acquire() as conn, conn.cursor() as cur:
+            await cur.execute(_BY_SHOPIFY_ID, {"m": merchant_id, "id": shopify_id})
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def audit(
+        self,
+        merchant_id: str | None,
+        actor: str,
+        action: str,
+        entity: tuple[str, str],
+        details: dict[str, Any],
+    ) -> None:
+        entity_type, entity_id = entity
+        await write_audit_async(
+            self.pool,
+            merchant_id=merchant_id,
+            actor=actor,
+            action=action,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            details=details,
+        )

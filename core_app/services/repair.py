@@ -21,11 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from redis.asyncio import Redis
 
 from core_app import topics
 from core_app.db import create_pool
 from core_app.domain.customer import CustomerState
 from core_app.domain.repair import merge_copies, needs_repair
+from core_app.end_offsets import confirmed_end_offsets
+from core_app.kafka_security import client_options
 from core_app.repository import fetch_merchant_customers
 from core_app.routing import key_partition
 from core_app.settings import Settings
@@ -54,9 +57,7 @@ class RepairReport:
 async def read_copies(settings: Settings, merchant_id: str) -> Copies:
     """The last changelog record of each of the merchant's keys, per partition, read to the end."""
     topic = f"{settings.service_name}-customers-changelog"
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100
-    )
+    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False, fetch_max_wait_ms=100)
     await consumer.start()
     copies: Copies = {}
     prefix = f'"{merchant_id}:'.encode()  # D25: changelog keys are JSON strings
@@ -67,9 +68,9 @@ async def read_copies(settings: Settings, merchant_id: str) -> Copies:
             partitions = [
                 TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
             ]
+        ends = await confirmed_end_offsets(consumer, partitions)  # Tansu under-reports ends (D110)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
         pending = {tp for tp in partitions if ends[tp] > 0}
         while pending:
             batches = await consumer.getmany(*pending, timeout_ms=500, max_records=5000)
@@ -116,13 +117,13 @@ def plan_repairs(
 
 
 async def send_repairs(
-    settings: Settings, redis: Any, plan: dict[str, CustomerState], timeout: float
+    settings: Settings, redis: Redis, plan: dict[str, CustomerState], timeout: float
 ) -> list[str]:
     """Send each merged state to its owner; returns the keys whose owner did not answer in time."""
     channel = f"{settings.redis_key_prefix}reply:repair:{uuid.uuid4()}"
     pubsub = redis.pubsub()
     await pubsub.subscribe(channel)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    producer = AIOKafkaProducer(**client_options(settings))
     await producer.start()
     waiting = set(plan)
     try:
@@ -158,7 +159,7 @@ async def send_repairs(
 
 
 async def repair_merchant(
-    settings: Settings, redis: Any, merchant_id: str, timeout: float = 60
+    settings: Settings, redis: Redis, merchant_id: str, timeout: float = 60
 ) -> RepairReport:
     report = RepairReport(merchant_id)
     copies = await read_copies(settings, merchant_id)

@@ -4,25 +4,25 @@ AdminFeatures when ADMINFEATURES_GRPC_TARGET is set (D135)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from dataclasses import dataclass
 from typing import Any
 
-import aiopg
-
-from core_app.adminfeatures import AdminFeaturesClient, adminfeatures_for
 from core_app.domain.events import parse_uuid
 from core_app.domain.segments import SEGMENTS
-from core_app.security import VIEW, guard
-from core_app.settings import Settings
+from core_app.security.principal import VIEW, Principal
+from core_app.services.ports import CustomerStore, Guard, RemoteSegmentCounts
+from core_app.services.program_settings import ProgramSettingsService
 
-_COUNTS = "SELECT segment, customers FROM customer_segment_counts WHERE merchant_id = %s"
+log = logging.getLogger(__name__)
 
 
-async def local_counts(pool: aiopg.Pool, merchant_id: str) -> dict[str, int]:
-    """Every segment's count (0 when it has none), without an authorization check (callers guard)."""
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(_COUNTS, (merchant_id,))
-        found = {segment: int(count) for segment, count in await cur.fetchall()}
-    return {segment: found.get(segment, 0) for segment in SEGMENTS}
+@dataclass(frozen=True)
+class SegmentDeps:
+    store: CustomerStore
+    guard: Guard
+    adminfeatures: RemoteSegmentCounts | None = None
 
 
 def counts_view(merchant_id: str, counts: dict[str, int], source: str) -> dict[str, Any]:
@@ -34,18 +34,33 @@ def counts_view(merchant_id: str, counts: dict[str, int], source: str) -> dict[s
     }
 
 
-async def segment_counts(
-    pool: aiopg.Pool, merchant_id: Any, adminfeatures: AdminFeaturesClient | None = None
-) -> dict[str, Any]:
+async def segment_counts(deps: SegmentDeps, principal: Principal | None, merchant_id: Any) -> dict[str, Any]:
     """AdminFeatures' counts when it is configured and answers in time; the local counts otherwise."""
     merchant_id = parse_uuid(merchant_id, "merchant_id")
-    await guard(merchant_id, VIEW)
-    if adminfeatures is not None:
-        remote = await adminfeatures.segment_counts(merchant_id)
+    await deps.guard.guard(principal, merchant_id, VIEW)
+    if deps.adminfeatures is not None:
+        remote = await deps.adminfeatures.segment_counts(merchant_id)
         if remote is not None:
             return counts_view(merchant_id, remote, "adminfeatures")
-    return counts_view(merchant_id, await local_counts(pool, merchant_id), "local")
+    return counts_view(merchant_id, await deps.store.segment_counts(merchant_id), "local")
 
 
-def adminfeatures_of(settings: Settings) -> AdminFeaturesClient | None:
-    return adminfeatures_for(settings.adminfeatures_grpc_target, settings.adminfeatures_grpc_timeout)
+async def settings_with_counts(
+    settings: ProgramSettingsService, deps: SegmentDeps, principal: Principal | None, merchant_id: Any
+) -> dict[str, Any]:
+    """The settings view (D173): the merchant's program settings with its segment counts, from
+    AdminFeatures `GetRFMSegmentCounts` when configured (degrading to the local counts, D135). Counts
+    that cannot be read at all (PostgreSQL away) leave `segment_counts` null, not the view failed."""
+    found, counts = await asyncio.gather(
+        settings.get(principal, merchant_id),
+        segment_counts(deps, principal, merchant_id),
+        return_exceptions=True,
+    )
+    if isinstance(found, BaseException):
+        raise found
+    if isinstance(counts, BaseException):
+        if not isinstance(counts, Exception):
+            raise counts
+        log.warning("segment counts unreadable; settings answered without them", extra={"error": str(counts)})
+        counts = None
+    return found | {"segment_counts": counts}

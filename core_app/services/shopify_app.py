@@ -1,7 +1,8 @@
 """What the Shopify use cases share: the app's configuration, their dependencies, Admin API calls.
 
-`ShopifyDeps` is built once per worker by the transport (views/shopify.py) and passed to every use
-case, so tests can run them against the fake shop with real PostgreSQL, Redis and Kafka.
+`ShopifyDeps` is built once per worker by the composition root (`Components.shopify`,
+core_app/shopify_wiring.py) and passed to every use case: the unit tests pass fakes
+(tests/unit/fakes.py), the integration tests the fake shop with real PostgreSQL, Redis and Kafka.
 Redis keys carry the shop in a hash tag (`shopify:{x.myshopify.com}:...`), so every key of one shop
 lands in one Redis Cluster slot and multi-key scripts stay legal there.
 """
@@ -10,8 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import aiopg
@@ -20,6 +21,12 @@ from redis.asyncio import Redis
 from core_app.domain.errors import Unavailable
 from core_app.domain.shopify import parse_scopes
 from core_app.security.crypto import kek_from_setting
+from core_app.services.merchants import PgMerchantStore
+from core_app.services.ports import MerchantStore
+
+if TYPE_CHECKING:  # built from this module's Publish: a type-only back-reference
+    from core_app.services.gdpr_deps import GdprDeps
+    from core_app.services.gdpr_ports import CustomerWriter
 from core_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -82,6 +89,18 @@ class ShopifyDeps:
     kek: bytes
     http: aiohttp.ClientSession
     publish: Publish
+    # The merchant store; on PostgreSQL over `pool` unless given (the unit tests' fake).
+    store: MerchantStore | None = field(default=None)
+    # The GDPR use cases' collaborators (exports, request tracking, the purge) and the customer
+    # write path (customers/create|update): wired by Components.shopify.
+    gdpr: GdprDeps | None = field(default=None)
+    customers: CustomerWriter | None = field(default=None)
+
+    @property
+    def merchants(self) -> MerchantStore:
+        if self.store is None:
+            self.store = PgMerchantStore(self.pool, self.kek)
+        return self.store
 
     def key(self, shop: str, *parts: str) -> str:
         """A Redis key of one shop, hash-tagged by the shop domain (one Cluster slot per shop)."""

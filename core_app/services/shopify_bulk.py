@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 
 from core_app.domain.errors import Unavailable
-from core_app.services.shopify_app import ShopifyDeps
+from core_app.services.ports import ShopifyCalls
 from core_app.services.shopify_pull import PAGE_SIZE, TokenRefused
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ RUNNING = ("CREATED", "RUNNING", "CANCELING")
 LOCK_SECONDS = 3600
 
 
-async def graphql(deps: ShopifyDeps, shop: str, token: str, query: str, variables: dict[str, Any]) -> Any:
+async def graphql(deps: ShopifyCalls, shop: str, token: str, query: str, variables: dict[str, Any]) -> Any:
     """The `data` of one Admin GraphQL call, waiting out THROTTLED answers by their own figures."""
     url = deps.app.admin_url(shop, "graphql.json")
     for _attempt in range(20):
@@ -73,11 +73,11 @@ async def graphql(deps: ShopifyDeps, shop: str, token: str, query: str, variable
     raise Unavailable("Shopify GraphQL did not answer")
 
 
-async def _current(deps: ShopifyDeps, shop: str, token: str) -> dict[str, Any] | None:
+async def _current(deps: ShopifyCalls, shop: str, token: str) -> dict[str, Any] | None:
     return (await graphql(deps, shop, token, POLL, {}))["currentBulkOperation"]
 
 
-async def run_bulk(deps: ShopifyDeps, shop: str, token: str, poll_seconds: float = 1.0) -> dict[str, Any]:
+async def run_bulk(deps: ShopifyCalls, shop: str, token: str, poll_seconds: float = 1.0) -> dict[str, Any]:
     """Start the customers bulk query (after any running one) and poll it to its end."""
     while True:
         answer = (await graphql(deps, shop, token, RUN, {"q": CUSTOMERS_QUERY}))["bulkOperationRunQuery"]
@@ -109,7 +109,7 @@ def rest_shape(node: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _stream(deps: ShopifyDeps, url: str) -> AsyncIterator[list[dict[str, Any]]]:
+async def _stream(deps: ShopifyCalls, url: str) -> AsyncIterator[list[dict[str, Any]]]:
     """Pages of customers from a JSONL result, read line by line; PermissionError if it expired."""
     async with deps.http.get(url, timeout=aiohttp.ClientTimeout(total=None, sock_read=60)) as response:
         if response.status == 403:
@@ -128,7 +128,7 @@ async def _stream(deps: ShopifyDeps, url: str) -> AsyncIterator[list[dict[str, A
 
 
 async def bulk_customers(
-    deps: ShopifyDeps, shop: str, token: str, poll_seconds: float = 1.0
+    deps: ShopifyCalls, shop: str, token: str, poll_seconds: float = 1.0
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """Every customer of the shop, in pages, through one bulk operation."""
     lock = deps.key(shop, "bulk_lock")

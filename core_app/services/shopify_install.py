@@ -23,7 +23,6 @@ from core_app import topics
 from core_app.domain.errors import Unavailable, ValidationFailed
 from core_app.domain.shopify import authorize_url, covers, parse_scopes, parse_shop, verify_query
 from core_app.security.errors import Unauthenticated
-from core_app.services import merchants
 from core_app.services.shopify_app import SUBSCRIBED_TOPICS, ShopifyDeps, admin_post
 
 log = logging.getLogger(__name__)
@@ -100,7 +99,7 @@ async def finish_install(deps: ShopifyDeps, shop: str, token: str, scopes: tuple
     """With an offline token in hand (OAuth code or token exchange): merchant, webhooks, event."""
     if not covers(scopes, deps.app.scopes):
         raise ValidationFailed("scope", f"the shop granted {','.join(scopes)}; the app needs more")
-    merchant, reinstalled = await merchants.install(deps.pool, deps.kek, shop, token, scopes, ACTOR)
+    merchant, reinstalled = await deps.merchants.install(shop, token, scopes, ACTOR)
     await register_webhooks(deps, shop, token)
     record = {
         "event_id": str(uuid.uuid4()),

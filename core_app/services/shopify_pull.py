@@ -24,7 +24,7 @@ import aiohttp
 
 from core_app.domain.errors import Unavailable
 from core_app.domain.shopify import call_limit, next_page_info
-from core_app.services.shopify_app import ShopifyDeps
+from core_app.services.ports import ShopifyCalls
 from core_app.services.shopify_metrics import bucket_used_ratio
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class PullStats:
 class RestBucket:
     """The shop's REST bucket as every worker sees it (Redis)."""
 
-    deps: ShopifyDeps
+    deps: ShopifyCalls
     shop: str
     capacity: int = DEFAULT_CAPACITY
     leak_per_second: float | None = None  # None: Shopify's ratio, depth / 20 (40 -> 2/s, 400 -> 20/s)
@@ -115,7 +115,7 @@ class RestBucket:
 
 
 async def _get_page(
-    deps: ShopifyDeps, bucket: RestBucket, token: str, params: dict[str, str]
+    deps: ShopifyCalls, bucket: RestBucket, token: str, params: dict[str, str]
 ) -> tuple[list[dict[str, Any]], str | None]:
     url = deps.app.admin_url(bucket.shop, "customers.json")
     for _attempt in range(MAX_ATTEMPTS):
@@ -145,7 +145,7 @@ async def _get_page(
 
 
 async def pull_customers(
-    deps: ShopifyDeps,
+    deps: ShopifyCalls,
     shop: str,
     token: str,
     *,

@@ -1,96 +1,110 @@
-"""`shop/redact` (Shopify sends it 48 h after an uninstall): erase everything the shop left here.
+"""`shop/redact` (Shopify sends it 48 h after an uninstall): purge everything the shop left here
+(docs/decisions.md D127, D129).
 
-- every customer not yet erased gets a `gdpr_request.created` REDACT, so the existing erasure path
-  shreds its data key (every sealed copy in Kafka, RocksDB and backups unreadable) and erases email
-  and metadata in the table (through its changelog), PostgreSQL and Redis;
-- the merchant's API keys are deleted, and its Redis keys (feature flags, IP allow-list, the shop's
-  hash-tagged `shopify:{shop}:*` keys) removed;
-- one `audit_logs` row, without PII, keeps the counts.
+1. Every data key of the shop's customers is shredded, in one statement: from then on every sealed
+   copy (command topic, table state, changelogs, `customer.created`, exports, backups) is
+   unreadable, whatever happens next.
+2. The rows go in one transaction: customers, their data keys, program settings, import logs, API
+   keys, exports, parked events.
+3. The table entries (customers, program settings, import logs) are dropped by the owner of each
+   partition, by tombstones through the changelogs: standbys, recovery and the sink drop them too.
+   Rows first, tables second: an event applied in between rewrites a table entry, which the
+   tombstone then removes, and the sink deletes the row it had written back.
+4. The shop's Redis keys: feature flags, IP allow-list, cached settings and customers, rate-limit
+   windows, the shop's hash-tagged `shopify:{shop}:*` keys (webhook dedupe ids excepted, so a
+   redelivery of this very webhook stays a duplicate).
+5. One `merchant.purged` audit row, without PII, keeps the counts; the merchant row stays
+   (uninstalled), so a later install starts empty under the same id.
 
 A shop that was reinstalled meanwhile is not purged (Shopify would not send it; a stale delivery
-must not erase a live merchant). The customer rows stay, erased (`email = 'redacted'`), as the
-erasure path leaves them.
+must not erase a live merchant). Each step is idempotent: a retried purge finds less to do, and its
+counts add up over the attempts of one delivery.
 """
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from datetime import UTC, datetime
+import logging
+import time
+from collections import Counter
 from typing import Any
 
-from core_app import topics
-from core_app.security.audit import write_audit_async
 from core_app.security.flags import flags_key
-from core_app.security.gate import allowlist_key
-from core_app.services import merchants
+from core_app.security.gate import allowlist_key, rate_key, replay_key
 from core_app.services.shopify_app import ShopifyDeps
 
-_NAMESPACE = uuid.UUID("5d0f3b9e-6a43-4f0e-8f5e-1c2a9b7d4e61")
-PUBLISH_CHUNK = 500
+log = logging.getLogger(__name__)
+
+UNLINK_CHUNK = 1000  # keys per pipelined round trip (one key per command: Cluster slots differ)
 
 
-async def _live_customers(deps: ShopifyDeps, merchant_id: str) -> list[str]:
-    async with deps.pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(
-            "SELECT id::text FROM customers WHERE merchant_id = %s AND redacted_at IS NULL", (merchant_id,)
-        )
-        return [row[0] for row in await cur.fetchall()]
+class StepClock:
+    """Seconds per step of a purge, for its log line (docs/benchmarks.md has a 50,000-customer one)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.laps[step] = round(now - self._last, 3)
+        self._last = now
 
 
-async def _delete_api_keys(deps: ShopifyDeps, merchant_id: str) -> int:
-    async with deps.pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute("DELETE FROM api_keys WHERE merchant_id = %s", (merchant_id,))
-        return int(cur.rowcount)
+def _escaped(pattern: str) -> str:
+    return pattern.replace("{", "\\{").replace("}", "\\}")
 
 
-async def _delete_redis_keys(deps: ShopifyDeps, shop: str, merchant_id: str) -> int:
-    prefix = deps.redis_prefix
-    keys = [f"{prefix}{flags_key(merchant_id)}", f"{prefix}{allowlist_key(merchant_id)}"]
-    pattern = deps.key(shop, "*").replace("{", "\\{").replace("}", "\\}")
-    keys += [key async for key in deps.redis.scan_iter(match=pattern, count=500)]
+async def _unlink(deps: ShopifyDeps, keys: list[str]) -> int:
     deleted = 0
-    for key in keys:  # one key per call: they live in different Cluster slots
-        deleted += int(await deps.redis.delete(key))
+    for start in range(0, len(keys), UNLINK_CHUNK):
+        pipe = deps.redis.pipeline(transaction=False)
+        for key in keys[start : start + UNLINK_CHUNK]:
+            pipe.unlink(key)
+        deleted += sum(int(n) for n in await pipe.execute())
     return deleted
 
 
-async def _redact(deps: ShopifyDeps, merchant_id: str, customer_id: str, webhook_id: str) -> None:
-    request_id = str(uuid.uuid5(_NAMESPACE, f"{webhook_id}:{customer_id}"))
-    record = {
-        "event_id": request_id,
-        "merchant_id": merchant_id,
-        "customer_id": customer_id,
-        "request_id": request_id,
-        "request_type": "REDACT",
-        "requested_by": "shopify:shop/redact",
-        "occurred_at": datetime.now(UTC),
-    }
-    await deps.publish(topics.GDPR_REQUEST_CREATED, f"{merchant_id}:{customer_id}", record)
+async def delete_redis_keys(deps: ShopifyDeps, shop: str, merchant_id: str, customers: list[str]) -> int:
+    prefix = deps.redis_prefix
+    exact = [flags_key(merchant_id), allowlist_key(merchant_id), f"settings:{merchant_id}"]
+    keys = [f"{prefix}{key}" for key in exact]
+    keys += [f"{prefix}customer:{merchant_id}:{customer_id}" for customer_id in customers]
+    # The admission keys are hash-tagged by merchant (D180); braces are literal in a SCAN pattern.
+    admission = (rate_key(merchant_id, "*"), replay_key(merchant_id, "*"))
+    for pattern in (*(f"{prefix}{key}" for key in admission), _escaped(deps.key(shop, "*"))):
+        keys += [
+            key
+            async for key in deps.redis.scan_iter(match=pattern, count=1000)
+            if ":webhook:" not in (key.decode() if isinstance(key, bytes) else key)
+        ]
+    return await _unlink(deps, keys)
 
 
-async def purge_shop(deps: ShopifyDeps, shop: str, webhook_id: str) -> dict[str, Any] | None:
-    """The counts purged, or None when there is nothing to purge (unknown or reinstalled shop)."""
-    merchant = await merchants.find_merchant(deps.pool, shop)
+async def purge_shop(
+    deps: ShopifyDeps, shop: str, webhook_id: str, counts: Counter[str] | None = None
+) -> dict[str, Any] | None:
+    """The counts purged, or None when there is nothing to purge (unknown or reinstalled shop).
+    `counts` carries what earlier attempts of the same delivery purged."""
+    gdpr = deps.gdpr
+    assert gdpr is not None, "ShopifyDeps.gdpr is wired by Components.shopify"
+    merchant = await deps.merchants.find(shop)
     if merchant is None or merchant["status"] == "installed":
         return None
     merchant_id = merchant["id"]
-    customers = await _live_customers(deps, merchant_id)
-    for start in range(0, len(customers), PUBLISH_CHUNK):  # acknowledged a chunk at a time, not one by one
-        chunk = customers[start : start + PUBLISH_CHUNK]
-        await asyncio.gather(*(_redact(deps, merchant_id, customer_id, webhook_id) for customer_id in chunk))
-    counts = {
-        "customers_redacted": len(customers),
-        "api_keys_deleted": await _delete_api_keys(deps, merchant_id),
-        "redis_keys_deleted": await _delete_redis_keys(deps, shop, merchant_id),
-    }
-    await write_audit_async(
-        deps.pool,
-        merchant_id=merchant_id,
-        actor="shopify:webhook",
-        action="merchant.purged",
-        entity_type="merchant",
-        entity_id=merchant_id,
-        details=counts | {"webhook_id": webhook_id},
-    )
-    return counts
+    counts = Counter() if counts is None else counts
+    clock = StepClock()
+    counts["data_keys_shredded"] += await gdpr.shop_data.shred_data_keys(merchant_id)
+    clock.lap("shred")
+    deleted, customers = await gdpr.shop_data.delete_rows(merchant_id)
+    counts.update({f"{name}_deleted": count for name, count in deleted.items()})
+    clock.lap("rows")
+    dropped = await gdpr.table_purges.purge(merchant_id)
+    counts.update({f"table_{name}_tombstoned": count for name, count in dropped.items()})
+    clock.lap("tables")
+    counts["redis_keys_deleted"] += await delete_redis_keys(deps, shop, merchant_id, customers)
+    clock.lap("redis")
+    log.info("shop purged; seconds per step %s", clock.laps, extra={"merchant_id": merchant_id})
+    result = dict(sorted(counts.items()))
+    entity, details = ("merchant", merchant_id), result | {"webhook_id": webhook_id}
+    await deps.merchants.audit(merchant_id, "shopify:webhook", "merchant.purged", entity, details)
+    return result

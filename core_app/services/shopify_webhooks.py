@@ -8,9 +8,10 @@ redeliver); the rest goes to `core.shopify.webhooks` and Shopify gets its 200 at
 hand-off fail, the id is released and Shopify gets a 503, so its retry is processed.
 
 Processing: `app/uninstalled` marks the merchant uninstalled and discards its token (ignored when it
-predates the latest install); `customers/redact` becomes a `gdpr_request.created` REDACT for the
-customer with that email, so the existing erasure path does the work; `shop/redact` purges the
-shop (core_app/services/shopify_purge.py).
+predates the latest install); `customers/create` and `customers/update` go through the customer
+write path (core_app/services/shopify_customers.py); the three compliance topics are tracked GDPR
+requests (core_app/services/shopify_compliance.py): the data export, the customer's erasure, the
+shop's purge.
 """
 
 from __future__ import annotations
@@ -19,28 +20,27 @@ import base64
 import json
 import logging
 import time
-import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from core_app import topics
 from core_app.domain.errors import ValidationFailed
 from core_app.domain.shopify import parse_shop, verify_body
-from core_app.security.audit import write_audit_async
+from core_app.retry import infra_retry
+from core_app.security.crypto import DecryptionFailed
 from core_app.security.envelope import open_secret, seal_secret
 from core_app.security.errors import Unauthenticated
-from core_app.services import merchants
 from core_app.services.shopify_app import COMPLIANCE_TOPICS, SUBSCRIBED_TOPICS, ShopifyDeps
+from core_app.services.shopify_compliance import redact_shop, request_redaction, serve_data_request
+from core_app.services.shopify_customers import sync_customer
 from core_app.services.shopify_metrics import webhooks_processed, webhooks_received
-from core_app.services.shopify_purge import purge_shop
 
 log = logging.getLogger(__name__)
 
 KNOWN_TOPICS = frozenset(SUBSCRIBED_TOPICS + COMPLIANCE_TOPICS)
 DEDUPE_MARGIN = 3600.0  # s: ids are remembered this much longer than a delivery can be fresh
-_NAMESPACE = uuid.UUID("0b8f0c36-8e8a-4f53-9a53-3f7c7c5d2b17")
 PAYLOAD_PURPOSE = "shopify_webhook"
 
 
@@ -142,75 +142,40 @@ async def process_webhook(deps: ShopifyDeps, delivery: WebhookDelivery) -> str:
     if delivery.topic == "app/uninstalled":
         stamp = delivery.triggered_at
         when = datetime.fromtimestamp(stamp, UTC).replace(tzinfo=None) if stamp is not None else None
-        gone = await merchants.uninstall(deps.pool, delivery.shop, "shopify:webhook", triggered_at=when)
+        gone = await deps.merchants.uninstall(delivery.shop, "shopify:webhook", triggered_at=when)
         result = "done" if gone is not None else "skipped"
-    elif delivery.topic == "customers/redact":
-        result = await _redact(deps, delivery)
-    elif delivery.topic == "shop/redact":
-        purged = await purge_shop(deps, delivery.shop, delivery.webhook_id)
-        result = "done" if purged is not None else "skipped"
-    elif delivery.topic == "customers/data_request":
-        result = await _record_data_request(deps, delivery)
+    elif delivery.topic in ("customers/create", "customers/update"):
+        result = await sync_customer(deps, delivery.payload, delivery.shop)
     else:
-        result = "skipped"  # customers/create|update: not applied yet
+        result = await COMPLIANCE[delivery.topic](deps, delivery)
     webhooks_processed.labels(delivery.topic, result).inc()
     return result
 
 
-async def _record_data_request(deps: ShopifyDeps, delivery: WebhookDelivery) -> str:
-    """The export is not built yet (README "Shopify"): the request is kept, without PII, in
-    `audit_logs` with its 30-day deadline, counted, and logged, so an operator serves it in time."""
-    merchant = await merchants.find_merchant(deps.pool, delivery.shop)
-    customer = delivery.payload.get("customer") or {}
-    request = delivery.payload.get("data_request") or {}
-    received = datetime.now(UTC)
-    await write_audit_async(
-        deps.pool,
-        merchant_id=merchant["id"] if merchant else None,
-        actor="shopify:webhook",
-        action="gdpr.data_request.received",
-        entity_type="gdpr_request",
-        entity_id=str(request.get("id") or delivery.webhook_id),
-        details={
-            "shop": delivery.shop,
-            "shopify_customer_id": customer.get("id") if isinstance(customer, dict) else None,
-            "deadline": (received + timedelta(days=30)).isoformat(timespec="seconds"),
-            "served": False,
-        },
-    )
-    log.warning("GDPR data request recorded, not served automatically", extra={"shop": delivery.shop})
-    return "recorded"
+COMPLIANCE = {
+    "customers/data_request": serve_data_request,
+    "customers/redact": request_redaction,
+    "shop/redact": redact_shop,
+}
 
 
-async def _customer_by_email(deps: ShopifyDeps, merchant_id: str, email: str) -> str | None:
-    async with deps.pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(
-            "SELECT id::text FROM customers WHERE merchant_id = %s AND email_hash ="
-            " encode(hmac(lower(btrim(%s)), current_setting('core.email_hash_key'), 'sha256'), 'hex')",
-            (merchant_id, email),
-        )
-        row = await cur.fetchone()
-    return row[0] if row else None
+# (reason, detail): dead-letters the record being handled (the agent binds it to its event).
+Reject = Callable[[str, str], Awaitable[None]]
 
 
-async def _redact(deps: ShopifyDeps, delivery: WebhookDelivery) -> str:
-    merchant = await merchants.find_merchant(deps.pool, delivery.shop)
-    customer = delivery.payload.get("customer") or {}
-    email = customer.get("email") if isinstance(customer, dict) else None
-    if merchant is None or not isinstance(email, str) or "@" not in email:
-        return "skipped"
-    customer_id = await _customer_by_email(deps, merchant["id"], email)
-    if customer_id is None:
-        return "skipped"  # never imported, or already erased (the hash is gone with the email)
-    request_id = str(uuid.uuid5(_NAMESPACE, f"{delivery.shop}:{delivery.webhook_id}"))
-    record = {
-        "event_id": request_id,
-        "merchant_id": merchant["id"],
-        "customer_id": customer_id,
-        "request_id": request_id,
-        "request_type": "REDACT",
-        "requested_by": "shopify:customers/redact",
-        "occurred_at": datetime.now(UTC),
-    }
-    await deps.publish(topics.GDPR_REQUEST_CREATED, f"{merchant['id']}:{customer_id}", record)
-    return "done"
+async def handle_message(deps: ShopifyDeps, raw: bytes, reject: Reject) -> str:
+    """The agent's work on one `core.shopify.webhooks` record: a record that cannot be read, or a
+    delivery that keeps failing once transient errors are retried, is rejected with its reason,
+    never dropped. Returns the result (`bad_body` and `failed` for the rejected ones)."""
+    try:
+        delivery = WebhookDelivery.from_message(deps.kek, raw)
+    except (ValueError, TypeError, KeyError, DecryptionFailed) as exc:
+        await reject("bad_body", f"not a webhook delivery: {exc}")
+        return "bad_body"
+    try:
+        return await infra_retry()(process_webhook, deps, delivery)
+    except Exception as exc:
+        log.exception("webhook not processed", extra={"topic": delivery.topic, "shop": delivery.shop})
+        webhooks_processed.labels(delivery.topic, "failed").inc()
+        await reject("failed", f"{type(exc).__name__}: {exc}")
+        return "failed"

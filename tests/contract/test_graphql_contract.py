@@ -18,6 +18,7 @@ def test_every_plan_operation_is_in_the_schema() -> None:
         "getImportLogs",
         "customers",  # issue 18: list and search, a Relay connection (not in the plan)
         "segmentCounts",  # issue 18: RFM segment counts (not in the plan)
+        "customerTimeline",  # issue 18: the changes applied to a customer, with reasons (not in the plan)
     }
     assert set(schema.mutation_type.fields) == {
         "createCustomer",

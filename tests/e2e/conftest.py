@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (
+from tests.support.processes import (
     WorkerProcess,
     running_tansu,
     start_worker,

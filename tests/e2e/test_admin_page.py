@@ -14,11 +14,8 @@ past-imports list, and keeps a screenshot in test-artifacts/admin-imports.png.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,11 +23,12 @@ import pytest
 
 from core_app.security.principal import EDIT, VIEW
 from core_app.settings import Settings
-from tests.auth import bearer, mint_jwt
-from tests.helpers import ARTIFACTS, WorkerProcess
-from tests.import_data import shopify_csv
-from tests.integration.events import new_merchant
-from tests.integration.file_server import FileServer
+from tests.support.auth import bearer, mint_jwt
+from tests.support.browser import open_browser
+from tests.support.events import new_merchant
+from tests.support.file_server import FileServer
+from tests.support.imports import shopify_csv
+from tests.support.processes import ARTIFACTS, WorkerProcess
 
 SCREENSHOT = ARTIFACTS / "admin-imports.png"
 ROWS, BAD_EVERY = 5000, 250  # 20 bad rows: bad emails, bad numbers, duplicates
@@ -48,42 +46,6 @@ async def file_server():
     await server.start()
     yield server
     await server.stop()
-
-
-def chromium_paths() -> tuple[str, str]:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    if browser is None or not Path(driver).exists():
-        pytest.fail(
-            "headless Chromium is needed: apt-get install -y chromium chromium-driver "
-            "(Debian packages; .ci/run installs them)"
-        )
-    return browser, driver
-
-
-def open_browser() -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    browser, driver = chromium_paths()
-    options = Options()
-    options.binary_location = browser
-    for argument in (
-        "--headless=new",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--disable-extensions",
-        "--no-first-run",
-        "--hide-scrollbars",
-        "--window-size=1280,1800",
-    ):
-        options.add_argument(argument)
-    if os.geteuid() == 0:
-        options.add_argument("--no-sandbox")  # Chromium refuses to run as root inside its sandbox
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # An explicit driver path: Selenium Manager downloads nothing.
-    return webdriver.Chrome(options=options, service=Service(executable_path=driver))
 
 
 @dataclass

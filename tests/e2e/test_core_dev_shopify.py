@@ -14,8 +14,8 @@ import aiohttp
 
 from core_app.settings import Settings
 from tests.e2e.test_core_dev import processes_with_marker
-from tests.helpers import ARTIFACTS, eventually, free_port
-from tests.integration.conftest import pg
+from tests.support.db import pg
+from tests.support.processes import ARTIFACTS, eventually, free_port
 
 
 async def test_core_dev_with_the_fake_shop_installs_a_shop(settings: Settings, data_root: Path) -> None:

@@ -16,9 +16,9 @@ from gql.transport.websockets import WebsocketsTransport
 
 from core_app.events.codec import EventCodec
 from core_app.settings import Settings
-from tests.helpers import WorkerProcess, eventually, metric
-from tests.integration.events import at, get_customer, insert_customers, new_merchant, produce, rfm
-from tests.integration.live import new_id, next_of_type, open_stream, produce_updates, progress
+from tests.support.events import at, get_customer, insert_customers, new_merchant, produce, rfm
+from tests.support.live import new_id, next_of_type, open_stream, produce_updates, progress
+from tests.support.processes import WorkerProcess, eventually, metric
 
 ON_CUSTOMER_UPDATE = """subscription($m: ID!) {
   onCustomerUpdate(merchant_id: $m) { id merchant_id email rfm_score metadata created_at updated_at }

@@ -10,18 +10,17 @@ from pathlib import Path
 import pytest
 
 from core_app.settings import Settings
-from tests.helpers import (
+from tests.support.db import pg
+from tests.support.events import new_merchant
+from tests.support.file_server import FileServer
+from tests.support.imports import get_imports, post_import, shopify_csv, wait_final
+from tests.support.processes import (
     eventually,
     running_tansu,
     start_worker,
     stop_process,
     wait_ready,
 )
-from tests.import_data import shopify_csv
-from tests.integration.conftest import pg
-from tests.integration.events import new_merchant
-from tests.integration.file_server import FileServer
-from tests.integration.test_imports import get_imports, post_import, wait_final
 
 
 @pytest.fixture(scope="module")

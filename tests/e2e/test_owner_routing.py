@@ -10,8 +10,8 @@ from core_app.events.codec import EventCodec
 from core_app.rpc.generated.core.v1 import core_pb2 as pb
 from core_app.rpc.generated.core.v1.core_grpc import CoreServiceStub
 from core_app.settings import Settings
-from tests.helpers import WorkerProcess, eventually
-from tests.integration.events import at, get_customer, insert_customers, new_merchant, produce, rfm
+from tests.support.events import at, get_customer, insert_customers, new_merchant, produce, rfm
+from tests.support.processes import WorkerProcess, eventually
 
 
 async def test_reads_on_either_worker_see_the_owners_fresh_state(

@@ -1,7 +1,9 @@
 """OpenTelemetry across workers: a REST read routed to the owner worker is one trace, with the
 caller's server span, its client span for the hop and the owner's server span, exported over OTLP
-(to a fake collector speaking OTLP/HTTP protobuf) by two real workers on a Tansu of their own; and a
-REST write's command record carries the request's trace in its `traceparent` header."""
+(to a fake collector speaking OTLP/HTTP protobuf) by two real workers on a Tansu of their own; a
+REST write's command record carries the request's trace in its `traceparent` header, and the owner
+agent's span applying it continues that trace; a gRPC call continues its `traceparent` metadata; a
+batch of events from several producers' traces links to each (D148)."""
 
 from __future__ import annotations
 
@@ -12,14 +14,26 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from grpclib.client import Channel
 
+from core_app.events.codec import EventCodec
+from core_app.rpc.generated.core.v1 import core_pb2 as pb
+from core_app.rpc.generated.core.v1.core_grpc import CoreServiceStub
 from core_app.settings import Settings
-from tests.helpers import WorkerProcess, eventually, running_tansu, start_worker, stop_process, wait_ready
-from tests.integration.events import new_merchant, read_topic
-from tests.integration.ops_fakes import FakeOtlpCollector
+from core_app.topics import CUSTOMER_COMMANDS, RFM_UPDATED
+from tests.support.events import at, new_merchant, read_topic, rfm
+from tests.support.ops_fakes import FakeOtlpCollector
+from tests.support.processes import (
+    WorkerProcess,
+    eventually,
+    running_tansu,
+    start_worker,
+    stop_process,
+    wait_ready,
+)
 
-SERVER, CLIENT, PRODUCER = 2, 3, 4  # opentelemetry.proto.trace.v1.Span.SpanKind
+SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5  # opentelemetry.proto.trace.v1.Span.SpanKind
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +134,74 @@ async def test_a_routed_read_is_one_trace_across_both_workers(
         return write_trace.encode() in dict(record.headers or ()).get("traceparent", b"")
 
     assert await read_topic(trace_tansu, topic, carries_trace, 8, timeout=30)
+
+
+def new_traceparent() -> tuple[str, str]:
+    trace_id = os.urandom(16).hex()
+    return trace_id, f"00-{trace_id}-{os.urandom(8).hex()}-01"
+
+
+async def test_grpc_calls_commands_and_event_batches_carry_the_trace(
+    traced_pair: tuple[WorkerProcess, WorkerProcess],
+    settings: Settings,
+    collector: FakeOtlpCollector,
+    trace_tansu: str,
+    codec: EventCodec,
+) -> None:
+    first, _ = traced_pair
+    merchant_id = new_merchant(settings)
+    write_trace, write_parent = new_traceparent()
+    created = []
+    async with aiohttp.ClientSession() as http:
+        for n in range(2):
+            body = {"merchant_id": merchant_id, "email": f"span{n}@example.com"}
+            headers = {"traceparent": write_parent}
+            async with http.post(f"{first.url}/core/v1/customers", json=body, headers=headers) as response:
+                assert response.status == 201, await response.text()
+                created.append((await response.json())["id"])
+
+    def spans_of(trace_id: str, kind: int) -> list[tuple[str, str]]:
+        return [(name, who) for t, name, k, who in collector.spans if t == trace_id and k == kind]
+
+    # The owner's agent applied each command inside the request's trace.
+    async def commands_applied() -> bool:
+        return any(name == f"{CUSTOMER_COMMANDS} process" for name, _ in spans_of(write_trace, CONSUMER))
+
+    await eventually(commands_applied, timeout=30, interval=0.5)
+
+    grpc_trace, grpc_parent = new_traceparent()
+    async with Channel("127.0.0.1", first.grpc_port) as channel:
+        request = pb.GetCustomerRequest(merchant_id=merchant_id, customer_id=created[0])
+        await CoreServiceStub(channel).GetCustomer(request, metadata={"traceparent": grpc_parent})
+
+    async def grpc_served() -> bool:
+        return ("core.v1.CoreService/GetCustomer", first.name) in spans_of(grpc_trace, SERVER)
+
+    await eventually(grpc_served, timeout=30, interval=0.5)
+
+    # Events from two producers' traces: each is continued (a batch of its trace alone) or linked.
+    event_traces = [new_traceparent() for _ in created]
+    producer = AIOKafkaProducer(bootstrap_servers=trace_tansu.removeprefix("kafka://"))
+    await producer.start()
+    try:
+        for (_, parent), customer_id in zip(event_traces, created, strict=True):
+            value = await codec.encode(RFM_UPDATED, rfm(merchant_id, customer_id, (3, 4, 5), at(1))[1])
+            key = f"{merchant_id}:{customer_id}".encode()
+            await producer.send_and_wait(
+                RFM_UPDATED, value, key=key, headers=[("traceparent", parent.encode())]
+            )
+    finally:
+        await producer.stop()
+
+    def applied_in(trace_id: str) -> bool:
+        name = f"{RFM_UPDATED} process"
+        return any(
+            span[1] == name and span[2] == CONSUMER and (span[0] == trace_id or trace_id in links)
+            for span in collector.spans
+            for links in [collector.links.get(span, set())]
+        )
+
+    async def events_applied() -> bool:
+        return all(applied_in(trace_id) for trace_id, _ in event_traces)
+
+    await eventually(events_applied, timeout=30, interval=0.5)

@@ -1,47 +1,37 @@
 """A broker that comes back empty under two running workers (Tansu in memory, restarted).
 
-`/health` must turn DOWN within 30 s, since the service's topics and offsets are gone; each worker
-then rebuilds (ready again, serving) or exits with its reason; no worker crashes its peer.
+`/health` must name `kafka_data` DOWN within 30 s, since the service's topics, offsets and group are
+gone; each worker then rebuilds (ready again, serving the versions PostgreSQL kept) or exits with
+its own one-line reason; no worker crashes its peer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
+from aiokafka import AIOKafkaProducer
 
-from core_app.devstack import tansu_argv
 from core_app.events.codec import EventCodec
 from core_app.settings import Settings
 from core_app.worker import EXIT_FATAL
-from tests.helpers import free_port, start_worker, stop_process, wait_for_port, wait_ready
-from tests.integration.events import at, insert_customers, new_merchant, produce, rfm
-
-
-class RestartableTansu:
-    def __init__(self, log_path: Path) -> None:
-        self.port = free_port()
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"kafka://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(tansu_argv(self.port), stdout=log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process, timeout=5)
-            self.process = None
+from tables.changelog import EXIT_PRODUCE_FAILED
+from tests.support.events import at, customer_rows, insert_customers, new_merchant, produce, rfm
+from tests.support.processes import (
+    RestartableTansu,
+    WorkerProcess,
+    eventually,
+    metric_samples,
+    start_worker,
+    stop_process,
+    wait_ready,
+)
+from tests.support.readers import rest_read
 
 
 @pytest.fixture
@@ -52,13 +42,46 @@ def tansu_wipeable(data_root: Path) -> Iterator[RestartableTansu]:
     broker.stop()
 
 
-async def status(url: str) -> int | str:
+async def health(url: str) -> tuple[int | str, dict[str, Any]]:
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http:
             async with http.get(url) as response:
-                return response.status
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return type(exc).__name__
+                return response.status, await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return type(exc).__name__, {}
+
+
+async def kafka_data_down_after(workers: list[WorkerProcess], since: float, limit: float) -> dict[str, str]:
+    """Per worker: when `/health` first named `kafka_data` DOWN, and why (or that it exited)."""
+    found: dict[str, str] = {}
+    while time.monotonic() - since < limit and len(found) < len(workers):
+        for worker in workers:
+            if worker.name in found:
+                continue
+            if worker.process.poll() is not None:
+                found[worker.name] = f"exited {worker.process.returncode}"
+                continue
+            code, body = await health(f"{worker.url}/health")
+            if code == 503 and "kafka_data" in body.get("down", []):
+                found[worker.name] = f"{time.monotonic() - since:.1f}s: {body['checks']['kafka_data']}"
+        await asyncio.sleep(0.5)
+    return found
+
+
+async def settled(worker: WorkerProcess, limit: float = 90) -> str:
+    """'ready' once /ready answers 200, 'exited N' if the process ended, after at most `limit` s."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if worker.process.poll() is not None:
+            return f"exited {worker.process.returncode}"
+        if (await health(f"{worker.url}/ready"))[0] == 200:
+            return "ready"
+        await asyncio.sleep(1)
+    return "neither ready nor exited"
+
+
+PEER_CRASH_SIGNS = ("ConsistencyError", "Event loop is closed")
+LOST = "core_broker_data_lost_total"
 
 
 @pytest.mark.slow
@@ -69,58 +92,73 @@ async def test_wiped_broker_turns_health_down_and_no_worker_crashes_a_peer(
     tansu_wipeable: RestartableTansu,
     data_root: Path,
 ) -> None:
-    from aiokafka import AIOKafkaProducer
-
     env = worker_env | {"KAFKA_BROKER": tansu_wipeable.url, "DATA_DIR": str(data_root / "wipe-data")}
     workers = [start_worker(f"wipe-worker-{n}", env) for n in (1, 2)]
     try:
         await asyncio.gather(*(wait_ready(w) for w in workers))
         merchant_id = new_merchant(settings)
         customers = [cid for cid, _ in insert_customers(settings, merchant_id, 50)]
-        producer = AIOKafkaProducer(bootstrap_servers=tansu_wipeable.url.removeprefix("kafka://"))
-        await producer.start()
         events = [rfm(merchant_id, c, (1 + s % 5, 2, 3), at(s)) for s in range(10) for c in customers]
-        await produce(producer, codec, events)
-        await producer.stop()
-        await asyncio.sleep(3)
+        await produce_to(tansu_wipeable, codec, events)
+        await eventually(lambda: synced(settings, merchant_id, customers, 10), timeout=60)
 
         tansu_wipeable.stop()
-        tansu_wipeable.start()  # same address, nothing in it
-        wiped_at = time.monotonic()
-        down_after: dict[str, float] = {}
-        while time.monotonic() - wiped_at < 30 and len(down_after) < len(workers):
-            for worker in workers:
-                if worker.name not in down_after and worker.process.poll() is None:
-                    if await status(f"{worker.url}/health") != 200:
-                        down_after[worker.name] = time.monotonic() - wiped_at
-                elif worker.process.poll() is not None:
-                    down_after.setdefault(worker.name, time.monotonic() - wiped_at)
-            await asyncio.sleep(0.5)
-        print(f"\nbroker wiped: /health DOWN after {down_after}")
-        assert len(down_after) == len(workers), f"/health stayed UP 30 s after the wipe: {down_after}"
+        tansu_wipeable.start()  # same address, nothing in it: topics, offsets and the group are gone
+        down = await kafka_data_down_after(workers, time.monotonic(), limit=30)
+        print(f"\nbroker wiped: kafka_data DOWN {down}")
+        assert len(down) == len(workers), f"/health did not name kafka_data DOWN in 30 s: {down}"
 
-        # Then each worker either rebuilds and is ready again, or has exited with its reason.
-        async def settled(worker: object) -> str:
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:
-                code = worker.process.poll()  # type: ignore[attr-defined]
-                if code is not None:
-                    return f"exited {code}"
-                if await status(f"{worker.url}/ready") == 200:  # type: ignore[attr-defined]
-                    return "ready"
-                await asyncio.sleep(1)
-            return "neither ready nor exited"
-
+        # Each worker rebuilds and is ready again, or exits with its own one-line reason; a worker
+        # never takes a peer down, so one that did not hit a fatal condition of its own stays up.
         outcomes = {w.name: await settled(w) for w in workers}
         print(f"after the wipe: {outcomes}")
         for worker in workers:
+            log_text = worker.log_path.read_text(errors="replace")
+            signs = [sign for sign in PEER_CRASH_SIGNS if sign in log_text]
+            assert not signs, f"{worker.name} logged {signs}\n{worker.log_tail()}"
             outcome = outcomes[worker.name]
-            assert outcome in ("ready", f"exited {EXIT_FATAL}"), (
-                f"{worker.name}: {outcome}\n{worker.log_tail()}"
-            )
-            if outcome != "ready":
-                last = worker.log_path.read_text().strip().splitlines()[-1]
-                assert "fatal, exiting:" in last, last
+            if outcome.startswith("exited"):
+                assert outcome in (f"exited {EXIT_FATAL}", f"exited {EXIT_PRODUCE_FAILED}"), outcome
+                last = log_text.strip().splitlines()[-1]
+                assert "fatal, exiting:" in last, f"{worker.name} exited without its reason: {last}"
+            else:
+                assert outcome == "ready", f"{worker.name}: {outcome}\n{worker.log_tail()}"
+        survivors = [w for w in workers if outcomes[w.name] == "ready"]
+        assert survivors, f"no worker stayed up: {outcomes}"
+        # Not only the changelogs: the group's own state going back is seen too (D115).
+        evidence = {
+            w.name: {labels["evidence"]: value for labels, value in await metric_samples(w, LOST)}
+            for w in survivors
+        }
+        print(f"evidence of lost data: {evidence}")
+        assert any({"generation", "committed_offsets"} & set(seen) for seen in evidence.values()), evidence
+
+        # The rebuilt cluster serves: a new event per customer, read through every survivor, lands on
+        # the version PostgreSQL kept (10) plus one.
+        await produce_to(tansu_wipeable, codec, [rfm(merchant_id, c, (5, 5, 5), at(20)) for c in customers])
+        for worker in survivors:
+            await eventually(lambda w=worker: all_read(w, merchant_id, customers, 11), timeout=60)
+        print(f"rebuilt: {len(customers)} customers at version 11 through {[w.name for w in survivors]}")
     finally:
         for worker in workers:
             stop_process(worker.process)
+
+
+async def produce_to(broker: RestartableTansu, codec: EventCodec, events: list[tuple[str, dict]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await producer.start()
+    try:
+        await produce(producer, codec, events)
+    finally:
+        await producer.stop()
+
+
+async def synced(settings: Settings, merchant_id: str, customers: list[str], version: int) -> bool:
+    rows = customer_rows(settings, merchant_id)
+    return all(rows[c]["version"] == version for c in customers)
+
+
+async def all_read(worker: WorkerProcess, merchant_id: str, customers: list[str], version: int) -> bool:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        answers = [await rest_read(http, worker, merchant_id, c) for c in customers]
+    return all(answer == ({"recency": 5, "frequency": 5, "monetary": 5}, version) for answer in answers)

@@ -18,7 +18,9 @@ from redis.asyncio import Redis
 
 from core_app.events.codec import EventCodec
 from core_app.settings import Settings
-from tests.helpers import (
+from tests.support.cluster import KeyedLoad
+from tests.support.events import customer_rows, insert_customers, new_merchant
+from tests.support.processes import (
     PrivateRedis,
     WorkerProcess,
     metric,
@@ -27,8 +29,6 @@ from tests.helpers import (
     stop_process,
     wait_ready,
 )
-from tests.integration.cluster import KeyedLoad
-from tests.integration.events import customer_rows, insert_customers, new_merchant
 
 CUSTOMERS = 200
 

@@ -8,7 +8,9 @@ record holds the plaintext.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 import uuid
 
 from aiokafka import AIOKafkaProducer
@@ -18,13 +20,24 @@ from core_app.events.codec import EventCodec
 from core_app.security.shredding import KeyShredded
 from core_app.settings import Settings
 from core_app.topics import CUSTOMER_COMMANDS, CUSTOMER_CREATED, CUSTOMER_UPDATED
-from tests.helpers import WorkerProcess, eventually
-from tests.integration.events import at, customer_rows, gdpr, new_merchant, produce, read_topic
-from tests.integration.security_support import open_layer
-from tests.integration.test_writes import post_customer
+from tests.support.api import post_customer
+from tests.support.db import pg
+from tests.support.events import at, customer_rows, gdpr, new_merchant, produce, read_topic
+from tests.support.processes import WorkerProcess, eventually
+from tests.support.security import open_layer
 
 SEALED = re.compile(rb"ce1:[A-Za-z0-9_-]+")
 CHANGELOG = "core-customers-changelog"
+
+
+def shredded_at(settings: Settings, merchant_id: str, customer_id: str) -> object:
+    with pg(settings) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT shredded_at FROM customer_data_keys WHERE merchant_id = %s AND customer_id = %s",
+            (merchant_id, customer_id),
+        )
+        row = cur.fetchone()
+    return row[0] if row else None
 
 
 def sealed_tokens(records: list[ConsumerRecord]) -> set[str]:
@@ -57,12 +70,33 @@ async def test_erasure_makes_every_sealed_email_in_kafka_unreadable(
     tokens = sealed_tokens(before)
     [created_event] = [r for r in before if r.topic == CUSTOMER_CREATED]
     assert (await codec.decode(created_event.value))["email"] in tokens
-    async with open_layer(settings) as layer:
+    # A second worker (this process's layer) holds the customer's data key in its cache, for far
+    # longer than the test; the worker process that erases the customer tells it to drop it (D184).
+    async with open_layer(settings, auth_cache_ttl=600) as other_worker:
+        await asyncio.wait_for(other_worker.broadcast.subscribed.wait(), 10)
         # Before the erasure the sealed copies are the customer's email: the test can tell.
         for token in tokens:
-            assert await layer.data_keys.decrypt_email(merchant_id, customer_id, token) == email.lower()
+            assert (
+                await other_worker.data_keys.decrypt_email(merchant_id, customer_id, token) == email.lower()
+            )
 
-    await produce(producer, codec, [gdpr(merchant_id, customer_id, at(5))])
+        await produce(producer, codec, [gdpr(merchant_id, customer_id, at(5))])
+
+        async def shredded() -> bool:
+            return shredded_at(settings, merchant_id, customer_id) is not None
+
+        await eventually(shredded, timeout=60, interval=0.05)
+        noticed = time.monotonic()
+
+        async def unreadable_there() -> bool:
+            try:
+                await other_worker.data_keys.decrypt_email(merchant_id, customer_id, tokens.copy().pop())
+            except KeyShredded:
+                return True
+            return False
+
+        await eventually(unreadable_there, timeout=1.0, interval=0.02)
+        print(f"other worker's cached key gone {time.monotonic() - noticed:.3f} s after the shred was seen")
 
     async def redacted() -> bool:
         return customer_rows(settings, merchant_id)[customer_id]["redacted_at"] is not None

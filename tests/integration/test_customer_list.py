@@ -13,16 +13,16 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as settings_
 from hypothesis import strategies as st
 
+from core_app.customer_adapters import PgCustomerStore
 from core_app.domain.errors import ValidationFailed
 from core_app.domain.segments import SEGMENTS, segment_of
 from core_app.repository_lists import segment_condition
-from core_app.security import Principal, set_security, use_principal
-from core_app.security.principal import READ_PII, VIEW
+from core_app.security import Principal, use_principal
+from core_app.security.pii import PiiAuditLog
+from core_app.security.principal import READ_PII, VIEW, current_principal
 from core_app.services.customer_list import ListDeps, build_deps, list_customers
 from core_app.settings import Settings
-from tests.integration.conftest import pg
-from tests.integration.events import new_merchant
-from tests.integration.list_support import (
+from tests.support.customer_lists import (
     THRESHOLDS,
     Row,
     erase_in_sql,
@@ -30,17 +30,16 @@ from tests.integration.list_support import (
     random_rows,
     set_thresholds,
 )
-from tests.integration.security_support import open_layer
+from tests.support.db import pg
+from tests.support.events import new_merchant
+from tests.support.security import open_layer
 
 
 @pytest.fixture
 async def deps(settings: Settings) -> AsyncIterator[ListDeps]:
     async with open_layer(settings) as layer:
-        set_security(layer)
-        try:
-            yield build_deps(settings, layer.api_keys.pool)
-        finally:
-            set_security(None)
+        pool = layer.api_keys.pool
+        yield build_deps(settings, PgCustomerStore(pool), layer, PiiAuditLog(pool))
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +63,10 @@ async def all_pages(deps: ListDeps, merchant: str, params: dict[str, Any], *extr
     with use_principal(viewer(merchant, *extra)):
         for _ in range(100):
             page = await list_customers(
-                deps, {"merchant_id": merchant, "cursor": cursor, **params}, transport="rest"
+                deps,
+                current_principal.get(),
+                {"merchant_id": merchant, "cursor": cursor, **params},
+                transport="rest",
             )
             seen.extend(page.items)
             cursor = page.next_cursor
@@ -141,7 +143,9 @@ async def test_cursor_is_bound_to_merchant_filters_and_signature(deps: ListDeps,
     merchant, _ = shop
     other = new_merchant_for(deps)
     with use_principal(viewer(merchant)):
-        page = await list_customers(deps, {"merchant_id": merchant, "limit": "5"}, transport="rest")
+        page = await list_customers(
+            deps, current_principal.get(), {"merchant_id": merchant, "limit": "5"}, transport="rest"
+        )
     cursor = page.next_cursor
     assert cursor is not None
     cases = [
@@ -152,7 +156,9 @@ async def test_cursor_is_bound_to_merchant_filters_and_signature(deps: ListDeps,
     ]
     for target, params, message in cases:
         with use_principal(viewer(target)), pytest.raises(ValidationFailed) as refused:
-            await list_customers(deps, {"merchant_id": target, **params}, transport="rest")
+            await list_customers(
+                deps, current_principal.get(), {"merchant_id": target, **params}, transport="rest"
+            )
         assert refused.value.field == "cursor" and message in refused.value.reason
 
 
@@ -182,7 +188,9 @@ async def test_bad_parameters_name_their_field(
 ) -> None:
     merchant, _ = shop
     with use_principal(viewer(merchant)), pytest.raises(ValidationFailed) as refused:
-        await list_customers(deps, {"merchant_id": merchant, **params}, transport="rest")
+        await list_customers(
+            deps, current_principal.get(), {"merchant_id": merchant, **params}, transport="rest"
+        )
     assert refused.value.field == field
 
 

@@ -17,11 +17,8 @@ from core_app.rpc.generated.core.v1 import core_pb2 as pb
 from core_app.rpc.generated.core.v1.core_grpc import CoreServiceStub
 from core_app.security.principal import READ_PII, VIEW
 from core_app.settings import Settings
-from tests.auth import bearer, create_api_credentials, grpc_metadata, mint_jwt, signed_session
-from tests.helpers import WorkerProcess
-from tests.integration.conftest import pg
-from tests.integration.events import new_merchant
-from tests.integration.list_support import (
+from tests.support.auth import bearer, create_api_credentials, grpc_metadata, mint_jwt, signed_session
+from tests.support.customer_lists import (
     THRESHOLDS,
     Row,
     erase_in_sql,
@@ -29,6 +26,9 @@ from tests.integration.list_support import (
     random_rows,
     set_thresholds,
 )
+from tests.support.db import pg
+from tests.support.events import new_merchant
+from tests.support.processes import WorkerProcess
 
 GQL = """
 query($m: ID!, $first: Int, $after: String, $filter: CustomerFilter) {
@@ -205,3 +205,47 @@ async def test_segment_counts_on_three_transports_match_the_customers(
     finally:
         channel.close()
     assert {s.segment: s.customers for s in reply.segments} == expected
+
+
+async def test_a_single_read_states_its_segment_and_projects_like_the_list(
+    secure_worker: WorkerProcess, settings: Settings, shop: tuple[str, list[Row]]
+) -> None:
+    merchant, rows = shop
+    row = next(r for r in rows if r.rfm_score and r.metadata.get("tags") and r is not rows[3])
+    segment = segment_of(row.rfm_score, THRESHOLDS)
+    creds = create_api_credentials(settings, merchant, [VIEW])
+    async with signed_session(creds) as http:
+        url = f"{secure_worker.url}/core/v1/customers"
+        params = {"merchant_id": merchant, "customer_id": row.id}
+        async with http.get(url, params=params) as response:
+            assert (await response.json())["segment"] == segment
+        projected = params | {"fields": "id,segment,metadata", "include": "tags,absent"}
+        async with http.get(url, params=projected) as response:
+            one = await response.json()
+        assert one == {
+            "id": row.id,
+            "segment": segment,
+            "metadata": {"tags": row.metadata["tags"]},
+            "source": one["source"],
+        }
+        listed = {"merchant_id": merchant, "fields": "id,metadata", "include": "absent", "limit": "3"}
+        async with http.get(url, params=listed) as response:
+            assert all(item["metadata"] == {} for item in (await response.json())["customers"])
+    token = mint_jwt(merchant, [VIEW])
+    query = """query($m: ID!, $c: ID!) {
+      getCustomer(merchant_id: $m, customer_id: $c) { segment metadata(include: ["tags"]) }
+    }"""
+    async with aiohttp.ClientSession() as http:
+        body = {"query": query, "variables": {"m": merchant, "c": row.id}}
+        async with http.post(f"{secure_worker.url}/graphql", json=body, headers=bearer(token)) as response:
+            gql = (await response.json())["data"]["getCustomer"]
+    assert gql == {"segment": segment, "metadata": {"tags": row.metadata["tags"]}}
+    channel = Channel("127.0.0.1", secure_worker.grpc_port)
+    try:
+        reply = await CoreServiceStub(channel).GetCustomer(
+            pb.GetCustomerRequest(merchant_id=merchant, customer_id=row.id, include=["absent"]),
+            metadata=grpc_metadata(token),
+        )
+    finally:
+        channel.close()
+    assert (reply.segment, reply.id, dict(reply.metadata)) == (segment, row.id, {})

@@ -1,75 +1,21 @@
 """Email readback on GetCustomer (REST, GraphQL, gRPC) against a worker with the security layer on:
-the email created through the API comes back only with `customers:read_pii`, each read is audited,
-and after a GDPR erasure no transport returns it."""
+the email created through the API, or imported from a file, comes back only with
+`customers:read_pii`, each read is audited, and after a GDPR erasure no transport returns it."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from pathlib import Path
 
-import aiohttp
-import pytest
 from aiokafka import AIOKafkaProducer
-from grpclib.client import Channel
 
 from core_app.events.codec import EventCodec
-from core_app.rpc.generated.core.v1 import core_pb2 as pb
-from core_app.rpc.generated.core.v1.core_grpc import CoreServiceStub
 from core_app.security.principal import EDIT, READ_PII, VIEW
 from core_app.settings import Settings
-from tests.auth import bearer, create_api_credentials, grpc_metadata, mint_jwt, signed_session
-from tests.helpers import WorkerProcess, eventually
-from tests.integration.conftest import pg
-from tests.integration.events import at, gdpr, new_merchant, produce
-
-GQL = "query($m: ID!, $c: ID!) { getCustomer(merchant_id: $m, customer_id: $c) { id email redacted } }"
-
-
-@pytest.fixture
-async def secure_producer(secure_broker: str) -> AsyncIterator[AIOKafkaProducer]:
-    kafka = AIOKafkaProducer(bootstrap_servers=secure_broker.removeprefix("kafka://"))
-    await kafka.start()
-    yield kafka
-    await kafka.stop()
-
-
-async def read_all(
-    worker: WorkerProcess, settings: Settings, merchant: str, customer: str, perms: list[str]
-) -> list[tuple[str | None, bool]]:
-    """(email, redacted) as REST, GraphQL and gRPC answer it."""
-    creds = create_api_credentials(settings, merchant, perms)
-    params = {"merchant_id": merchant, "customer_id": customer}
-    async with signed_session(creds) as http:
-        async with http.get(f"{worker.url}/core/v1/customers", params=params) as response:
-            assert response.status == 200, await response.text()
-            rest = await response.json()
-    token = mint_jwt(merchant, perms)
-    async with aiohttp.ClientSession() as http:
-        body = {"query": GQL, "variables": {"m": merchant, "c": customer}}
-        async with http.post(f"{worker.url}/graphql", json=body, headers=bearer(token)) as response:
-            gql = (await response.json())["data"]["getCustomer"]
-    channel = Channel("127.0.0.1", worker.grpc_port)
-    try:
-        reply = await CoreServiceStub(channel).GetCustomer(
-            pb.GetCustomerRequest(merchant_id=merchant, customer_id=customer), metadata=grpc_metadata(token)
-        )
-    finally:
-        channel.close()
-    return [
-        (rest.get("email", "absent"), rest["redacted"]),
-        (gql["email"], gql["redacted"]),
-        (reply.email, None),
-    ]
-
-
-def audit_rows(settings: Settings, customer: str) -> list[tuple[str, str]]:
-    with pg(settings) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT actor, details->>'transport' FROM audit_logs"
-            " WHERE action = 'customer.pii_read' AND entity_id = %s ORDER BY 2",
-            (customer,),
-        )
-        return [tuple(row) for row in cur.fetchall()]
+from tests.support.auth import create_api_credentials, signed_session
+from tests.support.events import at, gdpr, new_merchant, produce
+from tests.support.pii import audit_rows, import_file, read_all, wait_erased
+from tests.support.processes import WorkerProcess
 
 
 async def test_email_readback_needs_the_scope_is_audited_and_ends_with_erasure(
@@ -96,14 +42,31 @@ async def test_email_readback_needs_the_scope_is_audited_and_ends_with_erasure(
 
     await produce(secure_producer, codec, [gdpr(merchant, customer, at(1))])
 
-    async def erased() -> bool:
-        with pg(settings) as conn, conn.cursor() as cur:
-            cur.execute(
-                "SELECT redacted_at FROM customers WHERE merchant_id = %s AND id = %s", (merchant, customer)
-            )
-            return cur.fetchone()[0] is not None
-
-    await eventually(erased, timeout=60)
+    await wait_erased(settings, merchant, customer)
     after = await read_all(secure_worker, settings, merchant, customer, [VIEW, READ_PII])
     assert after == [(None, True), ("", True), ("", None)]
     assert len(audit_rows(settings, customer)) == 3  # nothing returned, nothing more audited
+
+
+async def test_imported_customers_email_on_every_transport_only_with_the_scope(
+    secure_worker: WorkerProcess,
+    settings: Settings,
+    codec: EventCodec,
+    secure_producer: AIOKafkaProducer,
+    data_root: Path,
+) -> None:
+    merchant = new_merchant(settings)
+    imported = await import_file(secure_worker, settings, data_root, merchant, rows=3)
+    email, customer = next(iter(imported.items()))
+
+    without = await read_all(secure_worker, settings, merchant, customer, [VIEW])
+    assert without == [("absent", False), ("", False), ("", None)]
+    granted = await read_all(secure_worker, settings, merchant, customer, [VIEW, READ_PII])
+    assert granted == [(email, False), (email, False), (email, None)]
+    assert sorted(transport for _, transport in audit_rows(settings, customer)) == ["graphql", "grpc", "rest"]
+
+    await produce(secure_producer, codec, [gdpr(merchant, customer, at(1))])
+    await wait_erased(settings, merchant, customer)
+    after = await read_all(secure_worker, settings, merchant, customer, [VIEW, READ_PII])
+    assert after == [(None, True), ("", True), ("", None)]
+    assert len(audit_rows(settings, customer)) == 3

@@ -21,10 +21,10 @@ from fastavro import parse_schema, schemaless_writer
 
 from core_app.settings import Settings
 from core_app.topics import DEAD_LETTER, RFM_UPDATED
-from tests.helpers import WorkerProcess, eventually
-from tests.integration.conftest import pg
-from tests.integration.events import at, common, customer_rows, insert_customers, new_merchant, read_topic
-from tests.integration.partitioning import rest_states
+from tests.support.db import pg
+from tests.support.events import at, common, customer_rows, insert_customers, new_merchant, read_topic
+from tests.support.partitioning import rest_states
+from tests.support.processes import WorkerProcess, eventually
 
 POISON = 50
 CONTRACT = Path(__file__).resolve().parents[2] / "avro" / "rfm.updated.avsc"

@@ -16,11 +16,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from core_app.end_offsets import confirm_end_offsets
+from core_app.end_offsets import EndOffsetProbe, confirm_end_offsets
 from core_app.events.codec import EventCodec
 from core_app.settings import Settings
-from tests.helpers import eventually, metric, running_tansu, start_worker, stop_process, wait_ready
-from tests.integration.events import at, insert_customers, new_merchant, produce, rfm
+from tests.support.events import at, insert_customers, new_merchant, produce, rfm
+from tests.support.processes import eventually, metric, running_tansu, start_worker, stop_process, wait_ready
 
 
 async def test_tansu_under_reports_end_offsets_and_the_probe_finds_the_true_end() -> None:
@@ -50,6 +50,12 @@ async def test_tansu_under_reports_end_offsets_and_the_probe_finds_the_true_end(
                 assert confirmed[tp] == true_end, (
                     f"batch of {size}: probe found {confirmed[tp]}, want {true_end}"
                 )
+            # The watchdog's way in (D226): ListOffsets and the confirming fetch in one call.
+            probe = EndOffsetProbe({"bootstrap_servers": bootstrap}, client_id="test-watchdog")
+            try:
+                assert await probe.end_offsets([tp]) == {tp: true_end}
+            finally:
+                await probe.close()
         finally:
             await consumer.stop()
             await producer.stop()

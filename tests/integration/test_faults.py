@@ -6,12 +6,7 @@ its own throwaway cluster, never the shared one.
 
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
 import signal
-import subprocess
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,24 +16,24 @@ from aiokafka import AIOKafkaProducer
 from core_app.events.codec import EventCodec
 from core_app.migrate import migrate
 from core_app.settings import Settings
-from tests.helpers import (
-    WorkerProcess,
-    diagnose,
-    eventually,
-    free_port,
-    metric,
-    running_tansu,
-    start_worker,
-    stop_process,
-    wait_ready,
-)
-from tests.integration.events import (
+from tests.support.events import (
     expected_final_state,
     insert_customers,
     mixed_stream,
     new_merchant,
     produce,
     wait_for_postgres,
+)
+from tests.support.postgres import ThrowawayPostgres
+from tests.support.processes import (
+    WorkerProcess,
+    diagnose,
+    eventually,
+    metric,
+    running_tansu,
+    start_worker,
+    stop_process,
+    wait_ready,
 )
 
 
@@ -96,44 +91,6 @@ async def test_sigkill_mid_stream_loses_and_regresses_nothing(
             raise AssertionError(f"{exc}\n{await diagnose(restarted)}") from None
     finally:
         stop_process(restarted.process)
-
-
-class ThrowawayPostgres:
-    """A PostgreSQL cluster of our own in a temp dir (run as `postgres` when we are root)."""
-
-    def __init__(self) -> None:
-        self.bindir = next(Path("/usr/lib/postgresql").glob("*/bin"))
-        self.root = Path(tempfile.mkdtemp(prefix="core-pg-"))
-        self.data = self.root / "data"
-        self.port = free_port()
-        self.as_postgres = os.geteuid() == 0
-
-    def _run(self, *argv: str) -> None:
-        command = [str(self.bindir / argv[0]), *argv[1:]]
-        if self.as_postgres:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
-
-    def init(self) -> None:
-        if self.as_postgres:
-            user = pwd.getpwnam("postgres")
-            os.chown(self.root, user.pw_uid, user.pw_gid)
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")
-        self.start()
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
-
-    def stop(self, mode: str = "immediate") -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
-
-    def remove(self) -> None:
-        try:
-            self.stop("fast")
-        except subprocess.CalledProcessError:
-            pass
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@ from aiokafka import AIOKafkaProducer
 
 from core_app.events.codec import EventCodec
 from core_app.settings import Settings
-from tests.helpers import WorkerProcess, eventually
-from tests.integration.events import at, insert_customers, new_merchant, produce, rfm
+from tests.support.api import graphql
+from tests.support.events import at, insert_customers, new_merchant, produce, rfm
+from tests.support.processes import WorkerProcess, eventually
 
 RFM_QUERY = """query($m: ID!, $c: ID!) {
   getCustomerRFM(merchant_id: $m, customer_id: $c) { recency frequency monetary }
@@ -16,15 +17,6 @@ RFM_QUERY = """query($m: ID!, $c: ID!) {
 CREATE = """mutation($m: ID!, $input: CustomerInput!) {
   createCustomer(merchant_id: $m, input: $input) { id merchant_id email metadata rfm_score created_at }
 }"""
-
-
-async def graphql(worker: WorkerProcess, query: str, variables: dict) -> dict:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(f"{worker.url}/graphql", json={"query": query, "variables": variables}) as response,
-    ):
-        assert response.status == 200, await response.text()
-        return await response.json()
 
 
 async def test_query_and_mutation_go_through_the_service_layer(

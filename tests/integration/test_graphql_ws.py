@@ -11,8 +11,8 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaProducer
 
-from tests.helpers import WorkerProcess
-from tests.integration.live import new_id, produce_updates, progress, wait_subscribers
+from tests.support.live import new_id, produce_updates, progress, wait_subscribers
+from tests.support.processes import WorkerProcess
 from views.graphql import graphql_handler
 
 PROTOCOL = "graphql-transport-ws"

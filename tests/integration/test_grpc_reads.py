@@ -13,8 +13,8 @@ from core_app.events.codec import EventCodec
 from core_app.rpc.generated.core.v1 import core_pb2 as pb
 from core_app.rpc.generated.core.v1.core_grpc import CoreServiceStub
 from core_app.settings import Settings
-from tests.helpers import WorkerProcess, eventually
-from tests.integration.events import at, get_customer, insert_customers, new_merchant, produce, rfm
+from tests.support.events import at, get_customer, insert_customers, new_merchant, produce, rfm
+from tests.support.processes import WorkerProcess, eventually
 
 
 async def test_get_customer_rfm_answers_from_the_table(
@@ -40,12 +40,22 @@ async def test_get_customer_rfm_answers_from_the_table(
     assert full.email == ""
 
 
+# Fixed ids: parameters must be the same in every collecting process (pytest-xdist).
+UNKNOWN_MERCHANT = "0c9e8d7f-6a5b-4c3d-9e1f-2a3b4c5d6e03"
+UNKNOWN_CUSTOMER = "9f8e7d6c-5b4a-4392-8a1b-0c2d3e4f5a04"
+
+
 @pytest.mark.parametrize(
     ("merchant_id", "customer_id", "status", "text"),
     [
-        ("not-a-uuid", str(uuid.uuid4()), Status.INVALID_ARGUMENT, "merchant_id"),
-        (str(uuid.uuid4()), "", Status.INVALID_ARGUMENT, "customer_id"),
-        (str(uuid.uuid4()), str(uuid.uuid4()), Status.NOT_FOUND, "not found"),
+        ("not-a-uuid", "2f1c3a9e-6b1d-4c55-9a57-0d2a1f6c9e01", Status.INVALID_ARGUMENT, "merchant_id"),
+        ("7d0b8c44-1e2f-4a3b-8c9d-5e6f7a8b9c02", "", Status.INVALID_ARGUMENT, "customer_id"),
+        (
+            "0c9e8d7f-6a5b-4c3d-9e1f-2a3b4c5d6e03",
+            "9f8e7d6c-5b4a-4392-8a1b-0c2d3e4f5a04",
+            Status.NOT_FOUND,
+            "not found",
+        ),
     ],
 )
 async def test_bad_or_unknown_ids_get_grpc_status_codes(

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.helpers import (
+from tests.support.processes import (
     PrivateRedis,
     WorkerProcess,
     eventually,

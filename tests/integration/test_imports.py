@@ -10,7 +10,6 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import psycopg2.extras
@@ -26,17 +25,15 @@ from core_app.rpc.generated.core.v1 import core_pb2 as pb
 from core_app.rpc.generated.core.v1.core_grpc import CoreServiceStub
 from core_app.security.cli import set_flag
 from core_app.security.flags import CUSTOMER_IMPORT
-from core_app.settings import REPO_ROOT, Settings
+from core_app.settings import Settings
 from core_app.topics import CUSTOMER_CREATED, CUSTOMER_UPDATED, IMPORT_INITIATED, UPDATES
-from tests.conftest import import_root
-from tests.helpers import WorkerProcess, eventually, metric
-from tests.import_data import shopify_csv
-from tests.integration.conftest import pg
-from tests.integration.events import customer_rows, get_customer, new_merchant, read_topic
-from tests.integration.file_server import FileServer
-from tests.integration.test_graphql import graphql
+from tests.support.api import graphql
+from tests.support.db import pg
+from tests.support.events import customer_rows, get_customer, new_merchant, read_topic
+from tests.support.file_server import FileServer
+from tests.support.imports import DATA, get_imports, import_root, post_import, shopify_csv, wait_final
+from tests.support.processes import WorkerProcess, eventually, metric
 
-DATA = REPO_ROOT / "tests" / "data"
 RETURNING = "returning.customer@example.com"
 START = """mutation($m: ID!, $s: String!, $u: String!) {
   importCustomers(merchant_id: $m, source: $s, file_url: $u) {
@@ -46,39 +43,6 @@ START = """mutation($m: ID!, $s: String!, $u: String!) {
 LOGS = """query($m: ID!, $s: String) {
   getImportLogs(merchant_id: $m, status: $s) { import_id status record_count error_log }
 }"""
-
-
-@pytest.fixture(scope="session")
-async def file_server():
-    server = FileServer()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-async def post_import(worker: WorkerProcess, body: object) -> tuple[int, dict[str, Any]]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(f"{worker.url}/core/v1/imports", json=body) as response,
-    ):
-        return response.status, await response.json()
-
-
-async def get_imports(worker: WorkerProcess, **params: str) -> tuple[int, dict[str, Any]]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{worker.url}/core/v1/imports", params=params) as response,
-    ):
-        return response.status, await response.json()
-
-
-async def wait_final(worker: WorkerProcess, merchant_id: str, import_id: str, timeout: float = 90) -> dict:
-    async def final() -> dict | None:
-        status, log = await get_imports(worker, merchant_id=merchant_id, import_id=import_id)
-        assert status == 200, log
-        return log if log["status"] in ("completed", "failed") else None
-
-    return await eventually(final, timeout=timeout, interval=0.3)
 
 
 async def create_customer(worker: WorkerProcess, merchant_id: str, email: str, metadata: dict) -> str:

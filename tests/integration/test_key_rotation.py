@@ -23,6 +23,7 @@ from core_app.security.api_keys import new_api_key
 from core_app.security.crypto import kek_from_setting, open_sealed
 from core_app.security.shredding import DataKeyStore, KeyShredded
 from core_app.settings import Settings
+from tests.support.events import new_merchant
 
 OLD_KEK, NEW_KEK = (base64.b64encode(os.urandom(32)).decode() for _ in range(2))
 OLD_EMAIL_KEY, NEW_EMAIL_KEY = ("old-email-key-" + "o" * 32, "new-email-key-" + "n" * 32)
@@ -70,10 +71,9 @@ async def run_keys(settings: Settings, action: str, **env: str) -> tuple[int, st
 
 async def seed(settings: Settings) -> tuple[str, dict[str, str], dict[str, str], tuple[str, str]]:
     """Customers with emails in PostgreSQL and sealed copies under their data keys, one shredded."""
-    merchant = str(uuid.uuid4())
+    merchant = new_merchant(settings)
     emails = {str(uuid.uuid4()): f"person{i}@example.com" for i in range(CUSTOMERS)}
     with connect(settings) as conn, conn.cursor() as cur:
-        cur.execute("INSERT INTO merchants (id, shop_domain) VALUES (%s, 'rot.myshopify.com')", (merchant,))
         for customer_id, email in emails.items():
             cur.execute(
                 "INSERT INTO customers (id, merchant_id, email) VALUES (%s, %s, %s)",

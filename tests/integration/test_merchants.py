@@ -19,7 +19,7 @@ from core_app.domain.errors import Conflict, ValidationFailed
 from core_app.security.crypto import kek_from_setting
 from core_app.services import merchants
 from core_app.settings import Settings
-from tests.integration.conftest import pg
+from tests.support.db import pg
 
 
 def shop() -> str:

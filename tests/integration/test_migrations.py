@@ -14,8 +14,8 @@ from core_app.domain.email import email_hash
 from core_app.domain.pii import PII_KEYS
 from core_app.migrate import migrate, pending_migrations
 from core_app.settings import Settings
-from tests.integration.conftest import pg
-from tests.integration.events import new_merchant
+from tests.support.db import pg
+from tests.support.events import new_merchant
 
 PLAN_INDEXES = {
     "idx_customers_merchant_id",
@@ -138,7 +138,7 @@ def test_plan_indexes_exist_by_name(settings: Settings) -> None:
     assert "(merchant_id, status)" in found["idx_customer_import_logs_merchant_id_status"]
 
 
-def test_customers_and_import_logs_are_hash_partitioned(settings: Settings) -> None:
+def test_customers_import_logs_and_timeline_are_hash_partitioned(settings: Settings) -> None:
     with pg(settings) as conn, conn.cursor() as cur:
         cur.execute(
             """SELECT c.relname, p.partstrat FROM pg_partitioned_table p
@@ -147,7 +147,7 @@ def test_customers_and_import_logs_are_hash_partitioned(settings: Settings) -> N
         partitioned = dict(cur.fetchall())
         cur.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'customers'::regclass")
         partitions = cur.fetchone()[0]
-    assert partitioned == {"customers": "h", "customer_import_logs": "h"}
+    assert partitioned == {"customers": "h", "customer_import_logs": "h", "customer_timeline": "h"}
     assert partitions == 8
 
 

@@ -31,20 +31,25 @@ from core_app.rpc.generated.core.v1.core_grpc import CoreServiceStub
 from core_app.security.principal import FULL
 from core_app.settings import REPO_ROOT, Settings
 from scripts import gen_monitoring
-from tests.auth import ApiCredentials, create_api_credentials, grpc_metadata, mint_jwt, signed_session
-from tests.helpers import WorkerProcess, eventually, running_tansu, start_worker, stop_process, wait_ready
-from tests.integration.events import at, new_merchant, produce, rfm
-from tests.integration.file_server import FileServer
-from tests.integration.ops_fakes import FakeConsul, FakePostHog, RunningPrometheus
-from tests.promql_names import TARGET_LABELS, uses
+from tests.support.auth import ApiCredentials, create_api_credentials, grpc_metadata, mint_jwt, signed_session
+from tests.support.events import at, new_merchant, produce, rfm
+from tests.support.file_server import FileServer
+from tests.support.ops_fakes import FakeConsul, FakePostHog, RunningPrometheus
+from tests.support.processes import (
+    WorkerProcess,
+    eventually,
+    running_tansu,
+    start_worker,
+    stop_process,
+    wait_ready,
+)
+from tests.support.promql_names import TARGET_LABELS, uses
 
 RULES = REPO_ROOT / "deploy" / "prometheus" / "rules" / "core.rules.yml"
 # Named by a rule or panel but not exported yet: the feature that owns the data is not built. Each
 # must be absent from /metrics (so this list shrinks as features land) and is unit-tested on
 # synthetic series in deploy/prometheus/tests/core.rules.test.yml.
-PENDING = {
-    "core_gdpr_request_oldest_open_age_seconds": "GDPR request tracking (no request table yet)",
-}
+PENDING: dict[str, str] = {}  # core_gdpr_request_oldest_open_age_seconds came off with issue 17 (D160)
 FROM_PROMETHEUS = {"up"}  # a scrape's own series
 
 

@@ -19,7 +19,9 @@ from core_app.events.codec import EventCodec
 from core_app.migrate import migrate
 from core_app.settings import Settings
 from core_app.topics import DEAD_LETTER
-from tests.helpers import (
+from tests.support.db import pg
+from tests.support.events import at, customer_rows, get_customer, new_merchant, produce, read_topic, rfm
+from tests.support.processes import (
     WorkerProcess,
     eventually,
     metric,
@@ -28,8 +30,6 @@ from tests.helpers import (
     stop_process,
     wait_ready,
 )
-from tests.integration.conftest import pg
-from tests.integration.events import at, customer_rows, get_customer, new_merchant, produce, read_topic, rfm
 
 CREATED_AFTER = 30.0  # seconds between the event and its customer
 TTL = 40.0

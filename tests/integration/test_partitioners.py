@@ -16,7 +16,9 @@ import pytest
 
 from core_app.events.codec import EventCodec
 from core_app.settings import Settings
-from tests.helpers import (
+from tests.support.events import at, expected_final_state, insert_customers, new_merchant, points, rfm
+from tests.support.partitioning import STRATEGIES, Event, Producers, wait_for_agreement
+from tests.support.processes import (
     WorkerProcess,
     diagnose,
     eventually,
@@ -26,8 +28,6 @@ from tests.helpers import (
     stop_process,
     wait_ready,
 )
-from tests.integration.events import at, expected_final_state, insert_customers, new_merchant, points, rfm
-from tests.integration.partitioning import STRATEGIES, Event, Producers, wait_for_agreement
 
 KEYS = 2000
 PARTITIONS = 4  # KAFKA_TOPIC_PARTITIONS of the test workers

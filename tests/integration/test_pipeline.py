@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import struct
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -17,9 +18,8 @@ from schema_registry.client.schema import AvroSchema
 from core_app.events.codec import EventCodec
 from core_app.settings import Settings
 from core_app.topics import CUSTOMER_UPDATED, DEAD_LETTER, RFM_UPDATED
-from tests.helpers import WorkerProcess, eventually
-from tests.integration.conftest import pg
-from tests.integration.events import (
+from tests.support.db import pg
+from tests.support.events import (
     at,
     customer_rows,
     expected_final_state,
@@ -34,6 +34,7 @@ from tests.integration.events import (
     rfm,
     wait_for_postgres,
 )
+from tests.support.processes import WorkerProcess, eventually
 
 TOPIC_CASES = {
     "rfm.updated": (
@@ -122,6 +123,17 @@ async def test_event_reaches_table_then_postgres_then_customer_updated(
                 (customer_id, merchant_id),
             )
             assert cur.fetchall() == [("gdpr.redact", "dpo@shop")]
+
+        async def tracked() -> bool:  # AdminCore's REDACT is a tracked request, done once applied (D160)
+            with pg(settings) as conn, conn.cursor() as cur:
+                cur.execute(
+                    "SELECT kind, source, status, deadline_at - received_at FROM gdpr_requests"
+                    " WHERE merchant_id = %s AND customer_id = %s",
+                    (merchant_id, customer_id),
+                )
+                return cur.fetchall() == [("redact", "admincore", "done", timedelta(days=30))]
+
+        await eventually(tracked, timeout=10)
     else:
         assert row["metadata"]["vip"] is True  # merges keep what was there
 
@@ -332,7 +344,7 @@ async def test_events_keyed_another_way_are_rekeyed_then_applied(
         )
 
     await eventually(all_applied)
-    from tests.helpers import metric
+    from tests.support.processes import metric
 
     assert await metric(worker, "core_events_rekeyed_total", topic=RFM_UPDATED) >= 3
 
@@ -392,25 +404,25 @@ async def test_the_standalone_sinks_dead_letters_keep_the_records_headers_and_ti
     worker: WorkerProcess, settings: Settings, tansu: str
 ) -> None:
     """`core sink` sends dead letters with its own producer, through the same headers (D150)."""
-    from core_app.sink import KafkaDeadLetters
+    from core_app.dead_lettering import KafkaDeadLetters
+    from core_app.services.ports import FailedRecord
 
     dead_letters = KafkaDeadLetters(settings.model_copy(update={"kafka_broker": tansu}))
     key = f"sink-{uuid.uuid4()}".encode()
-    await dead_letters.producer.start()
+    await dead_letters.start()
     try:
-        await dead_letters(
+        record = FailedRecord(
             key=key,
             value=b"{}",
             origin="core-customers-changelog",
             partition=2,
             offset=9,
-            kind="sink_rejected",
-            reason="violates foreign key",
-            headers=[("trace_id", b"s-2"), ("error_kind", b"theirs")],
+            headers=(("trace_id", b"s-2"), ("error_kind", b"theirs")),
             timestamp_ms=1_700_000_000_999,
         )
+        await dead_letters.dead_letter(record, "sink_rejected", "violates foreign key")
     finally:
-        await dead_letters.producer.stop()
+        await dead_letters.stop()
     [letter] = await read_topic(tansu, DEAD_LETTER, lambda r: r.key == key, 1)
     headers = dict(letter.headers)
     assert headers["error_kind"] == b"sink_rejected" and headers["original.error_kind"] == b"theirs"

@@ -28,7 +28,9 @@ from core_app.events.codec import EventCodec
 from core_app.rpc.generated.core.v1 import core_pb2 as pb
 from core_app.rpc.generated.core.v1.core_grpc import CoreServiceStub
 from core_app.settings import Settings
-from tests.helpers import (
+from tests.support.db import pg
+from tests.support.events import at, insert_customers, new_merchant, produce, rfm
+from tests.support.processes import (
     WorkerProcess,
     eventually,
     metric,
@@ -37,8 +39,6 @@ from tests.helpers import (
     stop_process,
     wait_ready,
 )
-from tests.integration.conftest import pg
-from tests.integration.events import at, insert_customers, new_merchant, produce, rfm
 
 DAY = 24 * 3600
 SOURCES = ("table", "owner", "redis", "postgres")

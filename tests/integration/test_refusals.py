@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 
 from core_app.settings import Settings
-from tests.helpers import WorkerProcess, eventually
-from tests.integration.events import new_merchant
+from tests.support.events import new_merchant
+from tests.support.processes import WorkerProcess, eventually
 
 MIB = 1024 * 1024
 TYPENAME = "{ __typename }"
@@ -233,7 +233,7 @@ async def test_rest_and_http_refusals_are_one_line_each(worker: WorkerProcess) -
 async def test_a_forbidden_graphql_read_is_one_warning_line(
     secure_worker: WorkerProcess, settings: Settings
 ) -> None:
-    from tests.auth import mint_jwt
+    from tests.support.auth import mint_jwt
 
     mine_merchant, other = new_merchant(settings), new_merchant(settings)
     token = mint_jwt(mine_merchant, ["admin:customers:view"])
@@ -268,7 +268,7 @@ async def upgrade_refused(worker: WorkerProcess, path: str, params: dict[str, st
 async def test_a_stream_upgrade_with_a_bad_or_foreign_token_is_refused_before_the_upgrade(
     secure_worker: WorkerProcess, settings: Settings
 ) -> None:
-    from tests.auth import mint_jwt
+    from tests.support.auth import mint_jwt
 
     merchant, other = new_merchant(settings), new_merchant(settings)
     path = "/core/v1/updates/stream"

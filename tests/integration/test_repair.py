@@ -15,10 +15,10 @@ from core_app.domain.customer import CustomerState
 from core_app.events.codec import EventCodec
 from core_app.routing import key_partition
 from core_app.settings import Settings
-from tests.helpers import WorkerProcess, eventually
-from tests.integration.conftest import pg
-from tests.integration.events import at, customer_rows, insert_customers, new_merchant, produce, rfm
-from tests.integration.partitioning import rest_states
+from tests.support.db import pg
+from tests.support.events import at, customer_rows, insert_customers, new_merchant, produce, rfm
+from tests.support.partitioning import rest_states
+from tests.support.processes import WorkerProcess, eventually
 
 PARTITIONS = 4
 CUSTOMERS = 20

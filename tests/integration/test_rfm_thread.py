@@ -13,9 +13,9 @@ from aiokafka import AIOKafkaProducer
 from core_app.events.codec import EventCodec
 from core_app.settings import Settings
 from core_app.topics import DEAD_LETTER, RFM_UPDATED
-from tests.helpers import WorkerProcess, eventually, metric
-from tests.integration.conftest import pg
-from tests.integration.events import get_customer, insert_customers, new_merchant, read_topic
+from tests.support.db import pg
+from tests.support.events import get_customer, insert_customers, new_merchant, read_topic
+from tests.support.processes import WorkerProcess, eventually, metric
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

@@ -11,7 +11,7 @@ from schema_registry.client.schema import AvroSchema
 
 from core_app.schema_registry.run import start_registry
 from core_app.settings import Settings
-from tests.helpers import free_port
+from tests.support.processes import free_port
 
 
 def schema(*fields: dict, name: str = "Probe") -> AvroSchema:

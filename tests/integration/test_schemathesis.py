@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from core_app.settings import REPO_ROOT
-from tests.helpers import ARTIFACTS, WorkerProcess
+from tests.support.processes import ARTIFACTS, WorkerProcess
 
 
 def without_security(target: Path) -> Path:

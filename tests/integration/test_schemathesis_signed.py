@@ -21,10 +21,11 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
+from core_app.security.principal import FULL, READ_PII
 from core_app.settings import REPO_ROOT, Settings
-from tests.auth import ApiCredentials, create_api_credentials
-from tests.helpers import ARTIFACTS, WorkerProcess, free_port
-from tests.integration.events import new_merchant
+from tests.support.auth import ApiCredentials, create_api_credentials
+from tests.support.events import new_merchant
+from tests.support.processes import ARTIFACTS, WorkerProcess, free_port
 
 HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive"}
 
@@ -70,7 +71,8 @@ def forwarder(target: str, creds: ApiCredentials) -> web.Application:
 
 @pytest.fixture
 async def signing_forwarder(secure_worker: WorkerProcess, settings: Settings) -> AsyncIterator[str]:
-    creds = create_api_credentials(settings, new_merchant(settings))
+    # With the PII scope too, so the GDPR export route is reached past its permission check.
+    creds = create_api_credentials(settings, new_merchant(settings), [FULL, READ_PII])
     runner = web.AppRunner(forwarder(secure_worker.url, creds))
     await runner.setup()
     port = free_port()

@@ -20,22 +20,22 @@ from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from grpclib.server import Server
 
+from core_app.components import Components
 from core_app.rpc.core_service import CoreService
-from core_app.rpc.generated.auth.v1 import auth_pb2
-from core_app.rpc.generated.auth.v1.auth_grpc import AuthServiceBase
 from core_app.rpc.generated.core.v1 import core_pb2 as pb
 from core_app.rpc.generated.core.v1.core_grpc import CoreServiceStub
-from core_app.rpc.generated.roles.v1 import roles_pb2
-from core_app.rpc.generated.roles.v1.roles_grpc import RolesServiceBase
-from core_app.security import set_security
+from core_app.runtime import Runtime
+from core_app.security.generated.auth.v1 import auth_pb2
+from core_app.security.generated.auth.v1.auth_grpc import AuthServiceBase
+from core_app.security.generated.roles.v1 import roles_pb2
+from core_app.security.generated.roles.v1.roles_grpc import RolesServiceBase
 from core_app.security.grpc_listener import install_grpc_security
 from core_app.security.layer import SecurityLayer
 from core_app.security.principal import EDIT, FULL, VIEW
 from core_app.settings import Settings
-from tests.auth import bearer, grpc_metadata, mint_jwt
-from tests.helpers import free_port
-from tests.integration.security_support import open_layer, serve
-from tests.integration.test_security_http import ROUTES
+from tests.support.auth import bearer, grpc_metadata, mint_jwt
+from tests.support.processes import free_port
+from tests.support.security import ROUTES, open_layer, serve
 
 
 class FakeAuth(AuthServiceBase):
@@ -86,18 +86,20 @@ async def grpc_server(handlers: list, layer: SecurityLayer | None = None) -> Asy
         await server.wait_closed()
 
 
+def core_service(layer: SecurityLayer) -> CoreService:
+    """The handler over the layer's own pool and Redis (no codec: these RPCs never decode events)."""
+    runtime = Runtime(layer.settings, layer.pool, layer.redis, codec=None, health=None)  # type: ignore[arg-type]
+    return CoreService(Components.of(runtime, layer))
+
+
 @asynccontextmanager
 async def core_client(layer: SecurityLayer) -> AsyncIterator[CoreServiceStub]:
-    set_security(layer)
-    try:
-        async with grpc_server([CoreService(), Health()], layer) as port:
-            channel = Channel("127.0.0.1", port)
-            try:
-                yield CoreServiceStub(channel)
-            finally:
-                channel.close()
-    finally:
-        set_security(None)
+    async with grpc_server([core_service(layer), Health()], layer) as port:
+        channel = Channel("127.0.0.1", port)
+        try:
+            yield CoreServiceStub(channel)
+        finally:
+            channel.close()
 
 
 async def status_of(call) -> Status | None:
@@ -141,7 +143,7 @@ async def test_every_rpc_needs_a_valid_token_and_the_callers_merchant(settings: 
 
 
 async def test_health_checks_need_no_credentials(settings: Settings) -> None:
-    async with open_layer(settings) as layer, grpc_server([CoreService(), Health()], layer) as port:
+    async with open_layer(settings) as layer, grpc_server([core_service(layer), Health()], layer) as port:
         channel = Channel("127.0.0.1", port)
         try:
             reply = await HealthStub(channel).Check(HealthCheckRequest())

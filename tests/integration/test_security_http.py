@@ -11,57 +11,20 @@ import uuid
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from core_app.security import RFM_SCORE, VIEW, guard, set_security
+from core_app.security import RFM_SCORE, VIEW
 from core_app.security.cli import change_allowlist, set_flag
-from core_app.security.http import PRINCIPAL
-from core_app.security.principal import EDIT, FULL, current_principal
+from core_app.security.principal import EDIT, FULL
 from core_app.settings import DEV_INTERNAL_TOKEN, Settings
-from tests.auth import bearer, create_api_credentials, mint_jwt, signed_session
-from tests.integration.events import new_merchant
-from tests.integration.security_support import open_layer, serve
-
-
-async def whoami(request: web.Request) -> web.Response:
-    principal = current_principal.get()
-    assert principal is request[PRINCIPAL]
-    merchant = request.query.get("merchant_id")
-    if merchant is not None:
-        await guard(merchant, VIEW, flag=RFM_SCORE if request.query.get("flag") else None)
-    body = await request.read()
-    return web.json_response(
-        {
-            "subject": principal.subject if principal else None,
-            "merchant_id": principal.merchant_id if principal else None,
-            "client_ip": principal.client_ip if principal else None,
-            "body": len(body),
-        }
-    )
-
-
-async def health(_request: web.Request) -> web.Response:
-    return web.json_response({"principal": current_principal.get() is not None})
-
-
-ROUTES = [
-    ("GET", "/core/v1/whoami", whoami),
-    ("POST", "/core/v1/whoami", whoami),
-    ("*", "/graphql", whoami),
-    ("GET", "/internal/v1/whoami", whoami),
-    ("GET", "/health", health),
-]
+from tests.support.auth import bearer, create_api_credentials, mint_jwt, signed_session
+from tests.support.events import new_merchant
+from tests.support.security import ROUTES, open_layer, serve
 
 
 @pytest.fixture
 async def app(settings: Settings):
-    async with open_layer(settings) as layer:
-        set_security(layer)
-        try:
-            async with serve(layer, ROUTES) as url:
-                yield url
-        finally:
-            set_security(None)
+    async with open_layer(settings) as layer, serve(layer, ROUTES) as url:
+        yield url
 
 
 async def test_signed_rest_request_is_authenticated(app: str, settings: Settings) -> None:
@@ -232,5 +195,18 @@ async def test_internal_routes_want_the_internal_token_and_health_wants_nothing(
         headers = {"X-Internal-Token": DEV_INTERNAL_TOKEN}
         async with http.get(f"{app}/internal/v1/whoami", headers=headers) as response:
             assert response.status == 200 and (await response.json())["subject"] == "internal"
-        async with http.get(f"{app}/health") as response:
-            assert response.status == 200 and await response.json() == {"principal": False}
+        for probe in ("/health", "/live"):  # the orchestrator's probes carry no credentials
+            async with http.get(f"{app}{probe}") as response:
+                assert response.status == 200 and await response.json() == {"principal": False}
+
+
+async def test_favicon_is_404_without_credentials_and_other_methods_still_need_them(app: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        for method in ("GET", "HEAD"):
+            async with http.request(method, f"{app}/favicon.ico") as response:
+                assert response.status == 404, method
+                assert "WWW-Authenticate" not in response.headers
+        async with http.get(f"{app}/favicon.ico") as response:
+            assert (await response.json())["error"]["code"] == "NOT_FOUND"
+        async with http.post(f"{app}/favicon.ico") as response:
+            assert response.status == 401  # public for a browser's GET only

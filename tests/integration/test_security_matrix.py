@@ -1,5 +1,5 @@
 """Security matrix: every route, query, mutation, subscription and RPC x every refusal case, against a
-real worker with the security layer on (tests/auth.py `secure_worker`).
+real worker with the security layer on (tests/support/auth.py `secure_worker`).
 
 Run it alone:  .venv/bin/pytest tests/integration/test_security_matrix.py -q -rA
 It reports how many cases ran ("security matrix: N cases ...") at the end of the session.
@@ -27,11 +27,11 @@ from grpclib.const import Status
 
 from core_app.rpc.generated.core.v1 import core_pb2 as pb
 from core_app.rpc.generated.core.v1.core_grpc import CoreServiceStub
-from core_app.security.principal import EDIT, FULL, VIEW
+from core_app.security.principal import EDIT, FULL, READ_PII, VIEW
 from core_app.settings import Settings
-from tests.auth import ApiCredentials, bearer, create_api_credentials, grpc_metadata, mint_jwt
-from tests.helpers import WorkerProcess
-from tests.integration.events import insert_customers, new_merchant
+from tests.support.auth import ApiCredentials, bearer, create_api_credentials, grpc_metadata, mint_jwt
+from tests.support.events import insert_customers, new_merchant
+from tests.support.processes import WorkerProcess
 
 THRESHOLDS = {
     "recency": {"min": 1, "max": 90},
@@ -85,6 +85,10 @@ GQL_CUSTOMERS = (
     " { edges { node { id email } } pageInfo { hasNextPage } } }"
 )
 GQL_SEGMENTS = "query($m: ID!) { segmentCounts(merchant_id: $m) { total segments { segment customers } } }"
+GQL_TIMELINE = (
+    "query($m: ID!, $c: ID!) { customerTimeline(merchant_id: $m, customer_id: $c, first: 5)"
+    " { redacted entries { kind reason } } }"
+)
 SUB_CUSTOMER = "subscription($m: ID!) { onCustomerUpdate(merchant_id: $m) { id } }"
 SUB_IMPORT = "subscription($m: ID!, $c: ID!) { onImportProgress(merchant_id: $m, import_id: $c) { status } }"
 NOT_GUARDED = "use case not served yet: it must call guard() when it lands"
@@ -114,6 +118,14 @@ ROUTES: list[Route] = [
         lambda m, c: {"params": {"merchant_id": m}},
         "GET",
         "/core/v1/segments",
+    ),
+    Route(
+        "GET /core/v1/customers/{customer_id}/timeline",
+        "rest",
+        VIEW,
+        lambda m, c: {"params": {"merchant_id": m, "limit": "5"}},
+        "GET",
+        "/core/v1/customers/{customer_id}/timeline",
     ),
     Route(
         "POST /core/v1/customers",
@@ -166,12 +178,21 @@ ROUTES: list[Route] = [
         "GET",
         "/core/v1/admin/dlq",
     ),
+    Route(
+        "GET /core/v1/gdpr/exports/{export_id}",
+        "rest",
+        READ_PII,  # admin:customers:view plus the PII scope, which no role implies (D132, D161)
+        lambda m, c: {"params": {"merchant_id": m}},
+        "GET",
+        f"/core/v1/gdpr/exports/{uuid.uuid4()}",  # none: allowed means 404, refused 401/403
+    ),
     Route("query getCustomer", "graphql", VIEW, lambda m, c: (GQL_CUSTOMER, {"m": m, "c": c})),
     Route("query getCustomerRFM", "graphql", VIEW, lambda m, c: (GQL_RFM, {"m": m, "c": c})),
     Route("query getProgramSettings", "graphql", VIEW, lambda m, c: (GQL_SETTINGS, {"m": m})),
     Route("query getImportLogs", "graphql", VIEW, lambda m, c: (GQL_IMPORT_LOGS, {"m": m})),
     Route("query customers", "graphql", VIEW, lambda m, c: (GQL_CUSTOMERS, {"m": m})),
     Route("query segmentCounts", "graphql", VIEW, lambda m, c: (GQL_SEGMENTS, {"m": m})),
+    Route("query customerTimeline", "graphql", VIEW, lambda m, c: (GQL_TIMELINE, {"m": m, "c": c})),
     Route(
         "mutation createCustomer",
         "graphql",
@@ -237,6 +258,13 @@ ROUTES: list[Route] = [
         "GetSegmentCounts",
     ),
     Route(
+        "rpc UnsealEmail",
+        "grpc",
+        READ_PII,  # admin:customers:view and customers:read_pii; too few: every role, not the scope
+        lambda m, c: pb.UnsealEmailRequest(merchant_id=m, customer_id=c, sealed_email="ce1:AAAA"),
+        "UnsealEmail",
+    ),
+    Route(
         "rpc CreateCustomer",
         "grpc",
         EDIT,
@@ -282,7 +310,7 @@ CASES = {
     "wrong_merchant": FORBIDDEN,
     "too_few_permissions": FORBIDDEN,
 }
-BELOW = {VIEW: [], EDIT: [VIEW], FULL: [EDIT]}
+BELOW = {VIEW: [], EDIT: [VIEW], FULL: [EDIT], READ_PII: [FULL]}  # FULL lacks the PII scope
 
 
 def applies(route: Route, case: str) -> bool:
@@ -341,6 +369,7 @@ def tenant(settings: Settings) -> Tenant:
     merchant = new_merchant(settings)
     [(customer, _)] = insert_customers(settings, merchant, 1)
     keys = {p: create_api_credentials(settings, merchant, [p]) for p in (VIEW, EDIT, FULL)}
+    keys[READ_PII] = create_api_credentials(settings, merchant, [VIEW, READ_PII])
     return Tenant(merchant, customer, new_merchant(settings), keys)
 
 
@@ -368,8 +397,9 @@ async def call_rest(worker: WorkerProcess, route: Route, case: str, tenant: Tena
     spec = route.build(target, tenant.customer_id)
     body = json.dumps(spec["json"]).encode() if "json" in spec else b""
     query = "&".join(f"{k}={v}" for k, v in spec.get("params", {}).items())
-    path_qs = route.path + (f"?{query}" if query else "")
-    key = tenant.keys[BELOW[route.permission][-1] if case == "too_few_permissions" else FULL]
+    path_qs = route.path.format(customer_id=tenant.customer_id) + (f"?{query}" if query else "")
+    valid = READ_PII if route.permission == READ_PII else FULL
+    key = tenant.keys[BELOW[route.permission][-1] if case == "too_few_permissions" else valid]
     headers = {"Content-Type": "application/json"} if body else {}
     if case != "no_credentials":
         stamp = int(time.time()) - 301 if case == "expired_token" else None
@@ -399,7 +429,7 @@ def token_for(case: str, route: Route, tenant: Tenant) -> str | None:
         return mint_jwt(tenant.merchant_id, [FULL], secret="not-the-configured-secret-000000000")
     if case == "too_few_permissions":
         return mint_jwt(tenant.merchant_id, BELOW[route.permission])
-    return mint_jwt(tenant.merchant_id, [FULL])
+    return mint_jwt(tenant.merchant_id, [FULL, READ_PII] if route.permission == READ_PII else [FULL])
 
 
 async def call_graphql(worker: WorkerProcess, route: Route, case: str, tenant: Tenant) -> str:

@@ -11,19 +11,20 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.asyncio import Redis
 
+from core_app.migrate import migrate_redis_keys
 from core_app.security.api_keys import new_api_key
 from core_app.security.cli import change_allowlist, create_api_key, set_flag
 from core_app.security.crypto import kek_from_setting
 from core_app.security.errors import Forbidden, RateLimited, SecurityUnavailable, Unauthenticated
 from core_app.security.flags import RFM_SCORE, SETTINGS_UPDATE
-from core_app.security.gate import Gate
+from core_app.security.gate import Gate, allowlist_key, rate_key, replay_key
 from core_app.security.principal import EDIT, VIEW
 from core_app.security.shredding import KeyShredded
 from core_app.settings import Settings
-from tests.helpers import free_port
-from tests.integration.conftest import pg
-from tests.integration.events import new_merchant
-from tests.integration.security_support import open_layer
+from tests.support.db import pg
+from tests.support.events import new_merchant
+from tests.support.processes import free_port
+from tests.support.security import open_layer
 
 
 async def admit(
@@ -71,7 +72,7 @@ async def test_101st_request_in_a_second_is_refused_across_two_workers(
     # other endpoints and other merchants have their own counters
     await admit(gates[0], merchant, "POST:/core/v1/customers", None)
     await admit(gates[0], str(uuid.uuid4()), "GET:/core/v1/customers", None)
-    ttl = await redis_pair[0].ttl(f"{settings.redis_key_prefix}rate_limit:{merchant}:GET:/core/v1/customers")
+    ttl = await redis_pair[0].ttl(settings.redis_key_prefix + rate_key(merchant, "GET:/core/v1/customers"))
     assert 0 < ttl <= 60
     await asyncio.sleep(1.05)  # the window slides: admitted again
     await admit(gates[1], merchant, "GET:/core/v1/customers", None)
@@ -114,11 +115,11 @@ async def test_admissions_batched_into_one_call_are_still_checked_one_by_one(
     limited = f"lnk_x:{uuid.uuid4().hex}"  # a refused request does not use up its signature
     with pytest.raises(RateLimited):
         await admit(gate, merchant, "GET:/core/v1/customers", None, replay_id=limited, replay_ttl=330)
-    assert await redis_pair[0].exists(f"{settings.redis_key_prefix}replay:{limited}") == 0
+    assert await redis_pair[0].exists(settings.redis_key_prefix + replay_key(merchant, limited)) == 0
     await admit(gate, merchant, "another", None, replay_id=limited, replay_ttl=330)
-    assert await redis_pair[0].exists(f"{settings.redis_key_prefix}replay:{limited}") == 1
+    assert await redis_pair[0].exists(settings.redis_key_prefix + replay_key(merchant, limited)) == 1
     listed = str(uuid.uuid4())
-    await redis_pair[0].sadd(f"{settings.redis_key_prefix}ip_whitelist:{listed}", "203.0.113.5")
+    await redis_pair[0].sadd(settings.redis_key_prefix + allowlist_key(listed), "203.0.113.5")
     try:
         allowed, refused = await asyncio.gather(
             admit(gate, listed, "e", "203.0.113.5"),
@@ -127,7 +128,7 @@ async def test_admissions_batched_into_one_call_are_still_checked_one_by_one(
         )
         assert allowed is None and isinstance(refused, Forbidden)
     finally:
-        await redis_pair[0].delete(f"{settings.redis_key_prefix}ip_whitelist:{listed}")
+        await redis_pair[0].delete(settings.redis_key_prefix + allowlist_key(listed))
 
 
 async def test_allow_list_changes_apply_at_once_and_are_audited(settings: Settings, redis_pair) -> None:
@@ -136,8 +137,8 @@ async def test_allow_list_changes_apply_at_once_and_are_audited(settings: Settin
     await admit(gate, merchant, "e", "198.51.100.7")  # no list: everyone
     members = change_allowlist(settings, merchant, "add", ["203.0.113.5", "::ffff:198.51.100.9"], "cli:test")
     assert members == {"203.0.113.5", "198.51.100.9"}
-    ttl = await redis_pair[0].ttl(f"{settings.redis_key_prefix}ip_whitelist:{merchant}")
-    assert 6 * 24 * 3600 < ttl <= 7 * 24 * 3600
+    # Configuration, not cache: no TTL, so volatile-lru never evicts it and it never lapses (D181).
+    assert await redis_pair[0].ttl(settings.redis_key_prefix + allowlist_key(merchant)) == -1
     with pytest.raises(Forbidden, match="allow-list"):
         await admit(gate, merchant, "e", "198.51.100.7")
     with pytest.raises(Forbidden):
@@ -200,7 +201,8 @@ async def test_expired_api_key_is_refused(settings: Settings) -> None:
 
 async def test_shredding_makes_every_copy_unreadable_and_is_final(settings: Settings) -> None:
     merchant, customer = str(uuid.uuid4()), str(uuid.uuid4())
-    async with open_layer(settings) as layer, open_layer(settings) as other_worker:
+    async with open_layer(settings) as layer, open_layer(settings, auth_cache_ttl=600) as other_worker:
+        await asyncio.wait_for(other_worker.broadcast.subscribed.wait(), 10)
         token = await layer.data_keys.encrypt_email(merchant, customer, "ana@example.com")
         assert "ana" not in token and token.startswith("ce1:")
         assert await layer.data_keys.encrypt_email(merchant, customer, "ana@example.com") != token
@@ -219,7 +221,8 @@ async def test_shredding_makes_every_copy_unreadable_and_is_final(settings: Sett
             await layer.data_keys.decrypt_email(merchant, customer, token)
         with pytest.raises(KeyShredded):  # no new key for an erased customer
             await layer.data_keys.encrypt_email(merchant, customer, "ana@example.com")
-        other_worker.data_keys.forget_cached()  # other workers: their cache entry expires (TTL)
+        # The other worker dropped its cached key on the shred's broadcast (D184), TTL or not.
+        await asyncio.sleep(0.2)
         with pytest.raises(KeyShredded):
             await other_worker.data_keys.decrypt_email(merchant, customer, token)
         with pg(settings) as conn, conn.cursor() as cur:
@@ -252,3 +255,25 @@ async def test_flags_change_at_once_and_the_change_is_audited(settings: Settings
     rows = audit_rows(settings, "feature_flag_toggled", RFM_SCORE)
     mine = [r for r in rows if r[1] == merchant]
     assert [r[2]["on"] for r in mine] == [False, True] and mine[0][0] == "cli:ops"
+
+
+async def test_core_migrate_moves_allow_lists_to_their_tagged_names_and_drops_the_ttl(
+    settings: Settings, redis_pair
+) -> None:
+    redis, prefix = redis_pair[0], settings.redis_key_prefix
+    legacy_merchant, tagged_merchant = str(uuid.uuid4()), str(uuid.uuid4())
+    legacy = f"{prefix}ip_whitelist:{legacy_merchant}"  # the name before D180
+    await redis.sadd(legacy, "203.0.113.5", "203.0.113.6")
+    await redis.expire(legacy, 7 * 24 * 3600)
+    await redis.sadd(prefix + allowlist_key(tagged_merchant), "198.51.100.1")
+    await redis.expire(prefix + allowlist_key(tagged_merchant), 7 * 24 * 3600)
+    migrate_redis_keys(settings)
+    migrate_redis_keys(settings)  # idempotent
+    assert await redis.exists(legacy) == 0
+    moved = prefix + allowlist_key(legacy_merchant)
+    assert await redis.smembers(moved) == {b"203.0.113.5", b"203.0.113.6"}
+    assert await redis.ttl(moved) == -1 and await redis.ttl(prefix + allowlist_key(tagged_merchant)) == -1
+    gate = Gate(redis, prefix=prefix)
+    with pytest.raises(Forbidden):
+        await admit(gate, legacy_merchant, "e", "198.51.100.7")
+    await redis.delete(moved, prefix + allowlist_key(tagged_merchant))

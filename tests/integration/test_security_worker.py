@@ -20,9 +20,9 @@ from core_app.security.cli import change_allowlist, set_flag
 from core_app.security.flags import RFM_SCORE
 from core_app.security.principal import VIEW
 from core_app.settings import DEV_INTERNAL_TOKEN, Settings
-from tests.auth import ApiCredentials, create_api_credentials, grpc_metadata, mint_jwt, signed_session
-from tests.helpers import WorkerProcess, start_worker, stop_process, wait_ready
-from tests.integration.events import insert_customers, new_merchant
+from tests.support.auth import ApiCredentials, create_api_credentials, grpc_metadata, mint_jwt, signed_session
+from tests.support.events import insert_customers, new_merchant
+from tests.support.processes import WorkerProcess, start_worker, stop_process, wait_ready
 
 
 async def test_flag_off_then_on_without_restart(secure_worker: WorkerProcess, settings: Settings) -> None:

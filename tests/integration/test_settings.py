@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import uuid
 
-import aiohttp
 import pytest
 from grpclib.client import Channel
 
 from core_app.rpc.generated.core.v1 import core_pb2 as pb
 from core_app.rpc.generated.core.v1.core_grpc import CoreServiceStub
 from core_app.settings import Settings
-from tests.helpers import WorkerProcess, eventually
-from tests.integration.conftest import pg
-from tests.integration.events import new_merchant
-
-THRESHOLDS = {
-    "recency": {"min": 7, "max": 90},
-    "frequency": {"min": 1, "max": 10},
-    "monetary": {"min": 50, "max": 2500},
-}
-
-
-async def call(worker: WorkerProcess, method: str, path: str, **kwargs: object) -> tuple[int, dict]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.request(method, f"{worker.url}{path}", **kwargs) as response,
-    ):
-        return response.status, await response.json()
+from tests.support.api import THRESHOLDS, call
+from tests.support.db import pg
+from tests.support.events import new_merchant
+from tests.support.processes import WorkerProcess, eventually
 
 
 async def test_update_then_read_everywhere_and_persist(worker: WorkerProcess, settings: Settings) -> None:

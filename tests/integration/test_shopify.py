@@ -15,9 +15,9 @@ from aiokafka import AIOKafkaConsumer
 from core_app import topics
 from core_app.events.codec import EventCodec
 from core_app.settings import Settings
-from tests.helpers import metric
-from tests.integration.conftest import pg
-from tests.integration.shopify_support import (
+from tests.support.db import pg
+from tests.support.processes import metric
+from tests.support.shopify import (
     ShopifyWorld,
     install_query,
     merchant_row,

@@ -13,10 +13,10 @@ import aiohttp
 import pytest
 
 from core_app.settings import Settings
-from tests.helpers import eventually
-from tests.integration.conftest import pg
-from tests.integration.events import insert_customers
-from tests.integration.shopify_support import (
+from tests.support.db import pg
+from tests.support.events import insert_customers
+from tests.support.processes import eventually
+from tests.support.shopify import (
     ShopifyWorld,
     merchant_row,
     new_shop,
@@ -44,7 +44,7 @@ async def test_uninstall_then_reinstall_keeps_the_merchant(shopify: ShopifyWorld
         return row is not None and row["status"] == "uninstalled" and not row["has_token"]
 
     await eventually(uninstalled, timeout=20)
-    from tests.auth import create_api_credentials, signed_session
+    from tests.support.auth import create_api_credentials, signed_session
 
     [(customer_id, _)] = insert_customers(settings, first["id"], 1)
     url = f"{shopify.worker.url}/core/v1/customers"
@@ -122,7 +122,7 @@ async def test_customers_redact_erases_the_customer(shopify: ShopifyWorld, setti
 async def test_a_hundred_webhooks_are_answered_fast_while_an_import_runs(
     shopify: ShopifyWorld, settings: Settings
 ) -> None:
-    from tests.auth import create_api_credentials
+    from tests.support.auth import create_api_credentials
 
     shop = new_shop()
     shopify.fake.customers = 3000
@@ -160,7 +160,7 @@ async def test_a_hundred_webhooks_are_answered_fast_while_an_import_runs(
 
 
 async def shopify_import(world: ShopifyWorld, creds: Any, merchant_id: str) -> dict[str, Any]:
-    from tests.auth import signed_session
+    from tests.support.auth import signed_session
 
     body = {"merchant_id": merchant_id, "source": "shopify_api", "file_url": ""}
     async with signed_session(creds) as http:
@@ -180,7 +180,7 @@ async def shopify_import(world: ShopifyWorld, creds: Any, merchant_id: str) -> d
 async def test_a_shopify_api_import_pulls_the_shop_then_only_what_changed(
     shopify: ShopifyWorld, settings: Settings
 ) -> None:
-    from tests.auth import create_api_credentials
+    from tests.support.auth import create_api_credentials
 
     shop = new_shop()
     assert (await oauth_install(shopify, shop)).status == 302
@@ -275,24 +275,43 @@ async def test_shop_redact_after_uninstall_purges_the_shop_with_counts(
 ) -> None:
     import redis
 
-    from tests.auth import create_api_credentials
+    from core_app.settings import DEV_INTERNAL_TOKEN
+    from tests.support.auth import create_api_credentials, signed_session
+    from tests.support.events import read_topic
 
     shop = new_shop()
     assert (await oauth_install(shopify, shop)).status == 302
     row = merchant_row(settings, shop)
     assert row is not None
-    people = insert_customers(settings, row["id"], 3)
-    create_api_credentials(settings, row["id"])
+    merchant_id = row["id"]
+    people = insert_customers(settings, merchant_id, 3)  # imported: PostgreSQL only
+    creds = create_api_credentials(settings, merchant_id)
+    base = shopify.worker.url
+    async with signed_session(creds) as http:
+        body = {"merchant_id": merchant_id, "email": "api-made@example.com", "metadata": {"tier": "gold"}}
+        async with http.post(f"{base}/core/v1/customers", json=body) as r:  # table, data key, row
+            assert r.status == 201, await r.text()
+            made = (await r.json())["id"]
+        loyalty = {"points_per_dollar": 10, "languages": ["en"]}
+        settings_body = {"merchant_id": merchant_id, "rfm_thresholds": THRESHOLDS, "loyalty_config": loyalty}
+        async with http.post(f"{base}/core/v1/settings", json=settings_body) as r:
+            assert r.status == 200, await r.text()
+        params = {"merchant_id": merchant_id, "customer_id": people[0][0]}
+        async with http.get(f"{base}/core/v1/customers", params=params) as r:  # cached in Redis
+            assert r.status == 200
     client = redis.Redis.from_url(settings.redis_dsn)
-    client.hset(f"{settings.redis_key_prefix}feature_flags:{row['id']}", "customer_import_enabled", "off")
+    prefix = settings.redis_key_prefix
+    client.hset(f"{prefix}feature_flags:{merchant_id}", "customer_import_enabled", "off")
+    with pg(settings) as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO customer_import_logs (import_id, merchant_id, source, status)"
+            " VALUES (%s, %s, 'custom', 'completed')",
+            (str(uuid.uuid4()), merchant_id),
+        )
     early = {"shop_id": 1, "shop_domain": shop}
     assert (await shopify.fake.compliance(shop, "shop/redact", early)).statuses == [200]
     await asyncio.sleep(1)  # still installed: that delivery must purge nothing
-    with pg(settings) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT count(*) FROM customers WHERE merchant_id = %s AND redacted_at IS NULL", (row["id"],)
-        )
-        assert cur.fetchone()[0] == 3
+    assert counts(settings, merchant_id)["customers"] == 4
 
     await shopify.fake.uninstall(shop)
 
@@ -301,72 +320,64 @@ async def test_shop_redact_after_uninstall_purges_the_shop_with_counts(
         return current is not None and current["status"] == "uninstalled"
 
     await eventually(uninstalled, timeout=20)
-    assert (
-        await shopify.fake.compliance(shop, "shop/redact", {"shop_id": 1, "shop_domain": shop})
-    ).statuses == [200]
+    delivery = await shopify.fake.compliance(shop, "shop/redact", {"shop_id": 1, "shop_domain": shop})
+    assert delivery.statuses == [200]
 
-    def audit() -> list[Any]:
+    async def purged() -> Any:
         with pg(settings) as conn, conn.cursor() as cur:
             cur.execute(
                 "SELECT details FROM audit_logs WHERE merchant_id = %s AND action = 'merchant.purged'",
-                (row["id"],),
+                (merchant_id,),
             )
-            return [r[0] for r in cur.fetchall()]
+            found = cur.fetchone()
+        return found and found[0]
 
-    async def purged() -> list[Any]:
-        return audit()
-
-    [details] = await eventually(purged, timeout=30)
-    assert details["customers_redacted"] == 3 and details["api_keys_deleted"] == 1
-    assert details["redis_keys_deleted"] >= 1
-    assert not client.exists(f"{settings.redis_key_prefix}feature_flags:{row['id']}")
+    details = await eventually(purged, timeout=60)
+    assert details["customers_deleted"] == 4 and details["data_keys_shredded"] == 1
+    assert details["api_keys_deleted"] == 1 and details["program_settings_deleted"] == 1
+    assert details["import_logs_deleted"] == 1 and details["table_customers_tombstoned"] >= 1
+    assert details["table_program_settings_tombstoned"] == 1 and details["redis_keys_deleted"] >= 3
     assert "@" not in json.dumps(details)
+    assert not client.exists(f"{prefix}feature_flags:{merchant_id}")
+    assert not client.exists(f"{prefix}customer:{merchant_id}:{people[0][0]}")
 
-    async def all_redacted() -> bool:
-        with pg(settings) as conn, conn.cursor() as cur:
-            cur.execute(
-                "SELECT count(*) FROM customers WHERE merchant_id = %s AND redacted_at IS NOT NULL"
-                " AND email = 'redacted'",
-                (row["id"],),
-            )
-            return cur.fetchone()[0] == len(people)
+    async def rows_gone() -> bool:  # the sink deletes what it wrote back, on the tombstones
+        return set(counts(settings, merchant_id).values()) == {0}
 
-    await eventually(all_redacted, timeout=30)
+    await eventually(rows_gone, timeout=30)
+    await asyncio.sleep(2)
+    assert set(counts(settings, merchant_id).values()) == {0}, counts(settings, merchant_id)
+    internal = {"X-Internal-Token": DEV_INTERNAL_TOKEN}
+    async with aiohttp.ClientSession(headers=internal) as http:
+        async with http.get(f"{base}/internal/v1/customers/{merchant_id}/{made}") as r:
+            assert r.status == 404  # gone from the owner's RocksDB
+        async with http.get(f"{base}/internal/v1/settings/{merchant_id}") as r:
+            assert r.status == 404
+    key = json.dumps(f"{merchant_id}:{made}").encode()
+    await read_topic(
+        shopify.broker, "core-customers-changelog", lambda r: r.key == key and r.value is None, 1
+    )
     with pg(settings) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM api_keys WHERE merchant_id = %s", (row["id"],))
-        assert cur.fetchone()[0] == 0
         cur.execute(
-            "SELECT count(*) FROM customer_data_keys WHERE merchant_id = %s AND wrapped_key IS NOT NULL",
-            (row["id"],),
+            "SELECT status, result FROM gdpr_requests WHERE merchant_id = %s AND kind = 'shop_redact'"
+            " ORDER BY received_at",
+            (merchant_id,),
         )
-        assert cur.fetchone()[0] == 0
+        assert [status for status, _ in cur.fetchall()] == ["done", "done"]  # the early one purged nothing
 
 
-async def test_a_data_request_is_recorded_with_its_deadline_without_pii(
-    shopify: ShopifyWorld, settings: Settings
-) -> None:
-    shop = new_shop()
-    assert (await oauth_install(shopify, shop)).status == 302
-    row = merchant_row(settings, shop)
-    assert row is not None
-    payload = {
-        "shop_domain": shop,
-        "customer": {"id": 191167, "email": "someone@example.com", "phone": "+15550001111"},
-        "orders_requested": [],
-        "data_request": {"id": 9999},
-    }
-    assert (await shopify.fake.compliance(shop, "customers/data_request", payload)).statuses == [200]
+THRESHOLDS = {
+    "recency": {"min": 1, "max": 90},
+    "frequency": {"min": 1, "max": 10},
+    "monetary": {"min": 50, "max": 2500},
+}
 
-    async def recorded() -> Any:
-        with pg(settings) as conn, conn.cursor() as cur:
-            cur.execute(
-                "SELECT entity_id, details FROM audit_logs WHERE merchant_id = %s"
-                " AND action = 'gdpr.data_request.received'",
-                (row["id"],),
-            )
-            return cur.fetchone()
 
-    entity_id, details = await eventually(recorded, timeout=20)
-    assert entity_id == "9999" and details["shopify_customer_id"] == 191167 and details["served"] is False
-    assert "deadline" in details and "someone@example.com" not in json.dumps(details)
-    assert "+15550001111" not in json.dumps(details)
+def counts(settings: Settings, merchant_id: str) -> dict[str, int]:
+    tables = ("customers", "customer_data_keys", "program_settings", "customer_import_logs", "api_keys")
+    with pg(settings) as conn, conn.cursor() as cur:
+        found = {}
+        for table in tables:
+            cur.execute(f"SELECT count(*) FROM {table} WHERE merchant_id = %s", (merchant_id,))
+            found[table] = cur.fetchone()[0]
+    return found

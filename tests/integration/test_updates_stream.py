@@ -13,8 +13,7 @@ from aiokafka import AIOKafkaProducer
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.helpers import WorkerProcess, eventually, metric
-from tests.integration.live import (
+from tests.support.live import (
     new_id,
     next_of_type,
     open_stream,
@@ -23,6 +22,7 @@ from tests.integration.live import (
     stream_url,
     wait_subscribers,
 )
+from tests.support.processes import WorkerProcess, eventually, metric
 
 TRANSPORTS = ("websocket", "graphql")
 BURST = 400  # updates produced at once in the slow-client test: fewer than the 512 a client may lag

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 from core_app.worker import EXIT_FATAL
-from tests.helpers import free_port, start_worker
+from tests.support.processes import free_port, start_worker
 
 
 def test_fatal_error_exits_with_its_code_and_a_one_line_reason(worker_env: dict[str, str]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-import aiohttp
 import pytest
 from grpclib import GRPCError
 from grpclib.const import Status
@@ -15,16 +14,9 @@ from core_app.rpc.generated.core.v1 import core_pb2 as pb
 from core_app.rpc.generated.core.v1.core_grpc import CoreServiceStub
 from core_app.settings import Settings
 from core_app.topics import CUSTOMER_CREATED, CUSTOMER_UPDATED
-from tests.helpers import WorkerProcess
-from tests.integration.events import customer_rows, get_customer, new_merchant, read_topic
-
-
-async def post_customer(worker: WorkerProcess, body: object) -> tuple[int, dict]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(f"{worker.url}/core/v1/customers", json=body) as response,
-    ):
-        return response.status, await response.json()
+from tests.support.api import post_customer
+from tests.support.events import customer_rows, get_customer, new_merchant, read_topic
+from tests.support.processes import WorkerProcess
 
 
 async def test_rest_create_reads_back_at_once_and_announces_the_customer(

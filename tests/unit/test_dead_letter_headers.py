@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from faust.types.tuples import Message
 
-from agents.dead_letter import dead_letter_headers, original_record, rekey_headers
+from core_app.dead_lettering import dead_letter_headers, original_record, rekey_headers
 from core_app.topics import REKEYED, RFM_UPDATED
 
 PRODUCER = [("trace_id", b"t-1"), ("source_topic", b"spoofed"), ("reason", b"theirs"), ("empty", b"")]

@@ -137,7 +137,7 @@ async def test_the_webhook_sender_signs_retries_and_redelivers() -> None:
             (request.headers["X-Shopify-Webhook-Id"], body, request.headers["X-Shopify-Hmac-Sha256"])
         )
         if status == 0:
-            await asyncio.sleep(1)  # no answer within the sender's timeout
+            await asyncio.sleep(0.3)  # no answer within the sender's timeout
         return web.Response(status=status or 200)
 
     app = web.Application()
@@ -148,7 +148,7 @@ async def test_the_webhook_sender_signs_retries_and_redelivers() -> None:
     await site.start()
     address = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"  # type: ignore[union-attr]
     fake = FakeShopify(KEY, SECRET)
-    fake.sender.first_delay, fake.sender.timeout = 0.01, 0.3
+    fake.sender.first_delay, fake.sender.timeout = 0.01, 0.1
     try:
         started = time.monotonic()
         delivery = await fake.sender.deliver(address, "customers/redact", SHOP, {"customer": {"id": 1}})
@@ -159,29 +159,3 @@ async def test_the_webhook_sender_signs_retries_and_redelivers() -> None:
         await runner.cleanup()
     assert len({r[0] for r in received}) == 1 and time.monotonic() - started < 5
     assert all(verify_body(SECRET, body, signature) for _, body, signature in received)
-
-
-async def test_core_fake_shopify_runs_and_its_install_button_signs_the_app_link() -> None:
-    import subprocess
-    import sys
-
-    from core_app.settings import DEV_SHOPIFY_API_SECRET
-    from tests.helpers import free_port, wait_for_port
-
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "core_app", "fake-shopify", "--port", str(port), "--customers", "10"],
-        env={"PATH": "/usr/bin:/bin", "SHOPIFY_APP_URL": "http://app.test:8080", "LOG_JSON": "false"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(port, timeout=30)
-        url = f"http://127.0.0.1:{port}/_fake/shops/demo.myshopify.com/install"
-        async with aiohttp.ClientSession() as http, http.get(url, allow_redirects=False) as r:
-            location = urlsplit(r.headers["Location"])
-        assert (location.netloc, location.path) == ("app.test:8080", "/shopify/install")
-        assert verify_query(DEV_SHOPIFY_API_SECRET, location.query)["shop"] == "demo.myshopify.com"
-    finally:
-        process.terminate()
-        process.wait(10)

@@ -4,10 +4,8 @@ copies is in the build context, and its entry point resolves to `core worker` in
 from __future__ import annotations
 
 import fnmatch
-import json
 import shlex
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -15,27 +13,7 @@ import pytest
 
 from core_app.cli import parser
 from core_app.settings import REPO_ROOT
-
-BIN = Path(sys.executable).parent
-DOCKERFILE = REPO_ROOT / "Dockerfile"
-
-
-def instructions() -> list[tuple[str, str, int]]:
-    """(INSTRUCTION, arguments, stage index) with line continuations joined and comments dropped."""
-    result, stage, pending = [], -1, ""
-    for raw in DOCKERFILE.read_text().splitlines():
-        line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
-            continue
-        pending += line.removesuffix("\\") + " "
-        if line.endswith("\\"):
-            continue
-        keyword, _, args = pending.strip().partition(" ")
-        pending = ""
-        if keyword.upper() == "FROM":
-            stage += 1
-        result.append((keyword.upper(), args.strip(), stage))
-    return result
+from tests.support.image import BIN, DOCKERFILE, instructions
 
 
 def dockerignore_excludes(path: str) -> bool:
@@ -109,23 +87,6 @@ def test_final_stage_is_slim_non_root_with_a_health_check() -> None:
     assert "/health" in health and "--timeout=2s" in health
     base = next(a for k, a, _ in steps if k == "ARG" and a.startswith("PYTHON_IMAGE="))
     assert base.startswith("PYTHON_IMAGE=python:3.11-slim")
-
-
-def entry_command() -> list[str]:
-    final = {k: a for k, a, _ in instructions()}  # the last ENTRYPOINT and CMD win
-    entrypoint, cmd = json.loads(final["ENTRYPOINT"]), json.loads(final["CMD"])
-    assert entrypoint[:2] == ["tini", "--"], "tini must run as PID 1 to forward SIGTERM"
-    return entrypoint[2:] + cmd
-
-
-def test_entry_point_resolves_to_core_worker_in_the_venv() -> None:
-    command = entry_command()
-    assert command == ["core", "worker"]
-    script = BIN / command[0]
-    assert script.exists(), f"{script} missing: is the package installed?"
-    result = subprocess.run([str(script), *command[1:], "--help"], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert "usage: core worker" in result.stdout
 
 
 @pytest.mark.parametrize("subcommand", ["worker", "sink", "migrate"])

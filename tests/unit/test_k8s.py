@@ -157,3 +157,47 @@ def test_sink_and_migration_run_the_image(overlay: str) -> None:
 def test_prometheus_rule_carries_the_rules_file() -> None:
     rules = yaml.safe_load((REPO_ROOT / "deploy" / "prometheus" / "rules" / "core.rules.yml").read_text())
     assert by_kind("prod", "PrometheusRule")["spec"]["groups"] == rules["groups"]
+
+
+PLAN_REDIS = {"maxmemory-policy": "volatile-lru", "appendonly": "yes", "appendfsync": "everysec"}
+
+
+def redis_conf(text: str) -> dict[str, str]:
+    pairs = (line.split(None, 1) for line in text.splitlines() if line.strip() and not line.startswith("#"))
+    return {name: value.strip() for name, value in pairs}
+
+
+def test_the_dev_overlay_ships_a_redis_with_the_plans_settings() -> None:
+    config = next(
+        o
+        for o in render("dev")
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("core-redis-config")
+    )
+    assert PLAN_REDIS.items() <= redis_conf(config["data"]["redis.conf"]).items()
+    sts = by_kind("dev", "StatefulSet", "core-redis")
+    pod = sts["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["redis-server", "/etc/redis/redis.conf"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == config["metadata"]["name"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {"config": "/etc/redis", "data": redis_conf(config["data"]["redis.conf"])["dir"]}
+    assert pod["securityContext"]["runAsNonRoot"] and container["securityContext"]["readOnlyRootFilesystem"]
+    # The workers reach it by the name in REDIS_HOST, on the pods their NetworkPolicy allows.
+    service = by_kind("dev", "Service", "core-redis")
+    assert by_kind("dev", "ConfigMap", "core-config")["data"]["REDIS_HOST"] == service["metadata"]["name"]
+    assert service["spec"]["selector"] == {"app": "core-redis"} == sts["spec"]["selector"]["matchLabels"]
+
+
+def test_prod_uses_an_external_redis_and_compose_the_same_settings() -> None:
+    """Production brings its own Redis (managed, or a Cluster with REDIS_CLUSTER=true), configured
+    as k8s/redis/redis.conf says (D182); compose runs redis-server with the same flags."""
+    assert not [o for o in render("prod") if "redis" in o["metadata"]["name"] and o["kind"] != "ConfigMap"]
+    compose = yaml.safe_load((REPO_ROOT / "deploy" / "compose.yaml").read_text())
+    flags = compose["services"]["redis"]["command"][1:]
+    assert (
+        PLAN_REDIS.items()
+        <= {
+            name.removeprefix("--"): value for name, value in zip(flags[::2], flags[1::2], strict=True)
+        }.items()
+    )

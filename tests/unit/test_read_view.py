@@ -26,7 +26,7 @@ def test_stored_view_equals_the_view_of_the_state() -> None:
 def test_answers_and_cache_entries_hold_integers_beyond_64_bits() -> None:
     import json
 
-    from core_app.services.customers import _json
+    from core_app.customer_adapters import _json
     from views.responses import json_body
 
     view = {"id": "c", "metadata": {"big": 10**30, "name": "Zoë"}}

@@ -20,7 +20,7 @@ from core_app.rpc.generated.core.v1.core_grpc import CoreServiceBase, CoreServic
 from core_app.rpc.request_metrics import instrument
 from core_app.security.layer import SecurityLayer
 from core_app.settings import Settings
-from tests.helpers import free_port
+from tests.support.processes import free_port
 from views.pipeline import build_app
 
 
@@ -109,7 +109,7 @@ class ConstantRFM(CoreServiceBase):
 
     CreateCustomer = UpdateCustomer = UpdateProgramSettings = ImportCustomers = ListCustomers = (
         GetSegmentCounts
-    ) = GetCustomer
+    ) = UnsealEmail = GetCustomer
 
 
 async def test_grpc_latency_by_method_and_a_source_trailer_per_call() -> None:

@@ -16,8 +16,10 @@ SERVED = [*ROUTES, *admin_routes()]
 
 def concrete(path: str) -> str:
     """A path the route template matches."""
-    return path.replace("{merchant_id}", "7f1d1a56-0f0c-4d55-9a6e-0d0b6f1c2a11").replace(
-        "{customer_id}", "0c5f8f5e-5b1e-4f8a-9d3b-8a1f3e2d4c55"
+    return (
+        path.replace("{merchant_id}", "7f1d1a56-0f0c-4d55-9a6e-0d0b6f1c2a11")
+        .replace("{customer_id}", "0c5f8f5e-5b1e-4f8a-9d3b-8a1f3e2d4c55")
+        .replace("{export_id}", "5b0e3c1d-7a2f-4e9b-8c6d-1f0a2b3c4d5e")
     )
 
 

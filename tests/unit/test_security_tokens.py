@@ -1,12 +1,12 @@
 """JWT validation: HS256 (dev), RS256 and ES256 from a JWKS file; expiry, issuer, audience, claims."""
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import time
 import uuid
+from datetime import datetime, tzinfo
 from pathlib import Path
 
 import jwt
@@ -17,7 +17,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from core_app.security.errors import Unauthenticated
 from core_app.security.principal import EDIT, FULL, VIEW
 from core_app.security.tokens import JwtVerifier
-from tests.auth import AUDIENCE, ISSUER, mint_jwt
+from tests.support.auth import AUDIENCE, ISSUER, mint_jwt
 
 SECRET = "unit-test-hs256-secret-0000000000000000"
 MERCHANT = str(uuid.uuid4())
@@ -150,13 +150,21 @@ async def test_hs256_signed_with_the_public_key_is_refused(tmp_path: Path) -> No
         await verifier(jwks=str(path)).verify(forged)
 
 
-async def test_a_cached_token_still_expires() -> None:
+async def test_a_cached_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One clock for the verifier's cache and PyJWT's expiry check, moved past `exp` without waiting.
+    clock = [time.time()]
+
+    class ClockDatetime(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> datetime:
+            return cls.fromtimestamp(clock[0], tz)
+
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    monkeypatch.setattr(jwt.api_jwt, "datetime", ClockDatetime)
     check = verifier(leeway=0)
-    token = mint_jwt(MERCHANT, [VIEW], secret=SECRET, expires_in=1)
+    token = mint_jwt(MERCHANT, [VIEW], secret=SECRET, expires_in=60)
     assert (await check.verify(token)).merchant_id == MERCHANT
     assert (await check.verify(token)).merchant_id == MERCHANT  # from the cache
-    await asyncio.sleep(
-        max(0.0, jwt.decode(token, options={"verify_signature": False})["exp"] - time.time()) + 0.1
-    )
+    clock[0] += 61
     with pytest.raises(Unauthenticated, match="expired"):
         await check.verify(token)

@@ -1,6 +1,4 @@
 import base64
-import subprocess
-import sys
 
 import pytest
 
@@ -74,20 +72,6 @@ def test_production_refuses_dev_secrets(monkeypatch: pytest.MonkeyPatch) -> None
         load_settings()
     monkeypatch.setenv("EMAIL_ENCRYPTION_KEY", "y" * 40)
     assert load_settings().email_encryption_key.get_secret_value() != DEV_EMAIL_ENCRYPTION_KEY
-
-
-def test_cli_prints_one_line_and_exits_2_on_bad_config() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "core_app", "migrate"],
-        env={"PATH": "/usr/bin:/bin", "CORE_DB_PORT": "99999"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert "CORE_DB_PORT" in lines[0]
 
 
 def test_secrets_do_not_leak_into_repr() -> None:
@@ -167,6 +151,22 @@ def test_production_refuses_the_shopify_dev_settings(
 def test_bad_shopify_settings_name_the_variable(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name):
+        load_settings()
+
+
+def test_a_redis_cluster_has_database_0_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_CLUSTER", "true")
+    monkeypatch.setenv("REDIS_URL", "redis://node-1:7000/0")
+    assert load_settings().redis_cluster
+    monkeypatch.setenv("REDIS_URL", "redis://node-1:7000/2")
+    with pytest.raises(ConfigError, match="REDIS_CLUSTER"):
+        load_settings()
+
+
+@pytest.mark.parametrize(("name", "value"), [("AUTH_FAILURE_LIMIT", "-1"), ("AUTH_FAILURE_WINDOW", "0")])
+def test_bad_failure_limits_name_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=name):
         load_settings()

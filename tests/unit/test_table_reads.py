@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from types import SimpleNamespace
 from typing import Any
 
@@ -27,7 +26,7 @@ class JsonKeyStore:
 @pytest.mark.parametrize(
     "key",
     [
-        f"{uuid.uuid4()}:{uuid.uuid4()}",
+        "8af7de12-e122-45a3-98e1-672ebf371dfd:06263023-8e5f-46ec-be78-1447d0fb2b76",
         'quote " and back\\slash',
         "tab\there",
         "del\x7fchar",

@@ -254,6 +254,16 @@ class FakeShopify:
             return None
         return await self.sender.deliver(address, "app/uninstalled", domain, {"id": 1, "domain": domain})
 
+    async def customer_webhooks(self, domain: str, topic: str, count: int = 1) -> list[Delivery]:
+        """`customers/create` or `customers/update` for `count` customers of the shop (changed first
+        when updated), to the address the app subscribed at install; nothing if it did not."""
+        shop = self.shop(domain)
+        address = shop.webhooks.get(topic)
+        if address is None:
+            return []
+        customers = shop.book.touch(count) if topic == "customers/update" else shop.book.customers[-count:]
+        return [await self.sender.deliver(address, topic, domain, customer.rest()) for customer in customers]
+
     async def compliance(self, domain: str, topic: str, payload: dict[str, Any]) -> Delivery:
         """A mandatory compliance webhook (its URL is app configuration, not a subscription)."""
         if self.app_url is None:

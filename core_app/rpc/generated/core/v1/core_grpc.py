@@ -47,6 +47,10 @@ class CoreServiceBase(abc.ABC):
     async def GetSegmentCounts(self, stream: 'grpclib.server.Stream[core_app.rpc.generated.core.v1.core_pb2.GetSegmentCountsRequest, core_app.rpc.generated.core.v1.core_pb2.GetSegmentCountsResponse]') -> None:
         pass
 
+    @abc.abstractmethod
+    async def UnsealEmail(self, stream: 'grpclib.server.Stream[core_app.rpc.generated.core.v1.core_pb2.UnsealEmailRequest, core_app.rpc.generated.core.v1.core_pb2.UnsealEmailResponse]') -> None:
+        pass
+
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
         return {
             '/core.v1.CoreService/GetCustomer': grpclib.const.Handler(
@@ -96,6 +100,12 @@ class CoreServiceBase(abc.ABC):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 core_app.rpc.generated.core.v1.core_pb2.GetSegmentCountsRequest,
                 core_app.rpc.generated.core.v1.core_pb2.GetSegmentCountsResponse,
+            ),
+            '/core.v1.CoreService/UnsealEmail': grpclib.const.Handler(
+                self.UnsealEmail,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                core_app.rpc.generated.core.v1.core_pb2.UnsealEmailRequest,
+                core_app.rpc.generated.core.v1.core_pb2.UnsealEmailResponse,
             ),
         }
 
@@ -150,4 +160,10 @@ class CoreServiceStub:
             '/core.v1.CoreService/GetSegmentCounts',
             core_app.rpc.generated.core.v1.core_pb2.GetSegmentCountsRequest,
             core_app.rpc.generated.core.v1.core_pb2.GetSegmentCountsResponse,
+        )
+        self.UnsealEmail = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/core.v1.CoreService/UnsealEmail',
+            core_app.rpc.generated.core.v1.core_pb2.UnsealEmailRequest,
+            core_app.rpc.generated.core.v1.core_pb2.UnsealEmailResponse,
         )
