@@ -47,6 +47,8 @@ class PartitionSource(Protocol):
 
     def recovering(self) -> bool: ...
 
+    def flow_state(self, topic: str, partition: int) -> str: ...
+
 
 class EndOffsets(Protocol):
     async def end_offsets(
@@ -91,6 +93,28 @@ class FaustPartitions:
             )
         return samples
 
+    def flow_state(self, topic: str, partition: int) -> str:
+        """Why the consumer may not be fetching a partition, for the stall log: Faust's flow sets
+        (active, paused, buffered: its stream queue was full) and aiokafka's own state."""
+        try:
+            consumer = self.app.consumer
+            tp = next(tp for tp in consumer.assignment() if tp == (topic, partition))
+            fetcher = consumer._thread._ensure_consumer()._fetcher
+            state = fetcher._subscriptions.subscription.assignment.state_value(
+                TopicPartition(topic, partition)
+            )
+            return (
+                f"flow_active={consumer.flow_active} active={tp in consumer._get_active_partitions()} "
+                f"paused={tp in consumer._paused_partitions} buffered={tp in consumer._buffered_partitions} "
+                f"kafka_paused={getattr(state, 'paused', None)} position={getattr(state, 'position', None)} "
+                f"read_offset={consumer._read_offset.get(tp)} "
+                f"acked_pending={len(consumer._acked.get(tp) or ())} "
+                f"unacked={sum(1 for m in consumer._unacked_messages if m.tp == tp)} "
+                f"queues={[ch.queue.qsize() for ch in self.app.topics._topic_name_index.get(topic, ())]}"
+            )
+        except Exception as exc:  # diagnostics only: never fail the watchdog
+            return f"unknown ({exc!r})"
+
     @staticmethod
     def _fetch_times(consumer: Any) -> Callable[[Any], float | None]:
         """When aiokafka last took a fetch response for a partition (wall-clock seconds), or None."""
@@ -131,7 +155,12 @@ class PartitionWatchdog:
         samples = [self._with_confirmed_end(sample) for sample in self.source.samples()]
         assigned = {(sample.topic, sample.partition) for sample in samples}
         self.confirmed_ends = {k: v for k, v in self.confirmed_ends.items() if k in assigned}
+        was_stalled = {(p.topic, p.partition) for p in self.last if p.stalled}
         self.last = self.tracker.observe(self.clock(), samples, recovering)
+        for progress in self.last:
+            if progress.stalled and (progress.topic, progress.partition) not in was_stalled:
+                state = self.source.flow_state(progress.topic, progress.partition)
+                log.warning("partition stalled: %s; consumer: %s", progress.describe(), state)
         return self.last
 
     def _with_confirmed_end(self, sample: PartitionSample) -> PartitionSample:

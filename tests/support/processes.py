@@ -136,7 +136,17 @@ async def wait_ready(worker: WorkerProcess, timeout: float = 120.0) -> None:
         raise AssertionError(f"worker {worker.name} not ready:\n{worker.log_tail()}") from None
 
 
-DIAGNOSTIC_METRICS = ("core_events_processed_total", "core_events_failed_total", "core_sink_")
+DIAGNOSTIC_METRICS = (
+    "core_events_processed_total",
+    "core_events_failed_total",
+    "core_sink_",
+    "core_consumer_lag",
+    "core_consumer_committed_offset",
+    "core_consumer_positions_rewound_total",
+    "core_partition_stalled",
+    "core_table_state_discarded_total",
+    "core_recovery_",
+)
 
 
 async def diagnose(worker: WorkerProcess) -> str:
@@ -153,8 +163,19 @@ async def diagnose(worker: WorkerProcess) -> str:
     if worker.process.poll() is None:
         worker.process.send_signal(signal.SIGUSR1)
         await asyncio.sleep(2)
+    log_lines = worker.log_path.read_text(errors="replace").splitlines()
+    warnings = [line for line in log_lines if "WARNING" in line or "ERROR" in line][-60:]
     dump = worker.log_tail(400)
-    return "\n".join(["worker metrics:", *lines, "worker log (with a SIGUSR1 stack dump):", dump])
+    return "\n".join(
+        [
+            "worker metrics:",
+            *[line for line in lines if not line.endswith(" 0.0") and "_created" not in line],
+            "warnings and errors in the worker log (this test's workers share it):",
+            *warnings,
+            "worker log (with a SIGUSR1 stack dump):",
+            dump,
+        ]
+    )
 
 
 async def metric(worker: WorkerProcess, name: str, **labels: str) -> float:

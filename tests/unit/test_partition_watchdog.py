@@ -38,6 +38,9 @@ class FakeSource:
     def recovering(self) -> bool:
         return self.in_recovery
 
+    def flow_state(self, topic: str, partition: int) -> str:
+        return "fake consumer"
+
 
 @dataclass
 class FakeProbe:
