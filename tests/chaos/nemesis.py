@@ -51,18 +51,24 @@ async def churn(chaos: Chaos) -> dict[str, float]:
     Each step's rebalance time is until every remaining worker holds a stable assignment again."""
     cluster = chaos.stack.cluster
     cluster.kill(chaos.rng.choice(cluster.workers), signal.SIGTERM)
-    down = await rebalanced(chaos)
+    down = await rebalanced(chaos, time.monotonic())
+    started = time.monotonic()
     cluster.start(chaos.stack.next_name())
-    return {"rebalance_down": down, "rebalance_up": await rebalanced(chaos)}
+    return {"rebalance_down": down, "rebalance_up": await rebalanced(chaos, started)}
 
 
-async def rebalanced(chaos: Chaos) -> float:
-    """Seconds until every worker is ready (a stable assignment, D116); -1 if not within the timeout
-    (what is still failing then shows in the recovery after the nemesis)."""
+async def rebalanced(chaos: Chaos, since: float) -> float:
+    """Seconds from `since` until every worker is ready again (a stable assignment, D116), once the
+    rebalance began (a worker not ready, looked for up to 10 s: a worker stays ready until its
+    heartbeat learns of the rebalance); -1 if not within the timeout."""
+    cluster = chaos.stack.cluster
+    while time.monotonic() - since < 10 and await cluster.ready_count() == len(cluster.workers):
+        await asyncio.sleep(0.2)
     try:
-        return await chaos.stack.cluster.all_ready(timeout=chaos.config.recover_timeout)
+        await cluster.all_ready(timeout=chaos.config.recover_timeout)
     except (AssertionError, RuntimeError):
         return -1.0
+    return time.monotonic() - since
 
 
 async def kill_sink(chaos: Chaos) -> dict[str, float]:
@@ -107,7 +113,18 @@ async def broker_wipe(chaos: Chaos) -> dict[str, float]:
     await stack.recreate_topics(changelogs=chaos.config.reprovision_changelogs)
     generator.producer = await new_producer(stack.tansu.bootstrap)
     generator.paused.clear()
-    return {"topics_back": time.monotonic() - started}
+    return {"kafka_data_down": await kafka_data_down(chaos, started)}
+
+
+async def kafka_data_down(chaos: Chaos, since: float, limit: float = 30.0) -> float:
+    """Seconds until a worker's /health names `kafka_data` DOWN (D115), so that the recovery after
+    the wipe is measured from the rebuild, not from a worker that has not noticed yet; -1 if none
+    did within `limit`."""
+    while time.monotonic() - since < limit:
+        if any("kafka_data" in failing for failing in await chaos.stack.unhealthy()):
+            return time.monotonic() - since
+        await asyncio.sleep(0.5)
+    return -1.0
 
 
 async def settled_rows(chaos: Chaos) -> dict[tuple[str, str], KeyState]:
