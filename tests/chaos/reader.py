@@ -24,7 +24,8 @@ from tests.support.readers import Answer, Readers, ReadTally, WorkerReader, grpc
 
 @dataclass(frozen=True)
 class Read:
-    at: float
+    at: float  # issued
+    done: float  # answered (or failed)
     reader: str
     transport: str
     key: tuple[str, str]
@@ -45,25 +46,22 @@ class ReadLog:
     def summary(self) -> dict[str, object]:
         answered: Counter[str] = Counter()
         failed: Counter[str] = Counter()
-        stale, stale_wipe, examples = 0, 0, []
-        seen: dict[tuple[str, tuple[str, str]], tuple[int, int]] = {}  # (reader, key) -> (version, epoch)
-        for read in sorted(self.reads, key=lambda r: r.at):
+        groups: dict[tuple[str, tuple[str, str]], list[Read]] = {}
+        for read in self.reads:
             if isinstance(read.answer, str):
                 failed[read.answer] += 1
-                continue
-            answered[read.transport] += 1
-            version = read.answer[1]
-            highest, epoch = seen.get((read.reader, read.key), (-1, read.epoch))
-            if version < highest:
-                if epoch < read.epoch and self._lost_by_wipe(read.key, epoch, version):
+            else:
+                answered[read.transport] += 1
+                groups.setdefault((read.reader, read.key), []).append(read)
+        stale, stale_wipe, examples = 0, 0, []
+        for group in groups.values():
+            for read, floor in self._drops(group):
+                if floor.epoch < read.epoch and self._lost_by_wipe(read.key, floor.epoch, _version(read)):
                     stale_wipe += 1
-                else:
-                    stale += 1
-                    examples.append(
-                        f"{read.key[1]}: {highest} -> {version} via {read.reader} {read.transport}"
-                    )
-            if version >= highest:
-                seen[(read.reader, read.key)] = (version, read.epoch)
+                    continue
+                stale += 1
+                where = f"{read.reader} {read.transport}"
+                examples.append(f"{read.key[1]}: {_version(floor)} -> {_version(read)} via {where}")
         return {
             "answered": sum(answered.values()),
             "by_transport": dict(answered),
@@ -72,6 +70,18 @@ class ReadLog:
             "stale_after_wipe": stale_wipe,
             "stale_examples": examples[:5],
         }
+
+    @staticmethod
+    def _drops(group: list[Read]) -> list[tuple[Read, Read]]:
+        """(read, the highest read answered before it was issued) where the read's version is lower."""
+        drops = []
+        for read in group:
+            before = [other for other in group if other.done < read.at]
+            if before:
+                floor = max(before, key=_version)
+                if _version(read) < _version(floor):
+                    drops.append((read, floor))
+        return drops
 
     def _lost_by_wipe(self, key: tuple[str, str], seen_epoch: int, version: int) -> bool:
         """The read is not below what PostgreSQL held at the first wipe after the higher version."""
@@ -91,7 +101,8 @@ class KeyReader(WorkerReader):
         else:
             answer = await rest_read(http, self.worker, merchant_id, customer_id)
         transport = "grpc" if over_grpc else "rest"
-        self.log.reads.append(Read(started, self.worker.name, transport, key, answer, epoch))
+        read = Read(started, time.monotonic(), self.worker.name, transport, key, answer, epoch)
+        self.log.reads.append(read)
 
 
 @dataclass
@@ -104,3 +115,8 @@ class KeyReaders(Readers):
     def attach(self, worker: WorkerProcess) -> None:
         reader = KeyReader(worker, "", [], self.rate_per_worker, ReadTally(), keys=self.keys, log=self.log)
         self._tasks[worker.name] = asyncio.create_task(reader.run(), name=f"reader-{worker.name}")
+
+
+def _version(read: Read) -> int:
+    assert not isinstance(read.answer, str)
+    return read.answer[1]
