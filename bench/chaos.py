@@ -23,8 +23,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import psycopg2
-
+from bench.reads_list import drop_database
 from core_app.events.codec import EventCodec
 from core_app.migrate import migrate
 from core_app.schema_registry.run import start_registry
@@ -112,18 +111,10 @@ async def main(options: argparse.Namespace) -> int:
     finally:
         stack.stop()
         await runner.cleanup()
-        drop_database(registry_settings.core_db_name)
+        drop_database(registry_settings)
         shutil.rmtree(workdir, ignore_errors=True)
     verdict = report.verdict
     return 0 if verdict.clean else 1
-
-
-def drop_database(name: str) -> None:
-    admin = psycopg2.connect(Settings(core_db_name="postgres").db_dsn)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
