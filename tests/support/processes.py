@@ -98,9 +98,12 @@ class WorkerProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def start_worker(name: str, env: dict[str, str], http_port: int | None = None) -> WorkerProcess:
+def start_worker(
+    name: str, env: dict[str, str], http_port: int | None = None, command: str = "worker"
+) -> WorkerProcess:
     """`core worker` as a subprocess, logging to test-artifacts/<name>.log (`http_port`: when the
-    caller must know it before the start, e.g. for SHOPIFY_APP_URL)."""
+    caller must know it before the start, e.g. for SHOPIFY_APP_URL; `command`: another `core`
+    command, e.g. `sink`)."""
     ARTIFACTS.mkdir(exist_ok=True)
     http_port, grpc_port = http_port or free_port(), free_port()
     log_path = ARTIFACTS / f"{name}.log"
@@ -114,7 +117,7 @@ def start_worker(name: str, env: dict[str, str], http_port: int | None = None) -
     }
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "core_app", "worker"],
+            [sys.executable, "-m", "core_app", command],
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,
