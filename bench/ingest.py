@@ -292,6 +292,9 @@ async def run(args: argparse.Namespace) -> None:
             waited = await metric(worker, "core_record_writer_wait_seconds_total")
             span = total / results["c"]
             print(f"   agents waited {waited:.1f}s of the {span:.0f}s for the record writer (back-pressure)")
+            chunks = await metric(worker, "core_ingest_chunks_total")
+            if chunks:
+                print(f"   batched delivery: {chunks:,.0f} chunks, {total / chunks:,.0f} events each on average")
             section("(d) PostgreSQL sink catch-up after the producer stopped")
             results["d"] = await sink_catch_up(settings, merchant_id, len(customers), rounds, finished)
             print(f"{results['d']:.1f}s until all {len(customers):,} rows hold their final version")
