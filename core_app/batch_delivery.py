@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,12 +28,9 @@ from faust.types import TP
 from faust.types.tuples import ack_lock
 
 from core_app import metrics
+from core_app.settings import Settings
 
 log = logging.getLogger(__name__)
-
-CHUNK_EVENTS = int(os.environ.get("INGEST_CHUNK_EVENTS", "4000"))  # events per handler call
-
-ENABLED = os.environ.get("INGEST_BATCH_DELIVERY", "true").lower() not in {"0", "false", "no"}
 
 
 class BatchEvent:
@@ -66,19 +62,20 @@ def route(topic: str, handler: BatchHandler) -> None:
     ROUTES[topic] = handler
 
 
-def routed(topic: str) -> bool:
-    return ENABLED and topic in ROUTES
-
-
 Collected = dict[TP, list[Any]]  # partition -> Faust messages in offset order
 
 
 class BatchDelivery:
     """One per consumer: hands the routed records of a fetch to their handlers, then acks them."""
 
-    def __init__(self, consumer: Any) -> None:
+    def __init__(self, consumer: Any, settings: Settings) -> None:
         self.consumer = consumer
+        self.enabled = settings.ingest_batch_delivery
+        self.chunk_events = settings.ingest_chunk_events
         self._running: asyncio.Task[None] | None = None
+
+    def routed(self, topic: str) -> bool:
+        return self.enabled and topic in ROUTES
 
     async def deliver(self, collected: Collected, generation_id: int) -> None:
         """Inline in the fetcher; the work itself survives the fetcher's cancellation (stop, rebalance)
@@ -98,7 +95,7 @@ class BatchDelivery:
             by_topic.setdefault(tp.topic, []).append((tp, messages))
         for topic, parts in by_topic.items():
             handler = ROUTES[topic]
-            for chunk in chunks(parts, CHUNK_EVENTS):
+            for chunk in chunks(parts, self.chunk_events):
                 if not self._current(generation_id):
                     return  # a rebalance started: the rest is read again from the committed offsets
                 await handler([BatchEvent(message) for _, messages in chunk for message in messages])

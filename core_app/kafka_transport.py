@@ -17,7 +17,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from prometheus_client import Counter
 
-from core_app.batch_delivery import BatchDelivery, Collected, routed
+from core_app.batch_delivery import BatchDelivery, Collected
+from core_app.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class TunedConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._rewound: dict[Any, tuple[int, int]] = {}  # partition -> (offset rewound to, how often)
-        self._batches = BatchDelivery(self)
+        self._batches = BatchDelivery(self, get_settings())
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
         """Faust's, but a source partition whose records jump past undelivered offsets is rewound, and
@@ -83,7 +84,7 @@ class TunedConsumer(faust_aiokafka.Consumer):
                 if not await self._jumped(tp, expected, message.offset, held):
                     continue
             seen[tp] = message.offset
-            if routed(tp.topic):
+            if self._batches.routed(tp.topic):
                 read = self._read_offset.get(tp)
                 if read is None or message.offset >= read:  # as Faust's drain loop: older ones are stale
                     collected.setdefault(tp, []).append(message)
