@@ -56,7 +56,7 @@ def faust_baseline(mode: str, broker: str, total: int, workdir: Path) -> tuple[f
             "--partitions",
             str(PARTITIONS),
             "--datadir",
-            str(workdir / f"faust-{mode}"),
+            str(workdir / f"faust-{mode}-{uuid.uuid4().hex[:6]}"),
         ],
         capture_output=True,
         text=True,
