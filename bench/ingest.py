@@ -142,14 +142,15 @@ async def pipeline_rate(
         if done >= total:
             last = now
             cpu = {
-                name: (cpu_seconds(pid) - cpu0[name]) / (done - first_done) * 1e6
+                # A whole backlog can land in one chunk, between two polls.
+                name: (cpu_seconds(pid) - cpu0[name]) / max(done - first_done, 1) * 1e6
                 for name, pid in cpu_pids.items()
             }
             break
         if worker.process.poll() is not None:
             raise RuntimeError(f"worker exited:\n{worker.log_tail()}")
         await asyncio.sleep(POLL_EVERY)
-    return total / (last - first), last, cpu
+    return total / max(last - first, POLL_EVERY), last, cpu
 
 
 def rows_at_version(settings: Settings, merchant_id: str, version: int) -> int:
