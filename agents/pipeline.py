@@ -32,6 +32,7 @@ from agents.parking import park
 from agents.repartition import customer_shaped, forward, header_items, is_misrouted
 from core_app import metrics, topics, tracing
 from core_app import stream_topics as faust_topics
+from core_app.batch_delivery import BatchEvent, BatchHandler
 from core_app.domain.customer import CustomerState
 from core_app.domain.errors import ValidationFailed
 from core_app.domain.events import (
@@ -341,6 +342,17 @@ async def consume(stream: StreamT, topic: str, parser: Parser, components: Compo
         # One span per batch, continuing or linking the producers' traces (D148); none without tracing.
         with tracing.batch_span(topic, (event.headers for event in batch)):
             await consume_batch(PipelineDeps.of(components), batch, topic, parser)
+
+
+def batch_handler(topic: str, parser: Parser, components: Callable[[], Components]) -> BatchHandler:
+    """The handler of `topic`'s records in batched delivery (core_app/batch_delivery.py, D234): the same
+    work per batch as the agent loop below, on batches of a whole fetch."""
+
+    async def handle(batch: list[BatchEvent]) -> None:
+        with tracing.batch_span(topic, (event.headers for event in batch)):
+            await consume_batch(PipelineDeps.of(components()), batch, topic, parser)  # type: ignore[arg-type]
+
+    return handle
 
 
 async def consume_batch(deps: PipelineDeps, batch: Sequence[EventT], topic: str, parser: Parser) -> None:

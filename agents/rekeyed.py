@@ -6,12 +6,13 @@ The original topic travels in the `source_topic` header and picks the parser.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 
 from faust.types import EventT, StreamT
 
 from agents.dead_letter import dead_letter_event
 from agents.pipeline import BATCH_MAX, BATCH_WITHIN, Parser, PipelineDeps, process_batch
-from core_app import topics
+from core_app import batch_delivery, topics
 from core_app.app import app
 from core_app.domain.events import PointsUpdated, ReferralCreated, RfmUpdated, parse_gdpr_request
 from core_app.stream_topics import rekeyed
@@ -31,7 +32,7 @@ def source_topic(event: EventT) -> str | None:
     return None
 
 
-async def process_rekeyed(deps: PipelineDeps, batch: list[EventT]) -> None:
+async def process_rekeyed(deps: PipelineDeps, batch: Sequence[EventT]) -> None:
     """Each event through its original topic's parser; one naming no topic we consume is dead-lettered."""
     by_topic: dict[str, list[EventT]] = defaultdict(list)
     for event in batch:
@@ -49,3 +50,11 @@ async def process_rekeyed(deps: PipelineDeps, batch: list[EventT]) -> None:
 async def rekeyed_agent(stream: StreamT) -> None:
     async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
         await process_rekeyed(PipelineDeps.of(app.components), batch)
+
+
+async def handle_rekeyed(batch: list[batch_delivery.BatchEvent]) -> None:
+    await process_rekeyed(PipelineDeps.of(app.components), batch)  # type: ignore[arg-type]
+
+
+# Its records come in batches past the agent's stream (D234); the agent serves when that is off.
+batch_delivery.route(topics.REKEYED, handle_rekeyed)

@@ -15,6 +15,7 @@ import uuid
 
 import faust
 
+from core_app.broker_watch import BrokerWatch
 from core_app.kafka_transport import CoreTransport, set_fetch_max_wait_ms
 
 
@@ -48,6 +49,8 @@ def main() -> None:
         producer_linger=0.005,
         table_standby_replicas=0,
     )
+    # CoreTransport's consumer reports commits and committed reads to the app's broker watch.
+    app.broker_watch = BrokerWatch(hold_seconds=60, membership_grace=60)  # type: ignore[attr-defined]
     topic = app.topic(args.topic, key_type=str, key_serializer="raw", value_serializer="raw")
     table = app.Table("bench", default=None, key_type=str, value_type=bytes) if args.mode == "table" else None
     seen = {"n": 0, "t0": 0.0, "cpu0": 0.0}

@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -29,9 +26,10 @@ from pathlib import Path
 
 import psycopg2
 import psycopg2.extras
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from bench.common import (
+    Tansu,
     Worker,
     free_port,
     metric,
@@ -47,6 +45,8 @@ from core_app.settings import Settings
 from core_app.topics import RFM_UPDATED, ensure_topics
 
 PARTITIONS = 12
+# The baselines read their own copy of the load: the pipeline's workers never see it.
+BASELINE_TOPIC = "bench.baseline"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -78,6 +78,7 @@ async def produce_rfm(
     customers: list[str],
     rounds: int,
     crc32: bool = False,
+    topic: str = RFM_UPDATED,
 ) -> int:
     """`rounds` rfm.updated per customer, partitioned by aiokafka's murmur2 or, with `crc32`, by
     librdkafka's default (bench/rdkafka.py)."""
@@ -94,7 +95,7 @@ async def produce_rfm(
             for n, customer_id in enumerate(customers):
                 value = await codec.encode(RFM_UPDATED, rfm_record(merchant_id, customer_id, n, step))
                 futures.append(
-                    await producer.send(RFM_UPDATED, key=f"{merchant_id}:{customer_id}".encode(), value=value)
+                    await producer.send(topic, key=f"{merchant_id}:{customer_id}".encode(), value=value)
                 )
             await asyncio.gather(*futures)
             sent += len(futures)
@@ -111,61 +112,6 @@ def rfm_record(merchant_id: str, customer_id: str, n: int, step: int) -> dict[st
         "rfm_score": {"recency": step, "frequency": n % 100, "monetary": step * 7 + n},
         "occurred_at": T0 + timedelta(seconds=step),
     }
-
-
-async def raw_consumer_rate(bootstrap: str, total: int) -> float:
-    consumer = AIOKafkaConsumer(
-        RFM_UPDATED,
-        bootstrap_servers=bootstrap,
-        group_id=f"bench-raw-{uuid.uuid4().hex[:6]}",
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
-    await consumer.start()
-    seen, started = 0, 0.0
-    try:
-        while seen < total:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-            count = sum(len(records) for records in batches.values())
-            if count and not started:
-                started = time.perf_counter()
-            seen += count
-        return seen / (time.perf_counter() - started)
-    finally:
-        await consumer.stop()
-
-
-def faust_baseline(mode: str, broker: str, total: int, workdir: Path) -> tuple[float, float]:
-    """The rate, and the CPU time per message in microseconds."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.faust_baselines",
-            mode,
-            "--broker",
-            broker,
-            "--topic",
-            RFM_UPDATED,
-            "--n",
-            str(total),
-            "--partitions",
-            str(PARTITIONS),
-            "--datadir",
-            str(workdir / f"faust-{mode}"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    # Faust redirects stdout into its log, so the report may arrive on either stream.
-    lines = [line for line in (result.stdout + result.stderr).splitlines() if '{"mode"' in line]
-    if not lines:
-        raise RuntimeError(f"faust baseline {mode} failed:\n{result.stderr[-2000:]}")
-    report = json.loads(lines[-1][lines[-1].index("{") :])
-    return report["messages"] / report["seconds"], report["cpu_seconds"] / report["messages"] * 1e6
 
 
 def cpu_seconds(pid: int) -> float:
@@ -196,14 +142,15 @@ async def pipeline_rate(
         if done >= total:
             last = now
             cpu = {
-                name: (cpu_seconds(pid) - cpu0[name]) / (done - first_done) * 1e6
+                # A whole backlog can land in one chunk, between two polls.
+                name: (cpu_seconds(pid) - cpu0[name]) / max(done - first_done, 1) * 1e6
                 for name, pid in cpu_pids.items()
             }
             break
         if worker.process.poll() is not None:
             raise RuntimeError(f"worker exited:\n{worker.log_tail()}")
         await asyncio.sleep(POLL_EVERY)
-    return total / (last - first), last, cpu
+    return total / max(last - first, POLL_EVERY), last, cpu
 
 
 def rows_at_version(settings: Settings, merchant_id: str, version: int) -> int:
@@ -249,73 +196,31 @@ async def run(args: argparse.Namespace) -> None:
     await ensure_topics(bench_settings)
     codec = EventCodec(registry_url, settings.avro_dir)
     await codec.register_all()
-    results: dict[str, float] = {}
+    rounds: list[dict[str, float]] = []
+    if not args.pipeline_only:
+        from bench.ingest_baselines import create_topic
+
+        await create_topic(tansu.bootstrap, BASELINE_TOPIC)
+        steps = max(1, args.messages // args.customers)
+        ids = [str(uuid.uuid4()) for _ in range(args.customers)]
+        args.baseline_total = await produce_rfm(
+            tansu.bootstrap, codec, str(uuid.uuid4()), ids, steps, topic=BASELINE_TOPIC
+        )
+    env = worker_env(settings, tansu.url, registry_url, workdir, "bench-1")
     try:
-        merchant_id = str(uuid.uuid4())
-        rounds = max(1, args.messages // args.customers)
-        planned = rounds * args.customers
-        section(f"setup: {args.customers:,} customers in PostgreSQL, {planned:,} rfm.updated events")
-        customers = insert_customers(settings, merchant_id, args.customers)
-        started = time.perf_counter()
-        total = await produce_rfm(tansu.bootstrap, codec, merchant_id, customers, rounds)
-        elapsed = time.perf_counter() - started
-        print(f"produced {total:,} events in {elapsed:.1f}s")
-
-        if not args.pipeline_only:
-            section("(a) raw aiokafka consumer")
-            results["a"] = await raw_consumer_rate(tansu.bootstrap, total)
-            print(f"{results['a']:,.0f} msgs/s")
-            section("(b) bare Faust agent, counting")
-            results["b"], results["cpu b"] = faust_baseline("count", tansu.url, total, workdir)
-            print(f"{results['b']:,.0f} msgs/s ({results['cpu b']:.0f} us CPU per message)")
-            section("(b') bare Faust agent, one RocksDB table write per message")
-            rate, cpu_us = faust_baseline("table", tansu.url, total, workdir)
-            results["b'"], results["cpu b'"] = rate, cpu_us
-            print(f"{rate:,.0f} msgs/s ({cpu_us:.0f} us CPU per message)")
-
-        section("(c) this pipeline: decode, validate, table, customer.updated")
-        env = worker_env(settings, tansu.url, registry_url, workdir, "bench-1")
-        sink = None
-        if not args.sink_in_worker:
-            env["SINK_IN_WORKER"] = "false"
-            sink = Worker.start(env | {"WORKER_ID": "bench-sink"}, workdir / "sink.log", command="sink")
-        worker = Worker.start(env, workdir / "worker.log")
-        try:
-            await wait_http_ok(f"{worker.url}/ready", timeout=180)
-            where = f", sink pid {sink.process.pid}" if sink else " (sink in the worker)"
-            print(f"worker pid {worker.process.pid}{where}", flush=True)
-            pids = {"worker": worker.process.pid} | ({"sink": sink.process.pid} if sink else {})
-            results["c"], finished, cpu = await pipeline_rate(worker, total, pids)
-            results["cpu c"] = cpu["worker"]
-            per_process = ", ".join(f"{name} {value:.0f}" for name, value in cpu.items())
-            print(f"{results['c']:,.0f} events/s (us CPU per event: {per_process})")
-            waited = await metric(worker, "core_record_writer_wait_seconds_total")
-            span = total / results["c"]
-            print(f"   agents waited {waited:.1f}s of the {span:.0f}s for the record writer (back-pressure)")
-            section("(d) PostgreSQL sink catch-up after the producer stopped")
-            results["d"] = await sink_catch_up(settings, merchant_id, len(customers), rounds, finished)
-            print(f"{results['d']:.1f}s until all {len(customers):,} rows hold their final version")
-
-            if args.rss_customers:
-                section(f"(e) peak RSS after {args.rss_customers:,} distinct customers")
-                rss_merchant = str(uuid.uuid4())
-                started = time.perf_counter()
-                many = insert_customers(settings, rss_merchant, args.rss_customers)
-                print(f"inserted {len(many):,} customers in {time.perf_counter() - started:.0f}s")
-                await produce_rfm(tansu.bootstrap, codec, rss_merchant, many, 1)
-                target = total + len(many)
-                while await metric(worker, "core_events_processed_total") < target:
-                    await asyncio.sleep(1)
-                results["e"] = worker.peak_rss_mib()
-                print(f"{results['e']:,.0f} MiB peak RSS (VmHWM)")
-        finally:
-            worker.stop()
-            if sink is not None:
-                sink.stop()
+        for number in range(1, args.rounds + 1):
+            section(f"round {number} of {args.rounds}")
+            results: dict[str, float] = {"round": number}
+            await one_round(
+                args, settings, tansu, codec, env | {"WORKER_ID": f"bench-{number}"}, workdir, results
+            )
+            rounds.append(results)
+        if args.rss_customers:
+            rounds[-1]["e"] = await rss_phase(args, settings, tansu, codec, env, workdir)
         if not args.skip_crc32:
             from bench.ingest_crc32 import crc32_phase
 
-            await crc32_phase(args, settings, tansu.bootstrap, codec, env, workdir, results)
+            await crc32_phase(args, settings, tansu.bootstrap, codec, env, workdir, rounds[-1])
     finally:
         await registry.cleanup()
         tansu.stop()
@@ -325,36 +230,104 @@ async def run(args: argparse.Namespace) -> None:
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{settings.core_db_name}" WITH (FORCE)')
         admin.close()
+    from bench.ingest_report import report
+
+    report(rounds, baselines=not args.pipeline_only)
+
+
+async def one_round(
+    args: argparse.Namespace,
+    settings: Settings,
+    tansu: Tansu,
+    codec: EventCodec,
+    env: dict[str, str],
+    workdir: Path,
+    results: dict[str, float],
+) -> None:
+    """The baselines on the topic's first `total` records; then, for (c) (and (c0), the agents' path,
+    with `--compare-agents`, the two in alternating order) new customers and their events appended
+    to the topic, and a new worker (the earlier rounds' tables recovered) on that backlog."""
     if not args.pipeline_only:
-        report(results)
-    elif "c'" in results:
-        from bench.ingest_crc32 import report_crc32
+        from bench.ingest_baselines import baselines
 
-        report_crc32(results)
+        await baselines(tansu, args.baseline_total, workdir, results)
+    labels = ["c", "c0"] if args.compare_agents else ["c"]
+    if args.compare_agents and int(results.get("round", 1)) % 2 == 0:
+        labels.reverse()
+    for label in labels:
+        flag = "false" if label == "c0" else "true"
+        phase_env = env | {"WORKER_ID": f"{env['WORKER_ID']}-{label}", "INGEST_BATCH_DELIVERY": flag}
+        await pipeline_phase(args, settings, tansu, codec, phase_env, workdir, results, label)
 
 
-def report(results: dict[str, float]) -> None:
-    section("ratios (same run, same Tansu)")
-    a, b, b2, c = results["a"], results["b"], results["b'"], results["c"]
-    print(f"(b)  bare Faust count   / raw aiokafka  = {b / a:.4f}")
-    print(f"(b') bare Faust table   / bare count    = {b2 / b:.2f}")
-    verdict = "met" if c >= b2 else f"MISSED by {(1 - c / b2) * 100:.0f}%"
-    stretch = "met" if c >= 0.5 * b else "not met"
-    print(f"(c)  pipeline           / (b')          = {c / b2:.2f}  target >= 1.0: {verdict}")
-    print(f"(c)  pipeline           / (b)           = {c / b:.2f}  stretch >= 0.5: {stretch}")
-    if "cpu c" in results:
-        # CPU time per event is far less sensitive to other load on the machine than the rates.
-        b2_cpu, c_cpu = results["cpu b'"], results["cpu c"]
-        print(f"(c)  CPU per event: (b') {b2_cpu:.0f} us / worker {c_cpu:.0f} us = {b2_cpu / c_cpu:.2f}")
-    d_verdict = "met" if results["d"] < 10 else "MISSED"
-    print(f"(d)  sink catch-up      = {results['d']:.1f}s  target < 10s: {d_verdict}")
-    if "c'" in results:
-        from bench.ingest_crc32 import report_crc32
+async def pipeline_phase(
+    args: argparse.Namespace,
+    settings: Settings,
+    tansu: Tansu,
+    codec: EventCodec,
+    env: dict[str, str],
+    workdir: Path,
+    results: dict[str, float],
+    label: str,
+) -> None:
+    what = "batched delivery" if label == "c" else "the agents' path (INGEST_BATCH_DELIVERY=false)"
+    section(f"({label}) this pipeline, {what}: decode, validate, table, customer.updated")
+    merchant_id = str(uuid.uuid4())
+    steps = max(1, args.messages // args.customers)
+    customers = insert_customers(settings, merchant_id, args.customers)
+    total = await produce_rfm(tansu.bootstrap, codec, merchant_id, customers, steps)
+    print(f"{len(customers):,} new customers, {total:,} rfm.updated produced")
+    sink = None
+    if not args.sink_in_worker:
+        env = env | {"SINK_IN_WORKER": "false"}
+        sink = Worker.start(env | {"WORKER_ID": "bench-sink"}, workdir / "sink.log", command="sink")
+    worker = Worker.start(env, workdir / "worker.log")
+    try:
+        await wait_http_ok(f"{worker.url}/ready", timeout=180)
+        pids = {"worker": worker.process.pid} | ({"sink": sink.process.pid} if sink else {})
+        results[label], finished, cpu = await pipeline_rate(worker, total, pids)
+        results[f"cpu {label}"] = cpu["worker"]
+        per_process = ", ".join(f"{name} {value:.0f}" for name, value in cpu.items())
+        print(f"{results[label]:,.0f} events/s (us CPU per event: {per_process})")
+        waited = await metric(worker, "core_record_writer_wait_seconds_total")
+        print(f"   agents waited {waited:.1f}s of the {total / results[label]:.0f}s for the record writer")
+        chunks = await metric(worker, "core_ingest_chunks_total")
+        if chunks:
+            print(f"   batched delivery: {chunks:,.0f} chunks, {total / chunks:,.0f} events each on average")
+        d = "d" if label == "c" else "d0"
+        results[d] = await sink_catch_up(settings, merchant_id, len(customers), steps, finished)
+        print(f"({d}) {results[d]:.1f}s after the last applied event until all rows hold their final version")
+    finally:
+        worker.stop()
+        if sink is not None:
+            sink.stop()
 
-        report_crc32(results)
-    if "e" in results:
-        e_verdict = "met" if results["e"] <= 512 else "MISSED"
-        print(f"(e)  peak RSS           = {results['e']:.0f} MiB  target <= 512 MiB: {e_verdict}")
+
+async def rss_phase(
+    args: argparse.Namespace,
+    settings: Settings,
+    tansu: Tansu,
+    codec: EventCodec,
+    env: dict[str, str],
+    workdir: Path,
+) -> float:
+    """(e) the peak RSS of a worker that applies one event to each of `--rss-customers` customers."""
+    section(f"(e) peak RSS after {args.rss_customers:,} distinct customers")
+    merchant_id = str(uuid.uuid4())
+    started = time.perf_counter()
+    many = insert_customers(settings, merchant_id, args.rss_customers)
+    print(f"inserted {len(many):,} customers in {time.perf_counter() - started:.0f}s")
+    total = await produce_rfm(tansu.bootstrap, codec, merchant_id, many, 1)
+    worker = Worker.start(env | {"WORKER_ID": "bench-rss"}, workdir / "worker-rss.log")
+    try:
+        await wait_http_ok(f"{worker.url}/ready", timeout=600)
+        while await metric(worker, "core_events_processed_total") < total:
+            await asyncio.sleep(1)
+        rss = worker.peak_rss_mib()
+    finally:
+        worker.stop()
+    print(f"{rss:,.0f} MiB peak RSS (VmHWM)")
+    return rss
 
 
 def main() -> None:
@@ -364,6 +337,12 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--rss-customers", type=int, default=1_000_000, help="0 skips (e)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of (a), (b), (b'), (c), (d)")
+    parser.add_argument(
+        "--compare-agents",
+        action="store_true",
+        help="also (c0): the agents' path, INGEST_BATCH_DELIVERY=false",
+    )
     parser.add_argument("--pipeline-only", action="store_true", help="skip the baselines (for profiling)")
     parser.add_argument("--skip-crc32", action="store_true", help="skip (c'), the CRC32-partitioned input")
     parser.add_argument(

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from prometheus_client import Counter
+
+from core_app.batch_delivery import BatchDelivery, Collected
+from core_app.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +58,11 @@ class TunedConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._rewound: dict[Any, tuple[int, int]] = {}  # partition -> (offset rewound to, how often)
-        self._handed: Mapping[Any, list[Any]] = {}  # the records aiokafka handed to the current getmany
-
-    async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
-        records, active_partitions = await super()._wait_next_records(timeout)
-        self._handed = records or {}
-        return records, active_partitions
+        self._batches = BatchDelivery(self, get_settings())
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
-        """Faust's, but a source partition whose records jump past undelivered offsets is rewound.
+        """Faust's, but a source partition whose records jump past undelivered offsets is rewound, and
+        the records of batch-routed topics go to their handlers a fetch at a time (D234).
 
         Faust acks such a jump as a "gap" (meant for compaction and transaction markers) and commits
         past it. In a rebalance under load the consumer's position could run ahead of what was
@@ -72,69 +71,84 @@ class TunedConsumer(faust_aiokafka.Consumer):
         partition is sought back and the jumping records are held back; a jump seen MAX_REWINDS times
         at the same place is a real gap (aborted transactions, compaction) and goes through to Faust.
         """
-        rewound = self._rewound
         changelogs = self.app.tables.changelog_topics
         held: set[Any] = set()
-        delivered: dict[Any, int] = {}
+        seen: dict[Any, int] = {}  # partition -> last offset of this fetch (Faust's read offset lags)
+        collected: Collected = {}
+        generation_id = None  # the messages' own: Faust's getmany reads it after its wait for records
         async for tp, message in super().getmany(timeout):
             if tp in held:
                 continue
-            delivered[tp] = message.offset
-            expected = self._read_offset.get(tp)
+            expected = seen[tp] if tp in seen else self._read_offset.get(tp)
             if expected is not None and message.offset > expected + 1 and tp.topic not in changelogs:
-                tries = rewinds_at(rewound, tp, expected)
-                if tries >= MAX_REWINDS:
-                    yield tp, message  # a real gap: Faust acks it (and _add_gap logs it)
+                if not await self._jumped(tp, expected, message.offset, held):
                     continue
-                rewound[tp] = (expected, tries + 1)
-                held.add(tp)
-                positions_rewound.labels(tp.topic).inc()
-                log.warning(
-                    "%s[%s] jumped from %s to %s; rewinding", tp.topic, tp.partition, expected, message.offset
-                )
-                # From `expected` itself: it is the last delivered offset, or (just after a seek to the
-                # committed offset) the next one; one duplicate is skipped as stale downstream.
-                await self.seek(tp, expected)
+            seen[tp] = message.offset
+            if self._batches.routed(tp.topic):
+                read = self._read_offset.get(tp)
+                if read is None or message.offset >= read:  # as Faust's drain loop: older ones are stale
+                    collected.setdefault(tp, []).append(message)
+                    generation_id = message.generation_id
                 continue
             yield tp, message
-        await self._seek_back_undelivered(delivered, held)
+        if generation_id is not None:
+            await self._batches.deliver(collected, generation_id)
 
-    async def _seek_back_undelivered(self, delivered: Mapping[Any, int], held: set[Any]) -> None:
-        """Seek each partition back to the first record aiokafka handed over but Faust did not deliver.
+    async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
+        """A snapshot of the active partitions, never Faust's live set, and nothing for none (D235).
 
-        aiokafka's position moves when it hands records over. Faust's getmany then drops records of a
-        partition it paused meanwhile (recovery pauses the source partitions while a fetch for them is
-        in flight, and the seek to the committed offsets can land before that fetch returns), and the
-        rest of the batch when the flow stops or the generation changes. If no later record comes to
-        show the jump, the partition stalls for good with its position at the end: seen after a
-        SIGKILL restart under load, 2,000 events unread in one partition (D119).
+        aiokafka reads an empty set as "every partition" and reads the set again while it waits.
+        Faust hands it its live set of active partitions, which a pause can empty meanwhile (the end of
+        a recovery pauses the active changelogs while the stream partitions are still paused): aiokafka
+        then drained the stream partitions' prefetched records, moved their positions past them, and
+        Faust dropped them as not active. With no later record to show the jump (D114) the partition
+        stalled for good: seen after a SIGKILL restart as a partition that never moved again.
         """
-        if self.should_stop or not self._handed:
-            return
-        assigned = self.assignment()
-        for tp, records in self._handed.items():
-            if tp in held or tp not in assigned or tp.topic in self.app.tables.changelog_topics:
-                continue
-            last = delivered.get(tp)
-            undelivered = [r.offset for r in records if last is None or r.offset > last]
-            if not undelivered:
-                continue
-            # Never past what Faust delivered last: a seek racing the recovery's own cannot skip.
-            read = self._read_offset.get(tp)
-            target = undelivered[0] if read is None else min(undelivered[0], read)
-            positions_rewound.labels(tp.topic).inc()
-            log.warning(
-                "%s[%s]: %d fetched records not delivered; seeking back to %s",
-                tp.topic,
-                tp.partition,
-                len(undelivered),
-                target,
-            )
-            try:
-                await self.seek(tp, target)
-            except Exception as exc:  # revoked meanwhile: its new owner starts from the committed offset
-                log.warning("seek back of %s[%s] failed: %r", tp.topic, tp.partition, exc)
-        self._handed = {}
+        if active_partitions is None:
+            return await super()._getmany(None, timeout)
+        snapshot = set(active_partitions)
+        if not snapshot:
+            return {}
+        return await super()._getmany(snapshot, timeout)
+
+    async def _wait_next_records(self, timeout: float) -> Any:
+        """Faust's, but records of a partition paused since the fetch was asked for are given back:
+        its position is sought back to them (Faust would drop them with the position past them)."""
+        records, active = await super()._wait_next_records(timeout)
+        if records and active is not None:
+            stray = [tp for tp in records if tp not in active and tp not in self._buffered_partitions]
+            for tp in stray:
+                first = records.pop(tp)[:1]
+                if first and self.flow_active:  # else a rebalance is on: it seeks to the committed offsets
+                    await self._give_back(tp, first[0].offset)
+        return records, active
+
+    async def _give_back(self, tp: Any, offset: int) -> None:
+        log.info("%s[%s]: records fetched while paused; seeking back to %s", tp.topic, tp.partition, offset)
+        try:
+            await self.seek(tp, offset)
+        except Exception as exc:  # no longer assigned: its next owner starts at the committed offset
+            log.info("seek back skipped", extra={"topic": tp.topic, "error": repr(exc)})
+
+    async def _jumped(self, tp: Any, expected: int, offset: int, held: set[Any]) -> bool:
+        """True: a real gap, the record goes through; False: the partition was rewound and is held."""
+        rewound = self._rewound
+        tries = rewinds_at(rewound, tp, expected)
+        if tries >= MAX_REWINDS:
+            return True  # a real gap: Faust acks it (and _add_gap logs it)
+        rewound[tp] = (expected, tries + 1)
+        held.add(tp)
+        positions_rewound.labels(tp.topic).inc()
+        log.warning("%s[%s] jumped from %s to %s; rewinding", tp.topic, tp.partition, expected, offset)
+        # From `expected` itself: it is the last delivered offset, or (just after a seek to the
+        # committed offset) the next one; one duplicate is skipped as stale downstream.
+        await self.seek(tp, expected)
+        return False
+
+    async def wait_empty(self) -> None:
+        """Faust's, after the batch under way (if any) is handled and acked."""
+        await self._batches.wait_idle()
+        await super().wait_empty()
 
     async def _commit(self, offsets: Any) -> bool:
         committed: bool = await super()._commit(offsets)

@@ -35,6 +35,9 @@ writer_waits = Counter(
     "core_record_writer_wait_seconds_total",
     "Seconds the agents waited for the record writer (table changelogs, customer.updated) to catch up",
 )
+ingest_chunks = Counter(
+    "core_ingest_chunks_total", "Chunks of consumed records handed to a batch handler (D234)", ["topic"]
+)
 dead_letters = Counter("core_dead_letters_total", "Events sent to the dead-letter topic", ["topic", "kind"])
 READ_SOURCES = ("table", "owner", "redis", "postgres")
 # Counted on every read: tallies exported on scrape (core_app/tallies.py), not prometheus Counters.

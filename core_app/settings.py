@@ -84,6 +84,9 @@ class Settings(KafkaSettings):
     rocksdb_block_cache_mb: int = Field(default=4, ge=1)
     # Decoded customers kept in front of RocksDB for reads (tables/read_memo.py); 0 turns it off.
     table_read_memo_keys: int = Field(default=20_000, ge=0)
+    # The pipeline's source topics a fetch at a time, past Faust's per-message path (D234).
+    ingest_batch_delivery: bool = True
+    ingest_chunk_events: int = Field(default=4000, ge=1)
     # Net container allocations between young GC collections (Python's default is 700); D45.
     gc_gen0_threshold: int = Field(default=50_000, ge=100)
 
