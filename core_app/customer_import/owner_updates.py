@@ -22,7 +22,9 @@ from core_app.domain.customer import customer_key
 from core_app.domain.customer_import import RowError
 from core_app.routing import key_partition
 
-UPDATE_COMMAND_MAX = 100  # customers per owner command: Faust's producer buffer holds ~100 changelog records
+# Customers per owner command. It was 100 while table writes went through Faust's producer buffer
+# (D27); they and the command's events go through the record writer now (D71, D242).
+UPDATE_COMMAND_MAX = 500
 SendUpdate = Callable[[int, dict[str, Any]], Awaitable[None]]
 
 
