@@ -3,9 +3,9 @@
 An import inserts new customers straight into PostgreSQL (they are in no table yet), but a customer
 that exists may be in the `customers` table, which the read path serves first. So its update goes to
 the worker that owns its partition, like any other write (one writer per key): the import groups a
-batch's existing customers by partition and sends one command per partition (at most 100
-customers), to that partition explicitly. The agent applies them in one synchronous section,
-produces `customer.updated` and confirms on the import's Redis channel.
+batch's existing customers by partition and sends one command per partition (at most
+UPDATE_COMMAND_MAX customers), to that partition explicitly. The agent applies them in one
+synchronous section, queues `customer.updated` and confirms on the import's Redis channel.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from core_app.customer_import import owner_apply
 from core_app.domain.customer import CustomerState, customer_key
 from core_app.retry import infra_retry
 from core_app.runtime import Runtime
+from tables.changelog import writer_for
 from tables.customers import load_missing, read_customer, save_customer
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,13 @@ async def handle(event: EventT, runtime: Runtime) -> None:
     keys = [customer_key(merchant_id, item["customer_id"]) for item in command["customers"]]
     fetched = await load_missing(runtime.pool, dict.fromkeys(keys, event))
     changed, updated, errors = apply_updates(command, event, fetched)
+    # customer.updated through the record writer, queued after each key's table write as the ingest
+    # pipeline does (D242): one Faust send per customer cost more than the rest of the update.
+    writer = writer_for(app)
     for state in changed:
         value = await runtime.codec.encode(topics.CUSTOMER_UPDATED, state_record(state, ["PROFILE"]))
-        await faust_topics.customer_updated.send(key=state.key, value=value)
+        writer.produce(topics.CUSTOMER_UPDATED, state.key.encode(), value)
+    await writer.wait_until_ebb()  # back-pressure, as in the pipeline
     reply = json.dumps(owner_apply.confirmation(command, updated, errors))
 
     async def confirm() -> None:

@@ -154,14 +154,16 @@ class ImportRun:
 
     async def _write_batch(self, batch: list[Pending]) -> None:
         updates = await self.writer.write(batch)
-        await self.owners.send(updates)
+        await self.owners.gather(updates)
         self._save()
 
     async def _drain(self) -> None:
         if self.batcher.pending:
             await self.batcher.flush()
         await self.batches.drain()
+        await self.owners.flush()
 
     async def _abandon(self) -> None:
         self.batcher.abandon()
         await self.batches.abandon()
+        self.owners.abandon()

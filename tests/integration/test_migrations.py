@@ -1,6 +1,7 @@
 """The schema against the real PostgreSQL: idempotent migrations, encryption, sanitising, triggers."""
 
 import base64
+import json
 import os
 import subprocess
 import sys
@@ -105,6 +106,19 @@ def test_metadata_is_sanitised_on_insert_and_update(settings: Settings, merchant
             ('{"phone": "1", "first_name": "x", "points": 5}', customer_id),
         )
         assert cur.fetchone()[0] == {"points": 5}
+
+
+def test_sanitiser_fast_path_changes_nothing_it_should_not(settings: Settings) -> None:
+    """D240: documents without a PII key come back as they are; any PII key at any depth is still
+    stripped, whatever its case, inside arrays, and next to strings that only look like keys."""
+    clean = {"imports": {"shopify": {"tags": ["a", "b"], "note": 'say "email": no', "n": 1.5}}, "e": []}
+    dirty = {"a": [{"Email": "x", "k": 1}], "b": '"phone": 1', "c": {"ZIP": 1, "d": {"dob": 2}}}
+    with pg(settings) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT core_strip_pii(%s::jsonb), core_strip_pii(%s::jsonb)",
+            (json.dumps(clean), json.dumps(dirty)),
+        )
+        assert cur.fetchone() == (clean, {"a": [{"k": 1}], "b": '"phone": 1', "c": {"d": {}}})
 
 
 def test_pii_key_lists_agree(settings: Settings) -> None:

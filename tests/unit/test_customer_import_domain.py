@@ -209,6 +209,20 @@ def test_dedupe_by_hash_and_capped_error_log() -> None:
     assert errors.to_json("boom")["failure_reason"] == "boom"
 
 
+def test_dedupe_stays_exact_while_its_tables_grow() -> None:
+    import hashlib
+
+    dedupe = Deduper()
+    digests = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(20_000)]
+    assert all(dedupe.check(row, digest) is None for row, digest in enumerate(digests))
+    assert len(dedupe) == 20_000
+    for row in (0, 1, 12_345, 19_999):
+        assert dedupe.check(30_000 + row, digests[row]) == RowError(
+            30_000 + row, f"duplicate email in this file (first at row {row})"
+        )
+    assert dedupe.check(0, digests[0]) is None  # the same row seen again (a retried download)
+
+
 def test_imported_metadata_keeps_other_sources_and_drops_pii() -> None:
     existing = {"points": {"balance": 5}, "imports": {"shopify": {"total_orders": 2}}, "phone": "x"}
     merged = imported_metadata(existing, "smile_io", {"points": 10, "first_name": "Ann"})

@@ -39,6 +39,24 @@ def updates(count: int) -> list[tuple[Pending, str]]:
     ]
 
 
+async def test_gathered_updates_make_full_commands_and_the_rest_go_at_the_flush() -> None:
+    world = World()
+    total = 2 * PARTITIONS * UPDATE_COMMAND_MAX
+    batches = [updates(total)[start::10] for start in range(10)]  # small batches
+    for batch in batches:
+        await world.owners.gather(batch)
+    assert world.sent and all(len(c["customers"]) == UPDATE_COMMAND_MAX for _, c in world.sent)
+    await world.owners.flush()
+    assert not world.owners.gathered
+    sent = sorted(c["row"] for _, command in world.sent for c in command["customers"])
+    assert sent == list(range(2, 2 + total))  # each once
+    for partition, command in world.sent:
+        for customer in command["customers"]:
+            key = customer_key(world.job.merchant_id, customer["customer_id"])
+            assert key_partition(key, PARTITIONS) == partition
+    assert len(world.owners.awaiting) == len(world.sent)
+
+
 async def replies(*messages: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     for message in messages:
         yield message

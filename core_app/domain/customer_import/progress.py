@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from core_app.domain.customer_import.dedupe import Deduper as FlatDeduper
 from core_app.domain.customer_import.formats import parse_source
 from core_app.domain.customer_import.rows import RowError
 from core_app.domain.errors import ValidationFailed
@@ -23,21 +24,14 @@ def parse_status(value: Any) -> str | None:
     return value
 
 
-class Deduper:
-    """Emails seen earlier in this file, by keyed hash (never by plaintext)."""
-
-    def __init__(self) -> None:
-        self._first_row: dict[bytes, int] = {}
+class Deduper(FlatDeduper):
+    """Emails seen earlier in this file, by keyed hash (never by plaintext), in flat memory."""
 
     def check(self, row: int, email_hash: str) -> RowError | None:
-        key = bytes.fromhex(email_hash)[:16]
-        first = self._first_row.setdefault(key, row)
+        first = self.first_row(row, email_hash)
         if first != row:
             return RowError(row, f"duplicate email in this file (first at row {first})")
         return None
-
-    def __len__(self) -> int:
-        return len(self._first_row)
 
 
 @dataclass
