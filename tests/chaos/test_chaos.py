@@ -1,4 +1,4 @@
-"""The short chaos run (issue 20), in `make test`: three workers and the sink as its own process
+"""The short chaos run (issue 20), in `make test-slow`: three workers and the sink as its own process
 under a light keyed load, with one nemesis of each kind in an order drawn from a printed seed
 (CHAOS_SEED repeats it), then the independent verifier. About two minutes on 2 cores.
 
@@ -18,7 +18,9 @@ from tests.chaos.nemesis import KINDS
 from tests.chaos.run import Config, run_chaos
 from tests.chaos.stack import Stack
 
-pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+# Marked slow: beside the rest of `make test` on 2 cores it took 4.4 minutes and pushed CI past its
+# 15-minute limit (docs/decisions.md D250).
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.slow]
 
 # 3 merchants x 300 customers (the long run has 10,000 over 4 merchants), 120 events/s, 5 reads/s per
 # worker: light, as the rest of `make test` runs beside it on the same 2 cores.
