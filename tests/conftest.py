@@ -52,26 +52,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         container.stop()  # type: ignore[attr-defined]
 
 
-# The longest files (make test's --durations) go first: with `--dist loadfile` a long file handed out
-# last runs alone at the end while the other process idles (a 4-minute tail in one CI-sized run).
-LONGEST_FIRST = (
-    "test_schemathesis.py",
-    "test_rebalance.py",
-    "test_newcomer_path.py",
-    "test_schemathesis_signed.py",
-    "test_import_resume.py",
-    "test_faults.py",
-    "test_dlq_replay.py",
-    "test_partitioners.py",
-)
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/integration/" in str(item.fspath) or "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
-    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session")
