@@ -248,10 +248,9 @@ def cpu_inputs(results: Path = RESULTS) -> dict[str, Any]:
 
 
 def _newest(results: Path, bench: str, pattern: re.Pattern[str]) -> tuple[str, list[re.Match[str]]]:
-    for path in sorted(results.glob("*.json"), reverse=True):
-        recorded = json.loads(path.read_text())
-        if recorded.get("bench") != f"bench/{bench}.py":
-            continue
+    runs = [(path, json.loads(path.read_text())) for path in results.glob("*.json")]
+    runs = [(path, run) for path, run in runs if run.get("bench") == f"bench/{bench}.py"]
+    for path, recorded in sorted(runs, key=lambda run: str(run[1].get("finished") or ""), reverse=True):
         section, matches = "", []
         for line in recorded.get("output", []):
             section = line if line.startswith("== ") else section
@@ -264,6 +263,19 @@ def _newest(results: Path, bench: str, pattern: re.Pattern[str]) -> tuple[str, l
     raise SystemExit(f"no recorded {bench} bench with CPU figures under {results}")
 
 
+def measure_storage(
+    args: argparse.Namespace, settings: Settings, workdir: Path, measured: dict[str, Any]
+) -> None:
+    for size in (int(part) for part in args.sizes.split(",")):
+        result = measure_rocksdb_and_changelog(settings, size, workdir)
+        print(f"rocksdb+changelog at {size:,}: {json.dumps(result)}", flush=True)
+        measured["storage"].append(result)
+    measured["redis_bytes_per_entry"] = entry = measure_redis(settings, args.redis_customers)
+    print(f"redis at {args.redis_customers:,}: {entry:.0f} bytes/entry", flush=True)
+    measured["postgres"] = measure_postgres(args.pg_customers)
+    print(f"postgres at {args.pg_customers:,}: {json.dumps(measured['postgres'])}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -273,6 +285,9 @@ def main() -> None:
     parser.add_argument("--pg-customers", type=int, default=200_000)
     parser.add_argument("--recovery-customers", type=int, default=1_000_000)
     parser.add_argument("--skip-recovery", action="store_true")
+    parser.add_argument(
+        "--storage-from", type=Path, help="an earlier --json's storage inputs: measure the rest"
+    )
     parser.add_argument("--json", type=Path, help="also write the measured inputs here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (worker logs)")
     args = parser.parse_args()
@@ -281,17 +296,12 @@ def main() -> None:
     measured: dict[str, Any] = {"storage": [], "cpu": cpu_inputs()}
     print(f"cpu (from bench/results): {json.dumps(measured['cpu'])}", flush=True)
     try:
-        for size in (int(part) for part in args.sizes.split(",")):
-            result = measure_rocksdb_and_changelog(settings, size, workdir)
-            print(f"rocksdb+changelog at {size:,}: {json.dumps(result)}", flush=True)
-            measured["storage"].append(result)
-        measured["redis_bytes_per_entry"] = measure_redis(settings, args.redis_customers)
-        print(
-            f"redis at {args.redis_customers:,}: {measured['redis_bytes_per_entry']:.0f} bytes/entry",
-            flush=True,
-        )
-        measured["postgres"] = measure_postgres(args.pg_customers)
-        print(f"postgres at {args.pg_customers:,}: {json.dumps(measured['postgres'])}", flush=True)
+        if args.storage_from:
+            earlier = json.loads(args.storage_from.read_text())
+            measured |= {name: earlier[name] for name in ("storage", "redis_bytes_per_entry", "postgres")}
+            print(f"storage inputs from {args.storage_from}", flush=True)
+        else:
+            measure_storage(args, settings, workdir, measured)
         if not args.skip_recovery:
             from bench.capacity_recovery import measure_recovery
 

@@ -41,8 +41,16 @@ async def measure_recovery(count: int, workdir: Path) -> dict[str, Any]:
     tansu = start_tansu(workdir)
     registry_port = free_port()
     registry = await start_registry(settings, "127.0.0.1", registry_port)
+    # No in-worker sink: it would write the changelog to PostgreSQL beside the recovery (and refuse
+    # it, the bench's merchants being absent), which is not what a recovery costs.
     env = worker_env(
-        settings, tansu.url, f"http://127.0.0.1:{registry_port}", workdir, "capacity-0", PARTITIONS
+        settings,
+        tansu.url,
+        f"http://127.0.0.1:{registry_port}",
+        workdir,
+        "capacity-0",
+        PARTITIONS,
+        SINK_IN_WORKER="false",
     )
     try:
         topics = {"kafka_broker": tansu.url, "kafka_topic_partitions": PARTITIONS}
