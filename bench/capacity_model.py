@@ -100,6 +100,7 @@ class Sizing:
     workers_for_cpu: int
     partitions_per_worker_by_memory: int
     workers_for_recovery: int
+    recovery_seconds_per_gib_for_cpu: float  # the recovery rate at which CPU alone would set the count
     partitions: int
     workers: int
     sink_processes: int
@@ -140,6 +141,7 @@ def size_for(scale: Scale, inputs: Inputs, pod: Pod = Pod()) -> Sizing:
         workers_for_cpu=workers_for_cpu,
         partitions_per_worker_by_memory=per_worker,
         workers_for_recovery=workers_for_recovery,
+        recovery_seconds_per_gib_for_cpu=pod.recovery_target_seconds / (changelog_gib / workers_for_cpu),
         partitions=partitions,
         workers=workers,
         sink_processes=math.ceil(sink_cpu / (pod.cpu * pod.utilisation * 1e6)),
@@ -181,5 +183,6 @@ def print_model(sizings: list[Sizing]) -> None:
             f"RocksDB {sizing.rocksdb_gib_per_worker:,.1f} GiB per worker, "
             f"changelog {sizing.changelog_gib:,.0f} GiB (x replication), "
             f"Kafka {sizing.kafka_mib_per_second:,.1f} MiB/s\n"
-            f"  binds first: {sizing.binds}"
+            f"  binds first: {sizing.binds} (CPU would bind from a recovery rate of "
+            f"{sizing.recovery_seconds_per_gib_for_cpu:,.0f} s/GiB)"
         )

@@ -56,6 +56,10 @@ def test_recovery_binds_when_a_workers_share_cannot_be_rebuilt_in_time() -> None
     changelog_gib = 250_000_000 * 670 / 1024**3
     assert sizing.workers_for_recovery == -(-changelog_gib // (300 / 900))
     assert sizing.binds == "recovery time" and sizing.workers == sizing.workers_for_recovery
+    # the rate at which a worker's CPU-sized share could be rebuilt within the target
+    assert sizing.recovery_seconds_per_gib_for_cpu == pytest.approx(
+        300 / (changelog_gib / sizing.workers_for_cpu)
+    )
     assert sizing.partitions >= sizing.workers
 
 
