@@ -31,6 +31,7 @@ from mode import Service
 from agents.repartition import header_items, send_to_owner
 from core_app import metrics
 from core_app.domain.events import CustomerEvent
+from core_app.retry import FailureStreak
 from core_app.services.ports import DeadLetters, FailedRecord
 from core_app.settings import Settings
 
@@ -184,13 +185,15 @@ class ParkedEvents(Service):
 
     @Service.task
     async def _retry_loop(self) -> None:
+        streak = FailureStreak(log, "retrying parked events")  # one traceback per outage, not one a second
         while not self.should_stop:
             try:
                 pool, dead_letters = self.components.runtime.pool, self.components.dead_letters
                 while await retry_due(pool, self.settings, dead_letters) >= CLAIM_LIMIT:
                     pass  # a full pass: more are due
+                streak.succeeded()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("retrying parked events failed; trying again")
+            except Exception as exc:
+                streak.failed(exc)
             await self.sleep(self.PASS_EVERY)

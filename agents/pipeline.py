@@ -30,6 +30,7 @@ from agents.dead_letter import dead_letter_event
 from agents.gdpr_hooks import GdprHooks
 from agents.parking import park
 from agents.repartition import customer_shaped, forward, header_items, is_misrouted
+from agents.take import take_events
 from core_app import metrics, topics, tracing
 from core_app import stream_topics as faust_topics
 from core_app.batch_delivery import BatchEvent, BatchHandler
@@ -338,7 +339,7 @@ async def apply_and_publish(deps: PipelineDeps, by_key: ByKey, topic: str) -> Ba
 
 async def consume(stream: StreamT, topic: str, parser: Parser, components: Components) -> None:
     """The agent loop: batches in, never crashes on one bad batch, never drops it silently."""
-    async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+    async for batch in take_events(stream, BATCH_MAX, BATCH_WITHIN):
         # One span per batch, continuing or linking the producers' traces (D148); none without tracing.
         with tracing.batch_span(topic, (event.headers for event in batch)):
             await consume_batch(PipelineDeps.of(components), batch, topic, parser)

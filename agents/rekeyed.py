@@ -12,6 +12,7 @@ from faust.types import EventT, StreamT
 
 from agents.dead_letter import dead_letter_event
 from agents.pipeline import BATCH_MAX, BATCH_WITHIN, Parser, PipelineDeps, process_batch
+from agents.take import take_events
 from core_app import batch_delivery, topics
 from core_app.app import app
 from core_app.domain.events import PointsUpdated, ReferralCreated, RfmUpdated, parse_gdpr_request
@@ -48,7 +49,7 @@ async def process_rekeyed(deps: PipelineDeps, batch: Sequence[EventT]) -> None:
 
 @app.agent(rekeyed, name="rekeyed")
 async def rekeyed_agent(stream: StreamT) -> None:
-    async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+    async for batch in take_events(stream, BATCH_MAX, BATCH_WITHIN):
         await process_rekeyed(PipelineDeps.of(app.components), batch)
 
 

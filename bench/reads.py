@@ -31,6 +31,8 @@ request) and, in rounds with (a) and (b) again, two more phases run against the 
 (h) gRPC `GetCustomerRFM` with a JWT in `authorization` metadata.
 Both fail unless every response was a 2xx / OK, `core_auth_refused_total` did not move and the
 merchant's rate-limit window in Redis holds the phase's admissions.
+`BENCH_PROFILE_DIR=DIR` has py-spy sample the server through each phase into DIR/<phase>-<round>.txt
+(folded stacks; `pip install py-spy`).
 The worker runs with Faust's default fetch wait (1500 ms, as deployed), not the tests' 100 ms.
 Ratios are printed last. Needs wrk (`apt-get install wrk`), the local PostgreSQL and Redis; starts
 its own Tansu, registry and worker.
@@ -192,14 +194,40 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measured(server_pid: int, load: Awaitable[dict]) -> dict:
+async def measured(server_pid: int, load: Awaitable[dict], label: str = "phase") -> dict:
     """Run `load` and add the server's CPU per request: unlike req/s, it barely moves when other
-    processes compete for the cores."""
+    processes compete for the cores. With BENCH_PROFILE_DIR set, py-spy samples the server meanwhile
+    (`profile_of`)."""
     before = cpu_seconds(server_pid)
+    profiler = await profile_of(server_pid, label)
     report = await load
+    if profiler is not None:
+        await profiler.wait()
     report["cpu_us"] = (cpu_seconds(server_pid) - before) * 1e6 / max(1, report["requests"])
     report["load"] = os.getloadavg()[0]
     return report
+
+
+PROFILED: dict[str, int] = {}
+
+
+async def profile_of(pid: int, label: str) -> asyncio.subprocess.Process | None:
+    """py-spy's folded stacks of `pid` for the phase's `--duration`, as BENCH_PROFILE_DIR/<label>-N.txt
+    (`py-spy` from the venv: `pip install py-spy`; needs ptrace rights)."""
+    directory = os.environ.get("BENCH_PROFILE_DIR")
+    if not directory:
+        return None
+    PROFILED[label] = PROFILED.get(label, 0) + 1
+    target = Path(directory) / f"{label}-{PROFILED[label]}.txt"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    seconds = str(max(1, int(PROFILE_SECONDS) - 1))
+    argv = [binary, "record", "-p", str(pid), "-d", seconds, "-r", "250", "-f", "raw", "-o", str(target)]
+    print(f"   profiling {label} into {target}", flush=True)
+    return await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL, stderr=PIPE)
+
+
+PROFILE_SECONDS = 5.0  # set from --duration in main()
 
 
 def show(name: str, report: dict) -> dict:
@@ -313,7 +341,7 @@ async def measure_worker(
         async def load() -> dict:
             before = await read_sources(worker, "core_customer_reads_total")
             report = await measured(
-                worker.process.pid, run_wrk(args, worker.url, prefix, ids_file, args.duration)
+                worker.process.pid, run_wrk(args, worker.url, prefix, ids_file, args.duration), name
             )
             check_sources(name, await sources_during(worker, "core_customer_reads_total", before), expect)
             return report
@@ -324,7 +352,7 @@ async def measure_worker(
         async def load() -> dict:
             before = await read_sources(worker, "core_rfm_reads_total")
             calls = run_grpc_load(args, worker.grpc_port, merchant_id, ids, workdir, args.duration)
-            report = await measured(worker.process.pid, calls)
+            report = await measured(worker.process.pid, calls, name)
             check_sources(name, await sources_during(worker, "core_rfm_reads_total", before), expect)
             return report
 
@@ -787,7 +815,10 @@ def main() -> None:
         action="store_true",
         help="then restart the worker with authentication, rate limiting and the IP allow-list on: (g), (h)",
     )
-    asyncio.run(run(parser.parse_args()))
+    args = parser.parse_args()
+    global PROFILE_SECONDS
+    PROFILE_SECONDS = args.duration
+    asyncio.run(run(args))
 
 
 if __name__ == "__main__":

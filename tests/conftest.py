@@ -20,6 +20,7 @@ from tests.support.file_server import FileServer
 from tests.support.imports import import_root
 from tests.support.pii import secure_producer  # noqa: F401  (a fixture)
 from tests.support.processes import free_port, running_tansu
+from tests.support.timeline import pytest_runtest_protocol  # noqa: F401  (a hook: CORE_TEST_TIMELINE=1)
 
 RUN_ID = uuid.uuid4().hex[:8]
 _containers: list[object] = []

@@ -21,6 +21,7 @@ ADMIN_DIR = Path(__file__).resolve().parent / "admin"
 
 # path -> (file under views/admin/, content type)
 PAGES: dict[str, tuple[str, str]] = {
+    "/admin/admin.js": ("admin.js", "text/javascript"),  # what both pages share: credentials, GraphQL
     "/admin/imports": ("imports.html", "text/html"),
     "/admin/imports.js": ("imports.js", "text/javascript"),
     "/admin/imports.css": ("imports.css", "text/css"),

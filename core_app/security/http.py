@@ -38,6 +38,7 @@ PUBLIC_PATHS = frozenset({"/health", "/live", "/ready", "/metrics"})
 # needs credentials as anywhere); they hold no data, and the page calls the API with a JWT (D80).
 PUBLIC_PAGES = frozenset(
     {
+        "/admin/admin.js",  # the pages' shared script
         *("/admin/imports", "/admin/imports.js", "/admin/imports.css"),
         *("/admin/customers", "/admin/customers.js", "/admin/customers.css"),  # the customers view
     }

@@ -162,6 +162,7 @@ async def test_the_customers_page_files_are_public_and_what_it_reads_is_not(
             ("/admin/customers", "text/html"),
             ("/admin/customers.js", "text/javascript"),
             ("/admin/customers.css", "text/css"),
+            ("/admin/admin.js", "text/javascript"),
         ]:
             async with http.get(f"{secure_worker.url}{path}") as response:
                 assert response.status == 200 and response.content_type == kind

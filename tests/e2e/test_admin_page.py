@@ -37,6 +37,7 @@ PAGE_FILES = {
     "/admin/imports": "text/html",
     "/admin/imports.js": "text/javascript",
     "/admin/imports.css": "text/css",
+    "/admin/admin.js": "text/javascript",  # shared with the customers page
 }
 
 

@@ -543,6 +543,38 @@ class FakeDeadLetters:
 
 
 @dataclass
+class FakeMessage:
+    """What the agents' handling reads of a Faust message."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: Any
+    value: bytes | None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    timestamp: float | None = 1_700_000_000.25
+
+
+@dataclass
+class FakeEvent:
+    """What the agents' handling reads of a Faust EventT."""
+
+    message: FakeMessage
+
+    @property
+    def key(self) -> Any:
+        return self.message.key
+
+    @property
+    def value(self) -> bytes | None:
+        return self.message.value
+
+    @property
+    def headers(self) -> list[tuple[str, bytes]]:
+        return self.message.headers
+
+
+@dataclass
 class FakeCodec:
     """Codec: JSON instead of Avro; a payload in `undecodable` is refused like an unknown schema."""
 

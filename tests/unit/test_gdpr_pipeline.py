@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -23,6 +22,8 @@ from tests.unit.fakes import (
     FakeCustomerStore,
     FakeDataKeys,
     FakeDeadLetters,
+    FakeEvent,
+    FakeMessage,
     customer_state,
     gdpr_deps,
 )
@@ -31,35 +32,7 @@ M, C = str(uuid.uuid4()), str(uuid.uuid4())
 KEY = f"{M}:{C}"
 
 
-@dataclass
-class Message:
-    topic: str
-    partition: int
-    offset: int
-    key: Any
-    value: bytes | None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-    timestamp: float | None = 1_700_000_000.0
-
-
-@dataclass
-class Event:
-    message: Message
-
-    @property
-    def key(self) -> Any:
-        return self.message.key
-
-    @property
-    def value(self) -> bytes | None:
-        return self.message.value
-
-    @property
-    def headers(self) -> list[tuple[str, bytes]]:
-        return self.message.headers
-
-
-def access_event(request_id: str, offset: int = 3) -> Event:
+def access_event(request_id: str, offset: int = 3) -> FakeEvent:
     record = {
         "event_id": str(uuid.uuid4()),
         "merchant_id": M,
@@ -69,10 +42,10 @@ def access_event(request_id: str, offset: int = 3) -> Event:
         "requested_by": "dpo@admincore",
         "occurred_at": 1_700_000_000_000,
     }
-    message = Message(
+    message = FakeMessage(
         topics.GDPR_REQUEST_CREATED, own_partition(KEY), offset, KEY, json.dumps(record).encode()
     )
-    return Event(message)
+    return FakeEvent(message)
 
 
 def pipeline(gdpr: Any) -> tuple[PipelineDeps, FakeDeadLetters]:

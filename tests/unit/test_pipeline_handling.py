@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -23,45 +22,15 @@ from core_app.services.ports import FailedRecord
 from core_app.settings import Settings
 from core_app.sink import PostgresSink
 from core_app.sink_sql import SPECS
-from tests.unit.fakes import FakeCodec, FakeDataKeys, FakeDeadLetters
+from tests.unit.fakes import FakeCodec, FakeDataKeys, FakeDeadLetters, FakeEvent, FakeMessage
 
 MERCHANT, CUSTOMER = str(uuid.uuid4()), str(uuid.uuid4())
 KEY = f"{MERCHANT}:{CUSTOMER}"
 
 
-@dataclass
-class Message:
-    topic: str
-    partition: int
-    offset: int
-    key: Any
-    value: bytes | None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-    timestamp: float | None = 1_700_000_000.25
-
-
-@dataclass
-class Event:
-    """What the handling reads of a Faust EventT."""
-
-    message: Message
-
-    @property
-    def key(self) -> Any:
-        return self.message.key
-
-    @property
-    def value(self) -> bytes | None:
-        return self.message.value
-
-    @property
-    def headers(self) -> list[tuple[str, bytes]]:
-        return self.message.headers
-
-
-def event(value: bytes, key: str = KEY, topic: str = topics.RFM_UPDATED, offset: int = 7) -> Event:
+def event(value: bytes, key: str = KEY, topic: str = topics.RFM_UPDATED, offset: int = 7) -> FakeEvent:
     headers = [("trace_id", b"t-9")]
-    return Event(Message(topic, own_partition(key), offset, key, value, headers))
+    return FakeEvent(FakeMessage(topic, own_partition(key), offset, key, value, headers))
 
 
 def rfm(merchant: str = MERCHANT) -> bytes:

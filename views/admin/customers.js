@@ -10,7 +10,6 @@
 
 (function () {
   const PAGE = 25;
-  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
   const CUSTOMERS_QUERY =
     'query Customers($m: ID!, $first: Int, $after: String, $filter: CustomerFilter) {' +
     ' customers(merchant_id: $m, first: $first, after: $after, filter: $filter) {' +
@@ -24,32 +23,8 @@
     ' redacted retention_days entries { version kind reason occurred_at source }' +
     ' pageInfo { hasNextPage endCursor } } }';
 
-  const $ = (id) => document.getElementById(id);
+  const { $, ApiError, describe, show, hide, credentials, graphql } = window.LoyalNestAdmin;
   const state = { token: '', merchant: '', filter: null, after: null, shown: 0, customer: null, older: null };
-
-  class ApiError extends Error {
-    constructor(message, field, code) {
-      super(message);
-      this.field = field || null;
-      this.code = code || null;
-    }
-  }
-
-  function describe(err) {
-    if (!(err instanceof ApiError)) return String(err && err.message ? err.message : err);
-    const text = err.field ? `${err.field}: ${err.message}` : err.message;
-    return err.code ? `${text} (${err.code})` : text;
-  }
-
-  function show(element, text) {
-    element.textContent = text;
-    element.hidden = false;
-  }
-
-  function hide(element) {
-    element.textContent = '';
-    element.hidden = true;
-  }
 
   function cell(row, text, className) {
     const td = document.createElement('td');
@@ -57,62 +32,6 @@
     if (className) td.className = className;
     row.appendChild(td);
     return td;
-  }
-
-  // ---- credentials and GraphQL ---------------------------------------------------------------
-
-  function claimedMerchant(token) {
-    // Convenience only (the server verifies the token): prefill the merchant from its claim.
-    try {
-      const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-      const claims = JSON.parse(atob(part.padEnd(Math.ceil(part.length / 4) * 4, '=')));
-      return typeof claims.merchant_id === 'string' ? claims.merchant_id : null;
-    } catch (_err) {
-      return null;
-    }
-  }
-
-  function credentials() {
-    const token = $('token').value.trim();
-    if (!token) throw new ApiError('is required', 'token');
-    let merchant = $('merchant').value.trim();
-    if (!merchant) {
-      merchant = claimedMerchant(token) || '';
-      $('merchant').value = merchant;
-    }
-    if (!UUID.test(merchant)) throw new ApiError('must be a UUID (or a token naming one)', 'merchant_id');
-    return { token, merchant };
-  }
-
-  async function graphql(query, variables) {
-    let response;
-    try {
-      response = await fetch('/graphql', {
-        method: 'POST',
-        headers: {
-          'Content-Type': 'application/json',
-          Accept: 'application/json',
-          Authorization: `Bearer ${state.token}`,
-        },
-        body: JSON.stringify({ query, variables }),
-        credentials: 'omit',
-        cache: 'no-store',
-      });
-    } catch (err) {
-      throw new ApiError(`the service did not answer (${err.message})`, null, 'NETWORK');
-    }
-    let body = null;
-    try {
-      body = await response.json();
-    } catch (_err) {
-      body = null;
-    }
-    if (body && Array.isArray(body.errors) && body.errors.length) {
-      const ext = body.errors[0].extensions || {};
-      throw new ApiError(body.errors[0].message, ext.field, ext.code);
-    }
-    if (!response.ok || !body || !body.data) throw new ApiError(`HTTP ${response.status}`, null, 'HTTP');
-    return body.data;
   }
 
   // ---- search --------------------------------------------------------------------------------
@@ -167,7 +86,7 @@
   }
 
   async function loadPage() {
-    const data = await graphql(CUSTOMERS_QUERY, {
+    const data = await graphql(state.token, CUSTOMERS_QUERY, {
       m: state.merchant,
       first: PAGE,
       after: state.after,
@@ -183,7 +102,7 @@
   }
 
   async function loadCounts() {
-    const data = await graphql(COUNTS_QUERY, { m: state.merchant });
+    const data = await graphql(state.token, COUNTS_QUERY, { m: state.merchant });
     const counts = data.segmentCounts;
     const parts = counts.segments.map((s) => `${s.segment} ${s.customers}`);
     show($('counts'), `${counts.total} customers: ${parts.join(' · ')} (${counts.source} counts)`);
@@ -251,7 +170,7 @@
   }
 
   async function loadTimeline() {
-    const data = await graphql(TIMELINE_QUERY, { m: state.merchant, c: state.customer, after: state.older });
+    const data = await graphql(state.token, TIMELINE_QUERY, { m: state.merchant, c: state.customer, after: state.older });
     const page = data.customerTimeline;
     addEntries(page.entries);
     $('timeline-redacted').hidden = !page.redacted;
