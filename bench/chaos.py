@@ -63,7 +63,6 @@ def config(options: argparse.Namespace) -> Config:
         erased_per_step=10,
         recover_timeout=120.0,
         verify_timeout=240.0,
-        reprovision_changelogs=not options.no_reprovision_changelogs,
     )
 
 
@@ -128,9 +127,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=150.0, help="events per second")
     parser.add_argument("--read-rate", type=float, default=5.0, help="reads per second per worker")
-    parser.add_argument(
-        "--no-reprovision-changelogs", action="store_true", help="after a wipe, leave the changelogs (D247)"
-    )
     return parser.parse_args(argv)
 
 

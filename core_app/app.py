@@ -79,6 +79,7 @@ class CoreApp(faust.App):
 
 
 CLEAN_MARKER = "CLEAN_SHUTDOWN"
+CONSUMER_METADATA_MAX_AGE_MS = 10_000
 
 
 def mark_clean_shutdown(settings: Settings) -> None:
@@ -120,6 +121,9 @@ def create_app(settings: Settings) -> CoreApp:
         broker_request_timeout=settings.kafka_request_timeout,
         producer_linger=settings.kafka_producer_linger,
         consumer_auto_offset_reset="earliest",
+        # A topic the broker lost and a worker made again (D208) changes the group's subscription
+        # metadata; the group rebalances onto it at the next refresh: 10 s, not aiokafka's 5 min.
+        consumer_metadata_max_age_ms=CONSUMER_METADATA_MAX_AGE_MS,
         consumer_group_instance_id=settings.kafka_group_instance_id or None,
         web_enabled=False,
         canonical_url=settings.web_url,

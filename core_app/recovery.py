@@ -37,6 +37,7 @@ from prometheus_client import Counter
 
 from core_app.end_offsets import EndOffsetProbe
 from core_app.kafka_security import client_options
+from core_app.topic_repair import repair_topics
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class SeekFirstRecovery(Recovery):
         self.serving = False
         self.serving_started = asyncio.Event()
         self._persisted: dict[str, dict[TP, int]] = {}  # role -> persisted offsets being checked
+        self._recoveries = 0  # started by this process; the first follows the start's own declarations
 
     def set_serving(self, serving: bool) -> None:
         self.serving = serving
@@ -127,6 +129,8 @@ class SeekFirstRecovery(Recovery):
     async def _build_highwaters(
         self, consumer: ConsumerT, tps: Set[TP], destination: TallyOf[TP], title: str
     ) -> None:
+        if title == "active":  # the first step of every recovery
+            await self._repair_topics()
         reported = await consumer.highwaters(*tps)
         confirmed = await self.end_probe.confirm(
             {TopicPartition(tp.topic, tp.partition): end for tp, end in reported.items()}
@@ -149,6 +153,21 @@ class SeekFirstRecovery(Recovery):
             discarded = await self._check_against_changelog(tps, self.standby_offsets, destination, "standby")
             if discarded:  # standbys were seeked before their highwaters were known: seek again
                 await self._seek_offsets(consumer, discarded, self.standby_offsets, "standby")
+
+    async def _repair_topics(self) -> None:
+        """The topics the broker lost, created again with the tables' partitions (D208): a broker
+        that lost the group (which is why this recovery runs) may have lost them too."""
+        conf_partitions = self.app.conf.topic_partitions
+        changelogs = {
+            table.changelog_topic.get_topic_name(): table.changelog_topic.partitions or conf_partitions
+            for table in self.tables.values()
+        }
+        repair = await repair_topics(self.app.core_settings, changelogs)
+        self._recoveries += 1
+        if repair.created and self._recoveries > 1:  # at start, Faust declares the changelogs later
+            self.app.broker_watch.lost_data("topics", f"topics gone: {', '.join(sorted(repair.created))}")
+        for name, (have, want) in repair.wrong.items():
+            self.app.broker_watch.lost_data("topics", f"{name} has {have} partitions, the tables need {want}")
 
     async def _build_offsets(
         self, consumer: ConsumerT, tps: Set[TP], destination: TallyOf[TP], title: str

@@ -36,6 +36,8 @@ from core_app.sink_timeline import INSERT_ENTRIES, TIMELINE_FIELD, RetentionPurg
 
 log = logging.getLogger(__name__)
 
+SINK_METADATA_MAX_AGE_MS = 10_000  # how soon a topic made again under a running sink is seen
+
 sink_lag = Gauge("core_sink_lag", "Changelog records not yet persisted to PostgreSQL", ["table"])
 sink_batch_rows = Histogram(
     "core_sink_batch_rows",
@@ -195,6 +197,9 @@ class PostgresSink(Service):
             # As the worker's Faust consumer: a group join on Tansu can outlast aiokafka's 40 s
             # default, and a timed-out join starts over.
             request_timeout_ms=int(self.settings.kafka_request_timeout * 1000),
+            # A changelog the broker lost is made again by a worker (D208); the sink, which never
+            # makes one, learns of it at its next metadata refresh: 10 s, not aiokafka's 5 min.
+            metadata_max_age_ms=SINK_METADATA_MAX_AGE_MS,
         )
         self.consumer.subscribe(list(self.specs), listener=AssignmentLog())
         await self.consumer.start()

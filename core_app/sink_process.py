@@ -116,8 +116,11 @@ async def wait_for_changelogs(settings: Settings, topics: list[str], stop: async
 
 def run_sink(settings: Settings) -> None:
     """`core sink`: the PostgreSQL sink alone (run the workers with SINK_IN_WORKER=false)."""
+    from core_app.topic_repair import forbid_auto_creation
+
     configure_logging(settings)
     tune_gc(settings)
+    forbid_auto_creation()  # a changelog lost by the broker waits for a worker to make it right (D208)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -78,9 +78,11 @@ class DeadlineWorker(faust.Worker):
 def run_worker(settings: Settings) -> None:
     from core_app.app import discard_state_after_crash
     from core_app.bootstrap import build
+    from core_app.topic_repair import forbid_auto_creation
 
     configure_logging(settings)
     tune_gc(settings)
+    forbid_auto_creation()  # the broker never makes our topics with its defaults (D208)
     configure_tracing(settings)  # before build(): it wraps the web app
     app = build()
     discard_state_after_crash(settings)

@@ -8,7 +8,9 @@ For each request, in order:
    SecurityError from `guard()` is refused the same way; a domain error becomes a 4xx/503 JSON body
    naming the field (views/errors.py); an error aiohttp raises (413, 404, 405, ...) becomes JSON in
    the transport's error shape (views/refusals.py); each of these is one INFO/WARNING log line, no
-   traceback; anything else is logged at ERROR and answered 500;
+   traceback; a dependency that fails mid-request (PostgreSQL or Redis restarting, a peer
+   unreachable: `core_app.retry.TRANSIENT_ERRORS`) is a 503 `UNAVAILABLE` naming it, as gRPC answers
+   UNAVAILABLE (docs/decisions.md D209); anything else is logged at ERROR and answered 500;
 4. `X-Core-Source` on a response whose request read a customer or settings, and
    `core_request_duration_seconds{transport="rest"|"graphql", route="GET /core/v1/customers",
    status="200"}`. Unmatched paths share `route="unmatched"`, so label cardinality stays bounded
@@ -35,6 +37,7 @@ from aiohttp import web
 
 from core_app import log_context, metrics, read_source
 from core_app.domain.errors import DomainError
+from core_app.retry import TRANSIENT_ERRORS
 from core_app.security.errors import SecurityError
 from core_app.security.http import (
     GRAPHQL_PATH,
@@ -174,6 +177,8 @@ def _piped(handler: Handler, get_layer: Callable[[], SecurityLayer] | None, fact
                     status = exc.status
                     raise
                 response = http_error_response(request, exc)
+            except TRANSIENT_ERRORS as exc:
+                response = unavailable_response(request, exc)
             except Exception:
                 log.exception("unhandled error", extra={"path": request.path})
                 response = error_response(request, 500, "internal error", "INTERNAL_SERVER_ERROR")
@@ -197,3 +202,22 @@ def _piped(handler: Handler, get_layer: Callable[[], SecurityLayer] | None, fact
                     metrics.request_duration.observe((*labels, str(status)), elapsed)
 
     return pipeline
+
+
+def unavailable_response(request: web.Request, exc: BaseException) -> web.Response:
+    """A dependency failed mid-request: 503, retryable, naming what failed (one WARNING, no traceback)."""
+    what = dependency_of(exc)
+    log.warning("request failed: %s unavailable", what, extra={"path": request.path, "error": repr(exc)})
+    log_refusal(request, 503, "UNAVAILABLE")
+    return error_response(
+        request, 503, f"{what} unavailable ({type(exc).__name__}); retry shortly", "UNAVAILABLE"
+    )
+
+
+def dependency_of(exc: BaseException) -> str:
+    module = type(exc).__module__
+    if module.startswith("psycopg2"):
+        return "PostgreSQL"
+    if module.startswith("redis"):
+        return "Redis"
+    return "a dependency"

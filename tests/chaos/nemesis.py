@@ -110,7 +110,7 @@ async def broker_wipe(chaos: Chaos) -> dict[str, float]:
     chaos.readers.log.wiped({key: state.version for key, state in rows.items()})
     stack.tansu.start()
     started = time.monotonic()
-    await stack.recreate_topics(changelogs=chaos.config.reprovision_changelogs)
+    await stack.recreate_topics()
     generator.producer = await new_producer(stack.tansu.bootstrap)
     generator.paused.clear()
     return {"kafka_data_down": await kafka_data_down(chaos, started)}

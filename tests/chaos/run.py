@@ -43,9 +43,6 @@ class Config:
     erased_per_step: int = 5
     recover_timeout: float = 90.0
     verify_timeout: float = 60.0
-    # After a wipe, create the tables' changelogs too (D247); without, running workers exit 71 at
-    # their first changelog write and are started again.
-    reprovision_changelogs: bool = True
 
     @staticmethod
     def seed_from_env() -> int:

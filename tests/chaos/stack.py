@@ -14,13 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from core_app.kafka_security import client_options
 from core_app.migrate import migrate
 from core_app.settings import Settings
-from core_app.sink import changelog_topic
-from core_app.sink_sql import SPECS
 from core_app.topics import CONSUMED, INTERNAL, PRODUCED, ensure_topics
 from tests.support.cluster import Cluster
 from tests.support.postgres import ThrowawayPostgres
@@ -96,26 +92,12 @@ class Stack:
             self.sink.process.wait(10)
             self.sink = None
 
-    async def recreate_topics(self, changelogs: bool) -> None:
-        """After a wipe, the topics come back with their partition counts, as the operator's
-        provisioning makes them (D14); with `changelogs`, the tables' compacted changelogs too,
-        which running workers do not declare again (D247)."""
+    async def recreate_topics(self) -> None:
+        """After a wipe, the topics the load is produced to come back with their partition counts, as
+        the operator's provisioning makes them (D14), before the generator's producer asks for them
+        (a producer's metadata request makes Tansu create a topic with 4 partitions). The tables'
+        changelogs are the workers' to make again (D208)."""
         await ensure_topics(self.settings, CONSUMED + PRODUCED + INTERNAL)
-        if not changelogs:
-            return
-        admin = AIOKafkaAdminClient(**client_options(self.settings))
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-            names = [changelog_topic(self.settings.service_name, spec.table) for spec in SPECS]
-            compacted = {"cleanup.policy": "compact"}
-            missing = [
-                NewTopic(n, PARTITIONS, 1, topic_configs=compacted) for n in names if n not in existing
-            ]
-            if missing:
-                await admin.create_topics(missing)
-        finally:
-            await admin.close()
 
     async def unhealthy(self) -> list[str]:
         """What is not yet healthy: each worker's /ready and /health, and the sink's /health."""

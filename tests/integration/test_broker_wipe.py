@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from core_app.events.codec import EventCodec
 from core_app.settings import Settings
@@ -162,3 +163,93 @@ async def all_read(worker: WorkerProcess, merchant_id: str, customers: list[str]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
         answers = [await rest_read(http, worker, merchant_id, c) for c in customers]
     return all(answer == ({"recency": 5, "frequency": 5, "monetary": 5}, version) for answer in answers)
+
+
+async def partition_counts(broker: RestartableTansu) -> dict[str, int]:
+    """Every topic the broker holds, with its partition count."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        names = [name for name in await admin.list_topics() if not name.startswith("_")]
+        described = await admin.describe_topics(names)
+        return {topic["topic"]: len(topic["partitions"]) for topic in described}
+    finally:
+        await admin.close()
+
+
+async def rebuilt(workers: dict[str, WorkerProcess], env: dict[str, str], limit: float) -> list[str]:
+    """Until every worker answers `/ready` and `/health` 200; a worker that exits is started again
+    under its name, as an orchestrator would (returned: who exited, with its code)."""
+    exits: list[str] = []
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        for name, worker in list(workers.items()):
+            if worker.process.poll() is not None:
+                exits.append(f"{name} exited {worker.process.returncode}")
+                workers[name] = start_worker(name, env)
+        answers = [
+            await health(f"{w.url}/{probe}") for w in workers.values() for probe in ("ready", "health")
+        ]
+        if all(code == 200 for code, _ in answers):
+            return exits
+        await asyncio.sleep(1)
+    failing = {w.name: [await health(f"{w.url}/{p}") for p in ("ready", "health")] for w in workers.values()}
+    tails = "\n".join(w.log_tail() for w in workers.values())
+    raise AssertionError(f"not rebuilt in {limit:.0f} s (exits: {exits}): {failing}\n{tails}")
+
+
+@pytest.mark.slow
+async def test_every_worker_rebuilds_after_each_of_two_wipes_and_serves_what_postgresql_held(
+    worker_env: dict[str, str],
+    settings: Settings,
+    codec: EventCodec,
+    tansu_wipeable: RestartableTansu,
+    data_root: Path,
+) -> None:
+    """Issue 20's long chaos run: after a second wipe one worker's recovery never completed. Six
+    partitions (Tansu creates a topic it is asked about with four), workers that keep their local
+    state across the wipes, and no topic provisioned by the test: each worker must recreate what it
+    needs, become ready again, and serve every customer at the version PostgreSQL held, after one
+    wipe and after the next."""
+    env = worker_env | {
+        "KAFKA_BROKER": tansu_wipeable.url,
+        "DATA_DIR": str(data_root / "wipe2-data"),
+        "KAFKA_TOPIC_PARTITIONS": "6",
+        "BROKER_RESET_HOLD_SECONDS": "5",
+    }
+    workers = {name: start_worker(name, env) for name in ("wipe2-worker-1", "wipe2-worker-2")}
+    exits: list[str] = []
+    try:
+        await asyncio.gather(*(wait_ready(w) for w in workers.values()))
+        merchant_id = new_merchant(settings)
+        customers = [cid for cid, _ in insert_customers(settings, merchant_id, 60)]
+        events = [rfm(merchant_id, c, (1 + s % 5, 2, 3), at(s)) for s in range(5) for c in customers]
+        await produce_to(tansu_wipeable, codec, events)
+        version = 5
+        await eventually(lambda: synced(settings, merchant_id, customers, version), timeout=60)
+        for wipe in (1, 2):
+            tansu_wipeable.stop()
+            tansu_wipeable.start()
+            # The hold (5 s) must have started before "healthy again" means anything.
+            await asyncio.sleep(8)
+            exits += await rebuilt(workers, env, limit=150)
+            counts = await partition_counts(tansu_wipeable)
+            print(f"wipe {wipe}: topics after the rebuild: {counts}")
+            wrong = {name: count for name, count in counts.items() if count != 6}
+            assert not wrong, f"wipe {wipe}: topics with another partition count than the tables': {wrong}"
+            await produce_to(
+                tansu_wipeable, codec, [rfm(merchant_id, c, (5, 5, 5), at(20 + wipe)) for c in customers]
+            )
+            version += 1
+            for worker in workers.values():
+                await eventually(
+                    lambda w=worker, v=version: all_read(w, merchant_id, customers, v), timeout=90
+                )
+            await eventually(lambda v=version: synced(settings, merchant_id, customers, v), timeout=60)
+            print(
+                f"wipe {wipe}: every customer at version {version} through {sorted(workers)}; exits {exits}"
+            )
+        assert not exits, f"workers exited after a wipe instead of recreating their topics: {exits}"
+    finally:
+        for worker in workers.values():
+            stop_process(worker.process)

@@ -6,9 +6,11 @@ its own throwaway cluster, never the shared one.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -114,11 +116,13 @@ async def test_postgres_outage_mid_stream_loses_nothing(
     migrate(own_settings)
     merchant_id = new_merchant(own_settings)
     customers = [cid for cid, _ in insert_customers(own_settings, merchant_id, 500)]
+    [(untouched, _)] = insert_customers(own_settings, merchant_id, 1)  # no event: no table holds it
     events = mixed_stream(merchant_id, customers, per_source=5)
     env = worker_env | {
         "KAFKA_BROKER": own_tansu,
         "CORE_DB_PORT": str(throwaway_postgres.port),
         "DATA_DIR": str(data_root / "pg-outage-data"),
+        "AUTH_CACHE_TTL": "1",  # the merchant's install status expires during the outage
     }
     worker = start_worker("worker-pg-outage", env)
     try:
@@ -129,6 +133,7 @@ async def test_postgres_outage_mid_stream_loses_nothing(
             return await metric(worker, "core_sink_rows_total") > 0
 
         await eventually(some_persisted, timeout=60)
+        assert (await rest_get(worker, merchant_id, customers[0]))[0] == 200  # the status read once
         throwaway_postgres.stop("immediate")
         await produce(own_producer, codec, events[2000:])
 
@@ -137,6 +142,14 @@ async def test_postgres_outage_mid_stream_loses_nothing(
 
         await eventually(lambda: _health_probe(worker), timeout=20)
         await eventually(outage_seen, timeout=20)
+        # A read that must reach PostgreSQL (no table holds the customer, Redis has no entry) is a
+        # 503 naming it while PostgreSQL is away, never a 500 (D209; the chaos runs' REST 500s).
+        await asyncio.sleep(1.5)  # past AUTH_CACHE_TTL: the status must be read again, and cannot be
+        status, body = await rest_get(worker, merchant_id, customers[0])
+        assert status == 200, ("a customer the table holds is served through the outage", status, body)
+        status, body = await rest_get(worker, merchant_id, untouched)
+        assert status == 503, (status, body)
+        assert body["error"]["code"] == "UNAVAILABLE" and "PostgreSQL" in body["error"]["message"], body
         throwaway_postgres.start()
         await wait_for_postgres(own_settings, merchant_id, expected_final_state(events), version=10)
     finally:
@@ -148,3 +161,12 @@ async def _health_probe(worker: WorkerProcess) -> bool:
 
     async with aiohttp.ClientSession() as http, http.get(f"{worker.url}/health") as response:
         return response.status == 503
+
+
+async def rest_get(worker: WorkerProcess, merchant_id: str, customer_id: str) -> tuple[int, dict[str, Any]]:
+    import aiohttp
+
+    params = {"merchant_id": merchant_id, "customer_id": customer_id}
+    url = f"{worker.url}/core/v1/customers"
+    async with aiohttp.ClientSession() as http, http.get(url, params=params) as response:
+        return response.status, await response.json(content_type=None)
