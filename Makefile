@@ -23,9 +23,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports  # the layer contract (.importlinter, docs/decisions.md D190)
 
-# The unit tests: fakes only, no PostgreSQL, Redis or Kafka; under 10 s.
+# The unit tests: fakes only, no PostgreSQL, Redis or Kafka; under 10 s. Without schemathesis's
+# plugin, which only the integration tests use (a second of start-up).
 unit: $(STAMP)
-	$(BIN)/pytest tests/unit -q
+	$(BIN)/pytest tests/unit -q -p no:schemathesis
 
 # Test files spread over two processes, each with its own broker, database and workers (D204).
 test: lint
