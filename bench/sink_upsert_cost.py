@@ -4,12 +4,14 @@
 
 Takes the merchant with the most customers, and for each batch 200 customers from a random point of
 its id range (random UUIDs: each on another heap page, as the sink's are), and runs the sink's
-statement (core_app.sink_sql.CUSTOMERS, version + 1) twice per batch shape: `scores` changes only
+statement (core_app.sink_sql.CUSTOMERS, version + 1) per batch shape: `scores` changes only
 rfm_score (what rfm.updated does, the bulk of the sink's writes), `tags` also adds or removes the
-"vip" tag (the customer_tags triggers then work). Each statement runs under EXPLAIN (ANALYZE, BUFFERS,
-WAL), which executes it: besides the time (noisy on a shared host) it prints, per row written, the
-buffers touched and dirtied and the WAL bytes, which do not depend on the host's load. Run it before
-and after a migration to see what an index or a trigger costs a write.
+"vip" tag (the customer_tags triggers then work), `new` inserts 200 new customers with two tags
+(as an import of tagged Shopify customers does) for a scratch merchant, deleted at the end. Each
+statement runs under EXPLAIN (ANALYZE, BUFFERS, WAL), which executes it: besides the time (noisy on
+a shared host) it prints, per row written, the buffers touched and dirtied, the WAL bytes and the
+time in triggers (AFTER triggers run outside the plan's buffers). Run it before and after a
+migration to see what an index or a trigger costs a write.
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ from core_app.settings import Settings
 from core_app.sink_sql import CUSTOMERS
 
 
-def batch(cur: Any, merchant: str, rng: random.Random, flip_tags: bool) -> list[dict[str, Any]]:
+def batch(cur: Any, merchant: str, rng: random.Random, shape: str) -> list[dict[str, Any]]:
+    if shape == "new":
+        return [
+            {"customer_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)), "merchant_id": merchant,
+             "rfm_score": random_score(rng), "metadata": {"tags": ["vip", "gold"]}, "version": 1}
+            for _ in range(200)
+        ]  # fmt: skip
     cur.execute(
         "SELECT id::text, version, metadata FROM customers"
         " WHERE merchant_id = %s AND id > %s ORDER BY id LIMIT 200",
@@ -35,7 +43,7 @@ def batch(cur: Any, merchant: str, rng: random.Random, flip_tags: bool) -> list[
     )
     rows = []
     for cid, version, metadata in cur.fetchall():
-        if flip_tags:
+        if shape == "tags":
             metadata = {} if metadata.get("tags") else {"tags": ["vip"]}
         rows.append(
             {"customer_id": cid, "merchant_id": merchant, "rfm_score": random_score(rng),
@@ -44,13 +52,13 @@ def batch(cur: Any, merchant: str, rng: random.Random, flip_tags: bool) -> list[
     return rows
 
 
-def run(settings: Settings, merchant: str, batches: int, flip_tags: bool) -> dict[str, float]:
-    rng = random.Random(3 if flip_tags else 2)
+def run(settings: Settings, merchant: str, batches: int, shape: str) -> dict[str, float]:
+    rng = random.Random(len(shape))
     times: list[float] = []
     totals = {"rows": 0, "buffers": 0, "dirtied": 0, "wal_bytes": 0, "triggers_ms": 0.0, "tag_ms": 0.0}
     with connect(settings) as conn, conn.cursor() as cur:
         for _ in range(batches):
-            doc = json.dumps(batch(cur, merchant, rng, flip_tags))
+            doc = json.dumps(batch(cur, merchant, rng, shape))
             cur.execute("EXPLAIN (ANALYZE, BUFFERS, WAL, FORMAT JSON) " + CUSTOMERS.sql, (doc,))
             result = cur.fetchone()[0][0]
             plan = result["Plan"]
@@ -74,6 +82,17 @@ def run(settings: Settings, merchant: str, batches: int, flip_tags: bool) -> dic
     }  # fmt: skip
 
 
+def report(shape: str, r: dict[str, float]) -> None:
+    print(
+        f"{shape:6} {r['rows']:7} rows: {r['rows_per_s']:8.0f} rows/s,"
+        f" batch of 200 p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; per row"
+        f" {r['buffers_per_row']:.1f} buffers, {r['dirtied_per_row']:.2f} dirtied,"
+        f" {r['wal_bytes_per_row']:.0f} WAL bytes; triggers {r['trigger_us_per_row']:.0f} us"
+        f" (customer_tags {r['tag_trigger_us_per_row']:.0f} us)",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -85,16 +104,17 @@ def main() -> None:
     found = loaded_merchant(settings)
     if found is None:
         sys.exit(f"{args.database} holds no customers")
-    for shape, flip in (("scores", False), ("tags", True)):
-        result = run(settings, found[0], args.batches, flip)
-        print(
-            f"{shape:6} {result['rows']:7} rows: {result['rows_per_s']:8.0f} rows/s,"
-            f" batch of 200 p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms; per row"
-            f" {result['buffers_per_row']:.1f} buffers, {result['dirtied_per_row']:.2f} dirtied,"
-            f" {result['wal_bytes_per_row']:.0f} WAL bytes; triggers {result['trigger_us_per_row']:.0f} us"
-            f" (customer_tags {result['tag_trigger_us_per_row']:.0f} us)",
-            flush=True,
-        )
+    scratch = str(uuid.uuid4())
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO merchants (id, shop_domain) VALUES (%s, %s)", (scratch, scratch))
+    try:
+        for shape in ("scores", "tags", "new"):
+            result = run(settings, scratch if shape == "new" else found[0], args.batches, shape)
+            report(shape, result)
+    finally:
+        with connect(settings) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM customers WHERE merchant_id = %s", (scratch,))
+            cur.execute("DELETE FROM merchants WHERE id = %s", (scratch,))
 
 
 if __name__ == "__main__":
