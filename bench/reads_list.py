@@ -16,6 +16,7 @@ RFM-based walks must hold no duplicate and every customer that matched before an
 The 1,000,000-customer acceptance run: `--customers 1000000 --others 10 --walk` (outside CI). Its
 load takes ~20 minutes here: `--database core_bench_1m --keep` keeps the loaded database, and a later
 run with the same `--database` measures again without loading (`--keep` off drops it at the end).
+`--phases l3,l4` runs only those page phases (after l0), e.g. to measure them first at a quiet moment.
 """
 
 from __future__ import annotations
@@ -284,6 +285,8 @@ async def measure(args: argparse.Namespace, settings: Settings, merchant: str, w
             "l0 bare aiohttp": await phase("l0 bare aiohttp", f"http://127.0.0.1:{bare_http}/bare", {}, args)
         }
         for name, params in FILTERS.items():
+            if args.phases and name.split()[0] not in args.phases.split(","):
+                continue
             results[name] = await phase(name, url, {"merchant_id": merchant, "limit": "50"} | params, args)
         worst = max(r["p99_ms"] for n, r in results.items() if not n.startswith("l0"))
         print(
@@ -309,6 +312,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per phase")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--walk", action="store_true", help="then walk every filter under concurrent updates")
+    parser.add_argument("--phases", help="only these page phases, e.g. l3,l4 (l0 always runs); default: all")
     parser.add_argument(
         "--database", help="use this database; if an earlier --keep run loaded it, reuse its customers"
     )

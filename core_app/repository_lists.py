@@ -2,6 +2,9 @@
 
 Every query is scoped by `merchant_id = %(m)s` (one hash partition) and ordered by id, which the
 primary key (merchant_id, id) serves; see migrations/0018_customer_lists.sql for the other indexes.
+RFM ranges are tested in the index (merchant_id, id, recency, frequency, monetary) and a tag page
+walks customer_tags in id order (migrations/0021_customer_list_filters.sql, docs/decisions.md D205,
+D206), so a filtered page fetches from the heap only the rows it returns.
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ SELECT json_build_object(
          'version', c.version, 'redacted', {{redacted}},
          'created_at', to_char(c.created_at, {_STAMP}), 'updated_at', to_char(c.updated_at, {_STAMP}){{pii}}
        )::text
-  FROM customers c{{join}}
+  FROM {{source}}{{join}}
  WHERE c.merchant_id = %(m)s{{where}}
- ORDER BY c.id
+ ORDER BY {{order}}
  LIMIT %(n)s
 """
 # The email is decrypted in PostgreSQL (pgcrypto, the connection's key) only for permitted callers.
@@ -37,6 +40,16 @@ _PII_EMAIL = """,
                        THEN core_decrypt_email(c.email) END"""
 _PII_JOIN = """
   LEFT JOIN customer_data_keys k ON k.merchant_id = c.merchant_id AND k.customer_id = c.id"""
+
+# A tag page walks customer_tags' primary key (merchant_id, tag, customer_id) in id order and looks
+# each customer up by its primary key: OFFSET 0 keeps the lookup a nested loop, whatever the
+# statistics say (a hash join over the merchant's whole partition is what the planner picks when it
+# misjudges the tag's selectivity). The metadata test stays as a recheck, applied before the LIMIT.
+# Migration 0021 keeps tags of at most this many characters.
+INDEXED_TAG_LENGTH = 200
+_TAGGED = """customer_tags t
+ CROSS JOIN LATERAL (SELECT * FROM customers c
+                      WHERE c.merchant_id = %(m)s AND c.id = t.customer_id OFFSET 0) c"""
 
 _R, _F, _M = (f"core_rfm_value(c.rfm_score, '{d}')" for d in ("recency", "frequency", "monetary"))
 # Each segment of core_app/domain/segments.py as ranges on the three values (the levels' bounds are
@@ -79,14 +92,22 @@ def segment_condition(segment: str, thresholds: dict[str, Any] | None, params: d
     return f"({_SEGMENT_RANGES[segment]})"
 
 
+def by_tag(query: ListQuery) -> bool:
+    """Whether the page walks customer_tags (a tag filter the table keeps) rather than customers."""
+    return query.filters.tag is not None and len(query.filters.tag) <= INDEXED_TAG_LENGTH
+
+
 def _conditions(
     query: ListQuery, email_hash: str | None, thresholds: dict[str, Any] | None
 ) -> tuple[list[str], dict[str, Any]]:
     f = query.filters
     where: list[str] = []
     params: dict[str, Any] = {}
+    if by_tag(query):
+        where.append("t.merchant_id = %(m)s AND t.tag = %(tag)s")
+        params["tag"] = f.tag
     if query.after is not None:
-        where.append("c.id > %(after)s")
+        where.append(f"{'t.customer_id' if by_tag(query) else 'c.id'} > %(after)s")
         params["after"] = query.after
     if f.segment is not None:
         where.append(segment_condition(f.segment, thresholds, params))
@@ -116,6 +137,8 @@ def page_sql(
         redacted=_PII_REDACTED if with_pii else "c.redacted_at IS NOT NULL",
         pii=_PII_EMAIL if with_pii else "",
         join=_PII_JOIN if with_pii else "",
+        source=_TAGGED if by_tag(query) else "customers c",
+        order="t.customer_id" if by_tag(query) else "c.id",
         where="".join(f"\n   AND {w}" for w in where),
     )
     params |= {"m": query.merchant_id, "n": query.limit + 1, "thresholds": json.dumps(thresholds)}
