@@ -6,6 +6,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: dev test test-slow lint unit install clean
 
+# Some environments set PYTHONDONTWRITEBYTECODE=1; then every test process and every worker the
+# tests start compiles the whole project again (pytest's assertion rewriting too): seconds each.
+unexport PYTHONDONTWRITEBYTECODE
+
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +27,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports  # the layer contract (.importlinter, docs/decisions.md D190)
 
-# The unit tests: fakes only, no PostgreSQL, Redis or Kafka; under 10 s. Without schemathesis's
-# plugin, which only the integration tests use (a second of start-up).
+# The unit tests: fakes only, no PostgreSQL, Redis or Kafka; under 10 s. Without the plugins they do
+# not need (schemathesis, hypothesis's reporting, the last-failed cache: two seconds of start-up);
+# hypothesis itself still runs the property tests.
 unit: $(STAMP)
-	$(BIN)/pytest tests/unit -q -p no:schemathesis
+	$(BIN)/pytest tests/unit -q -p no:schemathesis -p no:hypothesispytest -p no:cacheprovider
 
 # Test files spread over two processes, each with its own broker, database and workers (D204).
 test: lint

@@ -4,7 +4,7 @@
 
 Writes deploy/grafana/dashboards/core.json (plain Grafana JSON, schemaVersion 39) and
 k8s/base/prometheusrule.yaml (the groups of deploy/prometheus/rules/core.rules.yml, unchanged).
-tests/unit/test_monitoring_files.py fails when either is stale.
+tests/contract/test_monitoring_files.py fails when either is stale.
 """
 
 from __future__ import annotations
