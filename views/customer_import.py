@@ -32,8 +32,8 @@ async def get_imports(request: web.Request) -> web.Response:
     if not merchant_id:
         raise ValidationFailed("merchant_id", "is required")
     service, principal = components_of(request).customer_import, principal_of(request)
-    import_id = request.query.get("import_id")
-    if import_id:
+    import_id = _given(request, "import_id")  # present but empty is a 400, not the whole list
+    if import_id is not None:
         return web.json_response(await service.get_import_log(principal, merchant_id, import_id))
     status, limit = (_given(request, name) for name in ("status", "limit"))
     logs = await service.list_import_logs(principal, merchant_id, status, limit)
