@@ -42,6 +42,7 @@ import psycopg2.extras
 import redis
 
 from bench.capacity_model import Inputs, derive, print_model
+from bench.common import drop_database
 from core_app import db
 from core_app.customer_adapters import CUSTOMER_CACHE_TTL
 from core_app.domain.customer import CustomerState
@@ -220,14 +221,6 @@ def _customer_sizes(cur: Any, count: int) -> dict[str, float]:
         "table_bytes_per_customer": float(table) / count,
         "index_bytes_per_customer": float(indexes) / count,
     }
-
-
-def drop_database(settings: Settings) -> None:
-    admin = psycopg2.connect(Settings(core_db_name="postgres").db_dsn)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{settings.core_db_name}" WITH (FORCE)')
-    admin.close()
 
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -19,8 +19,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.capacity import closed_size, drop_database, records
-from bench.common import Worker, free_port, start_tansu, wait_http_ok, worker_env
+from bench.capacity import closed_size, records
+from bench.common import Worker, drop_database, free_port, start_tansu, wait_http_ok, worker_env
 from core_app.migrate import migrate
 from core_app.schema_registry.run import start_registry
 from core_app.settings import Settings
@@ -60,11 +60,10 @@ async def measure_recovery(count: int, workdir: Path) -> dict[str, Any]:
         changelog_bytes = await produce_changelog(tansu.bootstrap, count)
         ready = await time_to_ready(env | {"DATA_DIR": str(workdir / "w1")}, workdir / "w1.log", keep=True)
         first = RUNNING[-1]
-        rebalance = await time_to_ready(
+        join = await time_to_ready(
             env | {"DATA_DIR": str(workdir / "w2"), "WORKER_ID": "capacity-2"}, workdir / "w2.log", keep=True
         )
         await wait_http_ok(f"{first.url}/ready", READY_TIMEOUT)
-        both_ready = rebalance
         recovery = max(0.0, ready - startup)
         return {
             "customers": count,
@@ -73,7 +72,7 @@ async def measure_recovery(count: int, workdir: Path) -> dict[str, Any]:
             "ready_seconds": ready,
             "recovery_seconds": recovery,
             "seconds_per_gib": recovery / (changelog_bytes / 1024**3),
-            "join_seconds": both_ready,
+            "join_seconds": join,
             "partitions_moved": PARTITIONS // 2,
         }
     finally:

@@ -17,7 +17,7 @@ import aiohttp
 from core_app.settings import Settings
 from tests.support.processes import free_port, metric
 
-__all__ = ["Tansu", "Worker", "free_port", "metric", "start_tansu", "wait_http_ok"]
+__all__ = ["Tansu", "Worker", "drop_database", "free_port", "metric", "start_tansu", "wait_http_ok"]
 
 
 @dataclass
@@ -136,3 +136,14 @@ def worker_env(
         "LOG_JSON": "false",
         **extra,
     }
+
+
+def drop_database(settings: Settings) -> None:
+    """Drop a bench's throwaway database (connected to `postgres` on the same server)."""
+    import psycopg2
+
+    admin = psycopg2.connect(settings.model_copy(update={"core_db_name": "postgres"}).db_dsn)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{settings.core_db_name}" WITH (FORCE)')
+    admin.close()

@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 import psycopg2
 
-from bench.common import Worker, free_port, start_tansu, wait_http_ok
+from bench.common import Worker, drop_database, free_port, start_tansu, wait_http_ok
 from bench.common import worker_env as common_worker_env
 from core_app import db
 from core_app.domain.customer_import import FileReader, ImportedRow, imported_metadata
@@ -202,11 +202,7 @@ async def run(args: argparse.Namespace) -> None:
         await registry.cleanup()
         tansu.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-        admin = psycopg2.connect(settings.model_copy(update={"core_db_name": "postgres"}).db_dsn)
-        admin.autocommit = True
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{settings.core_db_name}" WITH (FORCE)')
-        admin.close()
+        drop_database(settings)
     load_after = os.getloadavg()
     section("ratios (same run)")
     print(

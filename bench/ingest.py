@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaProducer
 from bench.common import (
     Tansu,
     Worker,
+    drop_database,
     free_port,
     metric,
     start_tansu,
@@ -225,11 +226,7 @@ async def run(args: argparse.Namespace) -> None:
         await registry.cleanup()
         tansu.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-        admin = psycopg2.connect(settings.model_copy(update={"core_db_name": "postgres"}).db_dsn)
-        admin.autocommit = True
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{settings.core_db_name}" WITH (FORCE)')
-        admin.close()
+        drop_database(settings)
     from bench.ingest_report import report
 
     report(rounds, baselines=not args.pipeline_only)

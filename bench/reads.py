@@ -61,7 +61,7 @@ import psycopg2
 import psycopg2.extras
 import redis.asyncio as aioredis
 
-from bench.common import Worker, free_port, metric, start_tansu, wait_http_ok
+from bench.common import Worker, drop_database, free_port, metric, start_tansu, wait_http_ok
 from bench.ingest import insert_customers, produce_rfm, rows_at_version, worker_env
 from core_app import db
 from core_app.events.codec import EventCodec
@@ -720,11 +720,7 @@ async def run(args: argparse.Namespace) -> None:
         tansu.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         await drop_redis_keys(settings)
-        admin = psycopg2.connect(settings.model_copy(update={"core_db_name": "postgres"}).db_dsn)
-        admin.autocommit = True
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{settings.core_db_name}" WITH (FORCE)')
-        admin.close()
+        drop_database(settings)
     print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print_ratios(results)
     if secure:

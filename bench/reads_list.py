@@ -36,7 +36,7 @@ import aiohttp
 import psycopg2
 import psycopg2.extras
 
-from bench.common import Worker, free_port, start_tansu, wait_http_ok, worker_env
+from bench.common import Worker, drop_database, free_port, start_tansu, wait_http_ok, worker_env
 from core_app import db
 from core_app.domain.segments import segment_of
 from core_app.migrate import migrate
@@ -215,14 +215,6 @@ def loaded_merchant(settings: Settings) -> tuple[str, int] | None:
         cur.execute("SELECT merchant_id::text, count(*) FROM customers GROUP BY 1 ORDER BY 2 DESC LIMIT 1")
         found = cur.fetchone()
     return (found[0], int(found[1])) if found else None
-
-
-def drop_database(settings: Settings) -> None:
-    admin = psycopg2.connect(Settings(core_db_name="postgres").db_dsn)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{settings.core_db_name}" WITH (FORCE)')
-    admin.close()
 
 
 def prepare(args: argparse.Namespace, settings: Settings) -> str:
