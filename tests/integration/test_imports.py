@@ -190,9 +190,11 @@ async def test_each_source_format_imports_into_postgres_with_its_events(
     for customer_id, row in rows.items():
         assert row["email"].startswith("aes256:")
         assert "@example.com" not in row["row_text"].lower()
-        text = json.dumps(row["metadata"]).lower()
-        assert not any(value in text for value in PII_VALUES), text
         block = row["metadata"]["imports"][source]
+        # Generated values (a random uuid, a timestamp's milliseconds) can contain "555" by chance.
+        text = json.dumps(row["metadata"]).lower()
+        text = text.replace(block["import_id"], "").replace(block["imported_at"].lower(), "")
+        assert not any(value in text for value in PII_VALUES), text
         assert block["import_id"] == import_id and not {k.lower() for k in block} & PII_KEYS
         if customer_id != returning_id:
             assert set(row["metadata"]) == {"imports"}
