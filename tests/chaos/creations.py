@@ -85,13 +85,15 @@ def ids_by_hash(chaos: Chaos, merchant_id: str, hashes: list[str]) -> list[str]:
         return [row["id"] for row in cur.fetchall()]
 
 
-async def adopt(chaos: Chaos, keys: list[tuple[str, str]], timeout: float = 20.0) -> int:
-    """Add `keys` to the load once PostgreSQL holds them, unchanged over 1.5 s: their base."""
+async def adopt(chaos: Chaos, keys: list[tuple[str, str]], timeout: float = 30.0) -> int:
+    """Add `keys` to the load once PostgreSQL holds them, unchanged over 1.5 s and as their owners
+    read them: their base. (The API inserts a version-0 row at once and its owner's version 1 reaches
+    PostgreSQL through the sink, which can lag for seconds after a PostgreSQL or sink restart.)"""
     deadline, previous = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         rows = await asyncio.to_thread(pg_states, chaos.stack.settings, chaos.merchants)
         now = {key: rows.get(key) for key in keys}
-        if None not in now.values() and now == previous:
+        if None not in now.values() and now == previous and now == await owners_read(chaos, keys):
             for key, state in now.items():
                 assert state is not None
                 chaos.log.add(*key, state)
@@ -103,13 +105,19 @@ async def adopt(chaos: Chaos, keys: list[tuple[str, str]], timeout: float = 20.0
     return 0
 
 
+async def owners_read(chaos: Chaos, keys: list[tuple[str, str]]) -> dict[tuple[str, str], KeyState | None]:
+    """The keys as one worker reads them over REST (from each key's owner: table, else PostgreSQL)."""
+    states = await api_states(chaos.stack.cluster.workers[:1], keys)
+    rest = next(iter(s for (_, transport), s in states.items() if transport == "rest"))
+    return {key: rest.get(key) for key in keys}
+
+
 async def erase(chaos: Chaos, retire: bool = True) -> None:
     """REDACT the keys retired at the last step whose acknowledged events all read back applied; then
     retire the next few."""
     if chaos.pending_erase:
-        states = await api_states(chaos.stack.cluster.workers[:1], chaos.pending_erase)
-        rest = next(iter(s for (_, transport), s in states.items() if transport == "rest"))
-        ready = [key for key in chaos.pending_erase if _settled(chaos, key, rest.get(key))]
+        rest = await owners_read(chaos, chaos.pending_erase)
+        ready = [key for key in chaos.pending_erase if _settled(chaos, key, rest[key])]
         for key in ready:
             await chaos.generator.send(key, "gdpr")
         chaos.created["erased"] += len(ready)

@@ -189,6 +189,7 @@ def report_lines(chaos: Chaos, verdict: Verdict, took: float) -> list[str]:
         f"CHAOS verify: quiescent in {took:.1f}s, redis entries compared={verdict.cached}, "
         f"by copy={dict(verdict.by_copy)}",
         *(f"CHAOS example: {example}" for example in verdict.examples),
+        *(f"CHAOS history: {history}" for history in verdict.histories),
         verdict.line(),
         f"READS answered={reads['answered']} {reads['by_transport']} failed={reads['failed']} "
         f"stale={reads['stale']} stale_after_wipe={reads['stale_after_wipe']}",

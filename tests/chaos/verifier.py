@@ -42,6 +42,8 @@ class Verdict:
     worst: dict[Key, str] = field(default_factory=dict)  # the worst class per key that is not ok
     by_copy: Counter[str] = field(default_factory=Counter)  # "worker rest lost", "pg diverged", ...
     examples: list[str] = field(default_factory=list)
+    example_keys: list[Key] = field(default_factory=list)
+    histories: list[str] = field(default_factory=list)  # the timelines of the first examples
     cached: int = 0  # Redis entries compared
 
     def count(self, kind: str) -> int:
@@ -55,6 +57,8 @@ class Verdict:
             self.worst[key] = kind
         if len(self.examples) < 8:
             self.examples.append(f"{key[1]} {copy} {kind}: got {got} want {want}")
+            if key not in self.example_keys:
+                self.example_keys.append(key)
 
     def line(self) -> str:
         return (
@@ -144,16 +148,22 @@ async def redis_states(settings: Settings, port: int, keys: list[Key]) -> dict[K
 
 
 async def verify(
-    log: Log, settings: Settings, redis_port: int, workers: list[WorkerProcess], merchants: list[str]
+    log: Log,
+    settings: Settings,
+    redis_port: int,
+    workers: list[WorkerProcess],
+    merchants: list[str],
+    final: bool = False,
 ) -> Verdict:
-    """One full comparison of every key and copy."""
+    """One full comparison of every key and copy (while PostgreSQL trails, only PostgreSQL's unless
+    this is the `final` one, whose report names every copy)."""
     keys = list(log.keys)
     verdict = Verdict(keys=len(keys))
     rows = await asyncio.to_thread(pg_states, settings, merchants)
     for key in keys:
         want, floor = log.keys[key].expected(), log.keys[key].floor
         verdict.note(key, "pg", classify(rows.get(key), want, floor), rows.get(key), want)
-    if not verdict.clean:
+    if not verdict.clean and not final:
         return verdict  # PostgreSQL trails: no need to read the rest yet
     for (name, transport), states in (await api_states(workers, keys)).items():
         for key in keys:
@@ -181,6 +191,24 @@ async def verify_quiesced(
     started = time.monotonic()
     while True:
         verdict = await verify(log, settings, redis_port, workers, merchants)
-        if verdict.clean or time.monotonic() - started > timeout:
+        if verdict.clean:
+            return verdict, time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            verdict = await verify(log, settings, redis_port, workers, merchants, final=True)
+            verdict.histories = await asyncio.to_thread(timelines, settings, verdict.example_keys[:3])
             return verdict, time.monotonic() - started
         await asyncio.sleep(2)
+
+
+def timelines(settings: Settings, keys: list[Key]) -> list[str]:
+    """The PostgreSQL timeline of each key (version, kind, source, event): how a diverged row got there."""
+    lines = []
+    with pg(settings) as conn, conn.cursor() as cur:
+        for merchant_id, customer_id in keys:
+            cur.execute(
+                """SELECT version, kind, source, event_id, recorded_at::time FROM customer_timeline
+                    WHERE merchant_id = %s AND customer_id = %s ORDER BY version""",
+                (merchant_id, customer_id),
+            )
+            lines.append(f"{customer_id} timeline: " + "; ".join(map(str, cur.fetchall())))
+    return lines
