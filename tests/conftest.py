@@ -53,6 +53,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         container.stop()  # type: ignore[attr-defined]
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The chaos run's report (tests/chaos/test_chaos.py: seed, nemeses, the verifier's line) in every
+    run's output, passed or failed; it travels as a user property, so it survives xdist."""
+    for outcome in ("passed", "failed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            for name, value in getattr(report, "user_properties", []):
+                if name == "chaos_report" and report.when == "call":
+                    terminalreporter.write_sep("-", f"chaos run ({outcome})")
+                    terminalreporter.write_line(str(value))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/integration/" in str(item.fspath) or "/e2e/" in str(item.fspath):
