@@ -1,6 +1,6 @@
-"""The short chaos run (issue 20), in `make test` and so in CI (D251): three workers and the sink as its own process
-under a light keyed load, with one nemesis of each kind in an order drawn from a printed seed
-(CHAOS_SEED repeats it), then the independent verifier. About two minutes alone on 2 cores, under
+"""The short chaos run (issue 20), in `make test` and so in CI (D251): three workers and the sink as
+its own process under a light keyed load, with one nemesis of each kind in an order drawn from a
+printed seed (CHAOS_SEED repeats it), then the independent verifier. About two minutes alone on 2 cores, under
 three beside the rest of `make test`; its report closes the run's output (tests/conftest.py).
 
 The run is tests/chaos/run.py's, shared with the long one (bench/chaos.py); what "lost" means
