@@ -45,6 +45,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -201,7 +202,8 @@ async def measured(server_pid: int, load: Awaitable[dict], label: str = "phase")
     before = cpu_seconds(server_pid)
     profiler = await profile_of(server_pid, label)
     report = await load
-    if profiler is not None:
+    if profiler is not None:  # py-spy writes its profile when interrupted
+        profiler.send_signal(signal.SIGINT)
         await profiler.wait()
     report["cpu_us"] = (cpu_seconds(server_pid) - before) * 1e6 / max(1, report["requests"])
     report["load"] = os.getloadavg()[0]
@@ -212,8 +214,8 @@ PROFILED: dict[str, int] = {}
 
 
 async def profile_of(pid: int, label: str) -> asyncio.subprocess.Process | None:
-    """py-spy's folded stacks of `pid` for the phase's `--duration`, as BENCH_PROFILE_DIR/<label>-N.txt
-    (`py-spy` from the venv: `pip install py-spy`; needs ptrace rights)."""
+    """py-spy's folded stacks of `pid` until the phase ends (`measured` interrupts it), as
+    BENCH_PROFILE_DIR/<label>-N.txt (`py-spy` from the venv: `pip install py-spy`; needs ptrace rights)."""
     directory = os.environ.get("BENCH_PROFILE_DIR")
     if not directory:
         return None
@@ -221,13 +223,9 @@ async def profile_of(pid: int, label: str) -> asyncio.subprocess.Process | None:
     target = Path(directory) / f"{label}-{PROFILED[label]}.txt"
     target.parent.mkdir(parents=True, exist_ok=True)
     binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    seconds = str(max(1, int(PROFILE_SECONDS) - 1))
-    argv = [binary, "record", "-p", str(pid), "-d", seconds, "-r", "250", "-f", "raw", "-o", str(target)]
+    argv = [binary, "record", "-p", str(pid), "-r", "250", "-f", "raw", "-o", str(target)]
     print(f"   profiling {label} into {target}", flush=True)
     return await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL, stderr=PIPE)
-
-
-PROFILE_SECONDS = 5.0  # set from --duration in main()
 
 
 def show(name: str, report: dict) -> dict:
@@ -811,10 +809,7 @@ def main() -> None:
         action="store_true",
         help="then restart the worker with authentication, rate limiting and the IP allow-list on: (g), (h)",
     )
-    args = parser.parse_args()
-    global PROFILE_SECONDS
-    PROFILE_SECONDS = args.duration
-    asyncio.run(run(args))
+    asyncio.run(run(parser.parse_args()))
 
 
 if __name__ == "__main__":
