@@ -26,15 +26,12 @@ keeps Faust's path, as does everything with `RECOVERY_BATCH_APPLY=false` (the be
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
 from faust.types import TP
 from prometheus_client import Counter
 from rocksdict import WriteBatch
-
-log = logging.getLogger(__name__)
 
 records_applied = Counter(
     "core_recovery_records_applied_total",
