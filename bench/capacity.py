@@ -2,7 +2,13 @@
 
     .venv/bin/python -m bench.capacity [--sizes 1000000,5000000] [--redis-customers 200000]
                                        [--pg-customers 200000] [--recovery-customers 1000000]
-                                       [--skip-recovery] [--json OUT]
+                                       [--skip-recovery] [--storage-from RUN] [--recovery-from RUN]
+                                       [--json OUT]
+
+`--storage-from` and `--recovery-from` take those inputs from an earlier run instead of measuring
+them: a `--json` file, or a run recorded by bench/record.py (of this bench, or of
+bench/capacity_recovery.py for the recovery), so the model is reproduced from recorded figures with
+one command (docs/capacity.md).
 
 Every figure comes from the service's own components and formats, on this machine:
 - RocksDB: customer states (`CustomerState.to_dict()`, the email sealed with AES-256-GCM as the
@@ -269,6 +275,27 @@ def measure_storage(
     print(f"postgres at {args.pg_customers:,}: {json.dumps(measured['postgres'])}", flush=True)
 
 
+def recorded_inputs(path: Path) -> dict[str, Any]:
+    """The measured inputs of an earlier run: its `--json`, or its output lines as bench/record.py
+    kept them (`rocksdb+changelog at N: {...}`, `redis at N: B bytes/entry`, `postgres at N: {...}`,
+    `recovery: {...}`)."""
+    data = json.loads(path.read_text())
+    if "output" not in data:
+        return dict(data)
+    measured: dict[str, Any] = {"storage": []}
+    for line in data["output"]:
+        head, _, rest = line.partition(": ")
+        if head.startswith("rocksdb+changelog at "):
+            measured["storage"].append(json.loads(rest))
+        elif head.startswith("redis at "):
+            measured["redis_bytes_per_entry"] = float(rest.split()[0])
+        elif head.startswith("postgres at "):
+            measured["postgres"] = json.loads(rest)
+        elif head == "recovery":
+            measured["recovery"] = json.loads(rest)
+    return measured
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -281,6 +308,9 @@ def main() -> None:
     parser.add_argument(
         "--storage-from", type=Path, help="an earlier --json's storage inputs: measure the rest"
     )
+    parser.add_argument(
+        "--recovery-from", type=Path, help="an earlier run's recovery input (implies --skip-recovery)"
+    )
     parser.add_argument("--json", type=Path, help="also write the measured inputs here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (worker logs)")
     args = parser.parse_args()
@@ -290,12 +320,15 @@ def main() -> None:
     print(f"cpu (from bench/results): {json.dumps(measured['cpu'])}", flush=True)
     try:
         if args.storage_from:
-            earlier = json.loads(args.storage_from.read_text())
+            earlier = recorded_inputs(args.storage_from)
             measured |= {name: earlier[name] for name in ("storage", "redis_bytes_per_entry", "postgres")}
             print(f"storage inputs from {args.storage_from}", flush=True)
         else:
             measure_storage(args, settings, workdir, measured)
-        if not args.skip_recovery:
+        if args.recovery_from:
+            measured["recovery"] = recorded_inputs(args.recovery_from)["recovery"]
+            print(f"recovery input from {args.recovery_from}: {json.dumps(measured['recovery'])}", flush=True)
+        elif not args.skip_recovery:
             from bench.capacity_recovery import measure_recovery
 
             measured["recovery"] = asyncio.run(measure_recovery(args.recovery_customers, workdir))

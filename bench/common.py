@@ -94,7 +94,7 @@ class Worker:
                 self.process.kill()
 
 
-async def wait_http_ok(url: str, timeout: float) -> None:
+async def wait_http_ok(url: str, timeout: float, interval: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
@@ -104,7 +104,7 @@ async def wait_http_ok(url: str, timeout: float) -> None:
                         return
             except aiohttp.ClientError:
                 pass
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(interval)
     raise TimeoutError(f"{url} not OK after {timeout}s")
 
 

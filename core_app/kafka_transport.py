@@ -18,6 +18,7 @@ from faust.types import TP
 from prometheus_client import Counter
 
 from core_app.batch_delivery import BatchDelivery, Collected
+from core_app.changelog_apply import ChangelogApply
 from core_app.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,9 @@ class TunedConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._rewound: dict[Any, tuple[int, int]] = {}  # partition -> (offset rewound to, how often)
-        self._batches = BatchDelivery(self, get_settings())
+        settings = get_settings()
+        self._batches = BatchDelivery(self, settings)
+        self._changelog_apply = ChangelogApply(self, settings.recovery_batch_apply)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
         """Faust's, but a source partition whose records jump past undelivered offsets is rewound, and
@@ -113,7 +116,8 @@ class TunedConsumer(faust_aiokafka.Consumer):
 
     async def _wait_next_records(self, timeout: float) -> Any:
         """Faust's, but records of a partition paused since the fetch was asked for are given back:
-        its position is sought back to them (Faust would drop them with the position past them)."""
+        its position is sought back to them (Faust would drop them with the position past them).
+        The changelogs' records are then applied to the tables here, a fetch at a time (D238)."""
         records, active = await super()._wait_next_records(timeout)
         if records and active is not None:
             stray = [tp for tp in records if tp not in active and tp not in self._buffered_partitions]
@@ -121,6 +125,8 @@ class TunedConsumer(faust_aiokafka.Consumer):
                 first = records.pop(tp)[:1]
                 if first and self.flow_active:  # else a rebalance is on: it seeks to the committed offsets
                     await self._give_back(tp, first[0].offset)
+        if records:
+            self._changelog_apply.take(records)
         return records, active
 
     async def _give_back(self, tp: Any, offset: int) -> None:

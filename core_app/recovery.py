@@ -10,7 +10,7 @@ Seen after a SIGKILL restart as four to eleven events missing per partition (doc
 Here the seek comes first, while the partitions are still paused, then the queues are cleared, and
 only then do the partitions resume, so the first message delivered is the committed one.
 
-Three more departures (docs/decisions.md D110-D112, D117):
+Four more departures (docs/decisions.md D110-D112, D117, D238):
 - highwaters are confirmed by a fetch (core_app/end_offsets.py), since Tansu under-reports them;
 - a partition whose local state the changelog no longer holds is not a crash: its local state is
   discarded, rebuilt from what the changelog holds, and the rest is loaded from PostgreSQL on first
@@ -18,7 +18,9 @@ Three more departures (docs/decisions.md D110-D112, D117):
   holds another record at it (unrelated: the topic was recreated and grew past it), or starts after
   it (truncated by retention, faust #651);
 - `serving` says when this worker's active partitions may answer reads: not from the start of a
-  rebalance until their recovery is complete and the streams are resumed.
+  rebalance until their recovery is complete and the streams are resumed;
+- changelog records reach the tables a fetch at a time (core_app/changelog_apply.py), and
+  `on_changelog_batch` keeps the bookkeeping Faust's per-record loop kept.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from aiokafka import TopicPartition
 from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP, ConsumerT, TableT
+from faust.utils.tracing import finish_span
 from prometheus_client import Counter
 
 from core_app.end_offsets import EndOffsetProbe
@@ -232,6 +235,28 @@ class SeekFirstRecovery(Recovery):
         state_discarded.labels(table.name, role, reason).inc()
         if reason != "truncated":  # retention cut the changelog: a setting, not a broker that lost data
             self.app.broker_watch.lost_data("changelog", what)
+
+    def on_changelog_batch(self, now: float, actives: list[TP], standbys: list[TP]) -> None:
+        """What Faust's `_slurp_changelogs` does after each record, once per fetch applied in batches
+        (core_app/changelog_apply.py, D238): progress times, the end of recovery once the confirmed
+        highwaters are reached, the standbys declared ready once they have nothing left to read."""
+        for tp in actives:
+            self._active_events_received_at[tp] = now
+        for tp in standbys:
+            self._standby_events_received_at[tp] = now
+        self._last_flush_at = now
+        if self.in_recovery and not self.need_recovery():
+            self.flush_buffers()  # whatever Faust's own path buffered (tables it still handles)
+            self._set_recovery_ended()
+            if self._actives_span is not None:
+                self._actives_span.set_tag("Actives-Ready", True)
+            self.signal_recovery_end.set()
+        standbys_ready = self._standbys_span is None and self.tables.standbys_ready
+        if not standbys_ready and not self.standby_remaining_total():
+            if self._standbys_span:
+                finish_span(self._standbys_span)
+                self._standbys_span = None
+            self.tables.on_standbys_ready()
 
     async def _resume_streams(self, generation_id: int = 0) -> None:
         await self.app.on_rebalance_complete.send()

@@ -87,6 +87,9 @@ class Settings(KafkaSettings):
     # The pipeline's source topics a fetch at a time, past Faust's per-message path (D234).
     ingest_batch_delivery: bool = True
     ingest_chunk_events: int = Field(default=4000, ge=1)
+    # Changelog records (recovery, standbys) into RocksDB a fetch at a time, one WriteBatch a
+    # partition, past Faust's per-record path (D238); false: Faust's path (the bench's baseline).
+    recovery_batch_apply: bool = True
     # Net container allocations between young GC collections (Python's default is 700); D45.
     gc_gen0_threshold: int = Field(default=50_000, ge=100)
 

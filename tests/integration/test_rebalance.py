@@ -41,6 +41,9 @@ READS_PER_SECOND = 100  # across the three workers
 WORKERS = 3
 OVERLAP = 4.0  # seconds between the restarts of the back-to-back scenario
 PRODUCER = os.environ.get("REBALANCE_PRODUCER", "aiokafka")
+# REBALANCE_STANDBY_REPLICAS=1: the workers keep standby copies (production's default), so the
+# survivors take over from them and the standbys' changelog apply is exercised (D238).
+STANDBYS = os.environ.get("REBALANCE_STANDBY_REPLICAS", "0")
 
 
 class Run:
@@ -88,7 +91,11 @@ async def run(
         await producer.start()
         merchant_id = new_merchant(settings)
         customers = [cid for cid, _ in insert_customers(settings, merchant_id, CUSTOMERS)]
-        env = worker_env | {"KAFKA_BROKER": url, "KAFKA_TOPIC_PARTITIONS": "8"}
+        env = worker_env | {
+            "KAFKA_BROKER": url,
+            "KAFKA_TOPIC_PARTITIONS": "8",
+            "TABLE_STANDBY_REPLICAS": STANDBYS,
+        }
         readers = Readers(merchant_id, customers, READS_PER_SECOND / WORKERS)
         cluster = Cluster(env, data_root, readers)
         # REBALANCE_PRODUCER=librdkafka: the load comes from confluent-kafka with its default

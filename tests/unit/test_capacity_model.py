@@ -72,3 +72,19 @@ def test_storage_grows_with_customers() -> None:
 
 def test_partition_counts_have_many_divisors() -> None:
     assert [nice_partition_count(n) for n in (1, 12, 13, 100, 361, 6000)] == [12, 12, 24, 120, 720, 6480]
+
+
+def test_the_model_reads_its_inputs_from_recorded_runs() -> None:
+    """`bench.capacity --storage-from/--recovery-from` (docs/capacity.md): the recorded output lines."""
+    from pathlib import Path
+
+    from bench.capacity import recorded_inputs
+
+    results = Path(__file__).resolve().parents[2] / "bench" / "results"
+    storage = recorded_inputs(results / "2026-12-07-issue21-capacity.json")
+    assert [run["customers"] for run in storage["storage"]] == [1_000_000, 5_000_000]
+    assert storage["redis_bytes_per_entry"] == 597
+    assert storage["postgres"]["customers"] == 1_000_000
+    recovery = recorded_inputs(results / "2026-12-07-issue21-recovery-1m.json")["recovery"]
+    assert recovery["mode"] == "batched" and recovery["keys_held"] == recovery["customers"] == 1_000_000
+    assert recovery["seconds_per_gib"] == pytest.approx(17.98, abs=0.01)
