@@ -9,6 +9,8 @@ Every phase runs `--concurrency` clients for `--duration` seconds from a separat
     constant (`bench/bare_servers.py`, its own process, up for the whole run);
 (c) REST `GET /core/v1/customers` and (d) gRPC `GetCustomerRFM` answered from the worker's table:
     `--customers` customers inserted into PostgreSQL, then one `rfm.updated` event each;
+(c2) the GraphQL `getCustomer` query (POST /graphql, `bench/graphql_reads.lua`) from the table, in
+    rounds with (a) again;
 Each comparison with a bare handler runs as `--rounds` rounds of its phases back to back ((a) then
 (c), five times by default; (b) then (d), likewise); each round gives a ratio and the verdict takes the
 median: this host's speed drifts by tens of percent within minutes, so phases minutes apart are
@@ -64,6 +66,7 @@ import redis.asyncio as aioredis
 
 from bench.common import Worker, drop_database, free_port, metric, start_tansu, wait_http_ok
 from bench.ingest import insert_customers, produce_rfm, rows_at_version, worker_env
+from bench.reads_graphql import GRAPHQL_LUA, check_one_answer, wrk_arguments
 from core_app import db
 from core_app.events.codec import EventCodec
 from core_app.migrate import migrate
@@ -346,6 +349,24 @@ async def measure_worker(
 
         return load
 
+    def graphql(name: str, merchant_id: str, ids: list[str]) -> Load:
+        ids_file = write_ids(workdir / f"{name}.txt", ids)
+        extra = wrk_arguments(ids_file, merchant_id, args.wrk_threads)
+
+        async def load() -> dict:
+            before = await read_sources(worker, "core_customer_reads_total")
+            calls = run_wrk(
+                args, worker.url, "", ids_file, args.duration, script=GRAPHQL_LUA, script_args=extra
+            )
+            report = await measured(worker.process.pid, calls, name)
+            sources = await sources_during(worker, "core_customer_reads_total", before)
+            check_sources(name, sources, "table")
+            if sources.get("table", 0) < report["requests"]:  # a GraphQL error is a 200 without a read
+                raise RuntimeError(f"{name}: {report['requests']:,} answers, table reads {sources}")
+            return report
+
+        return load
+
     def grpc(name: str, merchant_id: str, ids: list[str], expect: str) -> Load:
         async def load() -> dict:
             before = await read_sources(worker, "core_rfm_reads_total")
@@ -369,6 +390,11 @@ async def measure_worker(
         [("rest_bare", bare_rest(args, bare, table_merchant, bare_ids)), ("rest_table", rest_table)],
         results,
     )
+    section("(a) bare aiohttp handler and (c2) GraphQL getCustomer (POST /graphql), from the table")
+    await check_one_answer(worker, table_merchant, table_ids[0])
+    graphql_table = graphql("graphql_table", table_merchant, table_ids)
+    bare_again = bare_rest(args, bare, table_merchant, bare_ids)
+    await alternate(args, [("graphql_bare", bare_again), ("graphql_table", graphql_table)], results)
     section("(b) bare grpclib unary handler, constant reply, and (d) gRPC GetCustomerRFM, from the table")
     await run_grpc_load(args, bare.grpc_port, table_merchant, table_ids, workdir, WARMUP_SECONDS)
     await run_grpc_load(args, worker.grpc_port, table_merchant, table_ids, workdir, WARMUP_SECONDS)
@@ -759,6 +785,12 @@ def print_ratios(results: Results) -> None:
         cpu = paired(table, base, "cpu_us")
         note = "(server CPU per request; 2.0 ~ half the rate)"
         print(f"{label} table CPU/req / {bare:<11} = {summary(cpu)}  {note}")
+    if "graphql_table" in results:
+        rate = paired(results["graphql_table"], results["graphql_bare"], "rate")
+        met = verdict(median(rate), 0.5, True)
+        print(f"GQL  table req/s / {'bare aiohttp':<13} = {summary(rate)}  target >= 0.5: {met}")
+        p99 = paired(results["graphql_table"], results["graphql_bare"], "p99_ms")
+        print(f"GQL  table p99   / {'bare aiohttp p99':<13} = {summary(p99)}")
     for transport in ("rest", "grpc"):
         table = median(r["rate"] for r in results[f"{transport}_table"])
         label = transport.upper().ljust(4)

@@ -9,6 +9,7 @@ document on. The WebSocket module should run `check_document` on `subscribe` pay
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -112,6 +113,32 @@ def check_document(
     return (None, errors) if errors else (document, [])
 
 
+class CheckedDocuments:
+    """Documents that passed `check_document`, by query text, the least recently used dropped past
+    `size`. Clients send the same few queries over and over, and parsing plus validating one cost
+    about ten times what running it does (docs/benchmarks.md, reads (c2)). The check depends only on
+    the text, the schema and the limits, which are fixed per view; refused texts are not kept."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._documents: OrderedDict[str, DocumentNode] = OrderedDict()
+
+    def get(self, query: str) -> DocumentNode | None:
+        document = self._documents.get(query)
+        if document is not None:
+            self._documents.move_to_end(query)
+        return document
+
+    def keep(self, query: str, document: DocumentNode) -> None:
+        self._documents[query] = document
+        self._documents.move_to_end(query)
+        while len(self._documents) > self.size:
+            self._documents.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._documents)
+
+
 class GraphQLRequestError(HTTPException):
     """A request graphql-server cannot run, with the GraphQL error code and the field at fault
     (answered in the GraphQL error shape by views/graphql_transport.py)."""
@@ -168,6 +195,14 @@ class LimitedQueries:
                 raise GraphQLRequestError(400, message, "BAD_USER_INPUT", "variables")
         return await super().get_graphql_request_data(request, context, data, protocol)  # type: ignore[misc]
 
+    @property
+    def checked_documents(self) -> CheckedDocuments:
+        """This view's cache of checked documents (its schema and limits are the view's own)."""
+        checked = self.__dict__.get("_checked_documents")
+        if checked is None:
+            checked = self.__dict__["_checked_documents"] = CheckedDocuments()
+        return checked
+
     def refused_document(self, errors: list[GraphQLError]) -> None:
         """Called with the errors of a document refused by the caps (the view logs them)."""
 
@@ -177,15 +212,19 @@ class LimitedQueries:
         from graphql_server.exceptions import GraphQLValidationError
 
         if request_data.document is None and isinstance(request_data.query, str):
-            document, errors = check_document(
-                self.schema,
-                request_data.query,
-                max_depth=self.max_depth,
-                max_fields=self.max_fields,
-                max_bytes=self.max_bytes,
-            )
-            if errors:
-                self.refused_document(errors)
-                raise GraphQLValidationError(errors)
+            checked = self.checked_documents
+            document = checked.get(request_data.query)
+            if document is None:
+                document, errors = check_document(
+                    self.schema,
+                    request_data.query,
+                    max_depth=self.max_depth,
+                    max_fields=self.max_fields,
+                    max_bytes=self.max_bytes,
+                )
+                if document is None:
+                    self.refused_document(errors)
+                    raise GraphQLValidationError(errors)
+                checked.keep(request_data.query, document)
             request_data.document = document
         return await super().execute_operation(request_adapter, request_data, *args, **kwargs)  # type: ignore[misc]

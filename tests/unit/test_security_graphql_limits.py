@@ -1,9 +1,12 @@
 """GraphQL caps: size, depth, total fields (fragments expanded), parser limits."""
 
+from types import SimpleNamespace
+
 import pytest
 from graphql import parse
+from graphql_server.exceptions import GraphQLValidationError
 
-from core_app.security.graphql_limits import check_document, measure
+from core_app.security.graphql_limits import CheckedDocuments, LimitedQueries, check_document, measure
 from views.graphql import build_graphql_schema
 
 SCHEMA = build_graphql_schema()
@@ -66,3 +69,38 @@ def test_oversized_query_is_refused_without_parsing() -> None:
 )
 def test_hostile_documents_give_errors_or_pass_validation_never_raise(query: str) -> None:
     check_document(SCHEMA, query, **LIMITS)
+
+
+class _Executor:
+    async def execute_operation(self, _adapter: object, request_data: SimpleNamespace) -> object:
+        return request_data.document
+
+
+class _View(LimitedQueries, _Executor):
+    schema = SCHEMA
+    max_depth = 4
+
+
+async def test_a_checked_query_is_parsed_and_validated_once_and_a_refused_one_is_not_kept() -> None:
+    view = _View()
+    first = await view.execute_operation(None, SimpleNamespace(document=None, query=OK))
+    again = await view.execute_operation(None, SimpleNamespace(document=None, query=OK))
+    assert first is not None and again is first  # the same document: not parsed again
+    too_deep = "{ a { b { c { d { e } } } } }"
+    for _ in range(2):  # refused each time: a refusal is checked again, never served from the cache
+        with pytest.raises(GraphQLValidationError):
+            await view.execute_operation(None, SimpleNamespace(document=None, query=too_deep))
+    assert len(view.checked_documents) == 1
+    other = '{ customers(merchant_id: "m") { edges { node { id } } pageInfo { endCursor } } }'
+    await view.execute_operation(None, SimpleNamespace(document=None, query=other))
+    assert len(view.checked_documents) == 2
+
+
+def test_checked_documents_drop_the_least_recently_used() -> None:
+    checked = CheckedDocuments(size=2)
+    a, b, c = (parse(f"{{ {name} }}") for name in "abc")
+    checked.keep("a", a)
+    checked.keep("b", b)
+    assert checked.get("a") is a  # used: b is now the oldest
+    checked.keep("c", c)
+    assert (checked.get("a"), checked.get("b"), checked.get("c")) == (a, None, c)
