@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import sys
@@ -39,6 +40,9 @@ def _loop(out: Path, every: float) -> None:
         status = _status()
         rocks = _rocksdb_properties()
         line = {"n": number, "t": time.time(), "status": status, "rocksdb": rocks}
+        if os.environ.get("CORE_MEMTRACE_TRIM"):  # how much of RSS is memory malloc holds free
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+            line["after_malloc_trim"] = _status()
         with open(out / "samples.jsonl", "a") as samples:
             samples.write(json.dumps(line) + "\n")
 

@@ -30,9 +30,9 @@ async def test_each_poll_hands_over_at_most_kafka_max_poll_records(monkeypatch) 
     assert thread._create_worker_consumer(app.transport)._max_poll_records == 123
 
 
-def test_the_default_cap_is_one_chunk_of_batched_delivery() -> None:
+def test_the_default_cap_is_a_few_chunks_of_batched_delivery() -> None:
     settings = Settings()
-    assert settings.kafka_max_poll_records == settings.ingest_chunk_events
+    assert settings.kafka_max_poll_records == 5 * settings.ingest_chunk_events == 20_000
 
 
 def allocated(make: object) -> int:
