@@ -217,7 +217,9 @@ async def run(args: argparse.Namespace) -> None:
             )
             rounds.append(results)
         if args.rss_customers:
-            rounds[-1]["e"] = await rss_phase(args, settings, tansu, codec, env, workdir)
+            from bench.ingest_rss import rss_phase
+
+            rounds[-1].update(await rss_phase(args, settings, tansu, codec, env, workdir))
         if not args.skip_crc32:
             from bench.ingest_crc32 import crc32_phase
 
@@ -300,33 +302,6 @@ async def pipeline_phase(
             sink.stop()
 
 
-async def rss_phase(
-    args: argparse.Namespace,
-    settings: Settings,
-    tansu: Tansu,
-    codec: EventCodec,
-    env: dict[str, str],
-    workdir: Path,
-) -> float:
-    """(e) the peak RSS of a worker that applies one event to each of `--rss-customers` customers."""
-    section(f"(e) peak RSS after {args.rss_customers:,} distinct customers")
-    merchant_id = str(uuid.uuid4())
-    started = time.perf_counter()
-    many = insert_customers(settings, merchant_id, args.rss_customers)
-    print(f"inserted {len(many):,} customers in {time.perf_counter() - started:.0f}s")
-    total = await produce_rfm(tansu.bootstrap, codec, merchant_id, many, 1)
-    worker = Worker.start(env | {"WORKER_ID": "bench-rss"}, workdir / "worker-rss.log")
-    try:
-        await wait_http_ok(f"{worker.url}/ready", timeout=600)
-        while await metric(worker, "core_events_processed_total") < total:
-            await asyncio.sleep(1)
-        rss = worker.peak_rss_mib()
-    finally:
-        worker.stop()
-    print(f"{rss:,.0f} MiB peak RSS (VmHWM)")
-    return rss
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -334,6 +309,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--rss-customers", type=int, default=1_000_000, help="0 skips (e)")
+    parser.add_argument("--rss-every", type=int, default=20_000, help="(e): print the RSS every N events")
+    parser.add_argument("--memtrace", default="", help="(e): trace the worker's memory into this directory")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of (a), (b), (b'), (c), (d)")
     parser.add_argument(
         "--compare-agents",

@@ -80,8 +80,8 @@ class Settings(KafkaSettings):
     # false: the worker runs no PostgreSQL sink; run `core sink` (one or more) instead.
     sink_in_worker: bool = True
     # Per RocksDB instance (one per table per partition); see tables/rocksdb.py.
-    rocksdb_write_buffer_mb: int = Field(default=4, ge=1)
-    rocksdb_block_cache_mb: int = Field(default=4, ge=1)
+    rocksdb_write_buffer_mb: int = Field(default=2, ge=1)
+    rocksdb_block_cache_mb: int = Field(default=2, ge=1)
     # Decoded customers kept in front of RocksDB for reads (tables/read_memo.py); 0 turns it off.
     table_read_memo_keys: int = Field(default=20_000, ge=0)
     # The pipeline's source topics a fetch at a time, past Faust's per-message path (D234).

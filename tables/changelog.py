@@ -30,12 +30,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from faust.types import TP, AppT, CollectionT
 
 from core_app import metrics
 from core_app.logs import one_line
-from tables.rocksdb import encode_key
+from core_app.routing import key_partition
+from tables.rocksdb import encode_key, right_sized
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,6 @@ BATCH_BYTES = 256 * 1024  # one BatchBuilder per topic partition and send; well 
 EBB_RECORDS = 2000  # the pipeline waits while more records than this are pending
 EXIT_PRODUCE_FAILED = 71  # the worker's exit code when a record could not be produced
 BY_KEY = -1  # a pending list whose records the writer partitions by key when it sends them
-PARTITION_CACHE = 100_000  # keys per topic whose partition is remembered (then the cache restarts)
 
 
 class RecordWriter:
@@ -54,8 +55,6 @@ class RecordWriter:
         # (topic, partition) -> [(key, value)] in append order; the stores whose changelog a topic is.
         self._pending: dict[tuple[str, int], Records] = {}
         self._stores: dict[str, Any] = {}
-        # topic -> (its partition count, key -> partition)
-        self._partitions: dict[str, tuple[int, dict[bytes, int]]] = {}
         self.size = 0
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
@@ -69,7 +68,7 @@ class RecordWriter:
         """`table[key] = value` for the key's own `partition` (the source event's)."""
         store = table.data
         key_bytes = encode_key(store, key)
-        value_bytes = store._encode_value(value)
+        value_bytes = right_sized(store._encode_value(value))  # held until sent
         store._db_for_partition(partition).put(key_bytes, value_bytes)
         store._key_index[key_bytes] = partition
         topic = table.changelog_topic.get_topic_name()
@@ -152,18 +151,10 @@ class RecordWriter:
         """Records grouped by the partition the producer's partitioner gives their key, in order."""
         producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
         all_partitions = sorted(await producer.partitions_for(topic))  # waits for metadata
-        cached = self._partitions.get(topic)
-        if cached is None or cached[0] != len(all_partitions) or len(cached[1]) > PARTITION_CACHE:
-            cached = self._partitions[topic] = (len(all_partitions), {})
-        known = cached[1]
+        partition_of = partitioner(producer._partitioner, all_partitions)
         groups: dict[int, Records] = {}
         for key, value in records:
-            partition = known.get(key)  # type: ignore[arg-type]
-            if partition is None:
-                # aiokafka's murmur2 is pure Python (~10 us a key); keys repeat, so remember them.
-                partition = producer._partitioner(key, all_partitions, all_partitions)
-                known[key] = partition  # type: ignore[index]
-            groups.setdefault(partition, []).append((key, value))
+            groups.setdefault(partition_of(key), []).append((key, value))  # type: ignore[arg-type]
         return groups
 
     async def _send(self, topic: str, partition: int, records: Records) -> None:
@@ -224,6 +215,24 @@ class RecordWriter:
             )
             logging.shutdown()
             os._exit(EXIT_PRODUCE_FAILED)
+
+
+def partitioner(default: Any, all_partitions: list[int]) -> Callable[[bytes], int]:
+    """The partition of a key as the producer's partitioner picks it. aiokafka's default is murmur2,
+    pure Python (~10 us a key), so a UTF-8 key goes through routing's bounded memo, which the
+    pipeline's own routing checks already filled with the same keys: no second memo of every key
+    (the writer's own held up to 100,000, ~16 MiB; D245)."""
+    if not isinstance(default, DefaultPartitioner) or all_partitions != list(range(len(all_partitions))):
+        return lambda key: default(key, all_partitions, all_partitions)  # type: ignore[no-any-return]
+    count = len(all_partitions)
+
+    def partition_of(key: bytes) -> int:
+        try:
+            return key_partition(key.decode(), count)
+        except UnicodeDecodeError:
+            return default(key, all_partitions, all_partitions)  # type: ignore[no-any-return]
+
+    return partition_of
 
 
 def new_builder(compression_type: int = 0) -> BatchBuilder:
