@@ -1,5 +1,8 @@
 -- wrk script of bench/reads.py: GET <prefix><id> over a list of ids, one JSON line at the end.
---   wrk -t2 -c64 -d10s -s bench/reads.lua http://host:port -- IDS_FILE PATH_PREFIX THREADS
+--   wrk -t2 -c64 -d10s -s bench/reads.lua http://host:port -- IDS_FILE PATH_PREFIX THREADS [MERCHANT_ID]
+-- With MERCHANT_ID (phase (c2)), each request is instead a GraphQL getCustomer query of that
+-- merchant's next id, POSTed to PATH_PREFIX (/graphql); bench/reads_graphql.py holds the same query
+-- and checks one answer, since a GraphQL error is a 200 too.
 -- Thread k of T requests ids k, k+T, k+2T, ... so the threads never read the same id, and an id
 -- is read twice only once the whole list has been read.
 local threads = {}
@@ -18,6 +21,8 @@ function init(args)
   end
   prefix = args[2]
   stride = tonumber(args[3])
+  merchant = args[4]
+  headers = {["Content-Type"] = "application/json"}
   position = offset
   wrapped = 0
 end
@@ -28,6 +33,11 @@ function request()
   if position > #ids then
     position = offset
     wrapped = wrapped + 1
+  end
+  if merchant then
+    local body = '{"query":"query($m: ID!, $c: ID!) { getCustomer(merchant_id: $m, customer_id: $c) '
+      .. '{ id rfm_score metadata updated_at } }","variables":{"m":"' .. merchant .. '","c":"' .. id .. '"}}'
+    return wrk.format("POST", prefix, headers, body)
   end
   return wrk.format("GET", prefix .. id)
 end

@@ -9,7 +9,7 @@ Every phase runs `--concurrency` clients for `--duration` seconds from a separat
     constant (`bench/bare_servers.py`, its own process, up for the whole run);
 (c) REST `GET /core/v1/customers` and (d) gRPC `GetCustomerRFM` answered from the worker's table:
     `--customers` customers inserted into PostgreSQL, then one `rfm.updated` event each;
-(c2) the GraphQL `getCustomer` query (POST /graphql, `bench/graphql_reads.lua`) from the table, in
+(c2) the GraphQL `getCustomer` query (POST /graphql, `bench/reads.lua` given the merchant) from the table, in
     rounds with (a) again;
 Each comparison with a bare handler runs as `--rounds` rounds of its phases back to back ((a) then
 (c), five times by default; (b) then (d), likewise); each round gives a ratio and the verdict takes the
@@ -66,7 +66,7 @@ import redis.asyncio as aioredis
 
 from bench.common import Worker, drop_database, free_port, metric, start_tansu, wait_http_ok
 from bench.ingest import insert_customers, produce_rfm, rows_at_version, worker_env
-from bench.reads_graphql import GRAPHQL_LUA, check_one_answer, wrk_arguments
+from bench.reads_graphql import check_one_answer, wrk_arguments
 from core_app import db
 from core_app.events.codec import EventCodec
 from core_app.migrate import migrate
@@ -355,9 +355,7 @@ async def measure_worker(
 
         async def load() -> dict:
             before = await read_sources(worker, "core_customer_reads_total")
-            calls = run_wrk(
-                args, worker.url, "", ids_file, args.duration, script=GRAPHQL_LUA, script_args=extra
-            )
+            calls = run_wrk(args, worker.url, "", ids_file, args.duration, script_args=extra)
             report = await measured(worker.process.pid, calls, name)
             sources = await sources_during(worker, "core_customer_reads_total", before)
             check_sources(name, sources, "table")

@@ -1,5 +1,5 @@
-"""Phase (c2) of bench/reads.py: the GraphQL customer query, as wrk sends it (bench/graphql_reads.lua)
-and as the phase checks it once before (issue 21: GraphQL / bare aiohttp measured, target >= 0.5)."""
+"""Phase (c2) of bench/reads.py: the GraphQL customer query, as wrk sends it (bench/reads.lua with a
+merchant id) and as the phase checks it once before (issue 21: GraphQL / bare aiohttp, >= 0.5)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import aiohttp
 
 from bench.common import Worker
 
-GRAPHQL_LUA = Path(__file__).resolve().parent / "graphql_reads.lua"
 QUERY = (
     "query($m: ID!, $c: ID!) { getCustomer(merchant_id: $m, customer_id: $c)"
     " { id rfm_score metadata updated_at } }"
@@ -17,7 +16,8 @@ QUERY = (
 
 
 def wrk_arguments(ids_file: Path, merchant_id: str, threads: int) -> tuple[str, ...]:
-    return (str(ids_file), merchant_id, str(threads))
+    """bench/reads.lua's arguments for GraphQL queries of `merchant_id`'s ids, POSTed to /graphql."""
+    return (str(ids_file), "/graphql", str(threads), merchant_id)
 
 
 async def check_one_answer(worker: Worker, merchant_id: str, customer_id: str) -> None:
