@@ -67,8 +67,8 @@ class RecordWriter:
     def write(self, table: CollectionT, partition: int, key: Any, value: Any) -> None:
         """`table[key] = value` for the key's own `partition` (the source event's)."""
         store = table.data
-        key_bytes = encode_key(store, key)
-        value_bytes = right_sized(store._encode_value(value))  # held until sent
+        key_bytes = right_sized(encode_key(store, key))  # both held until sent
+        value_bytes = right_sized(store._encode_value(value))
         store._db_for_partition(partition).put(key_bytes, value_bytes)
         store._key_index[key_bytes] = partition
         topic = table.changelog_topic.get_topic_name()
@@ -92,7 +92,7 @@ class RecordWriter:
         value_bytes = store._db_for_partition(partition).get(key_bytes)
         if value_bytes is None:
             return None
-        store._key_index[key_bytes] = partition
+        store._key_index[right_sized(key_bytes)] = partition  # kept by Faust's key index
         return store._decode_value(value_bytes)
 
     def produce(self, topic: str, key: bytes, value: bytes) -> None:

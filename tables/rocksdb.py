@@ -40,7 +40,7 @@ def encode_key(store: Any, key: Any) -> bytes:
     every read and write). Anything else takes Faust's own path.
     """
     if type(key) is str and store.key_serializer == "json" and key.isascii() and key.isprintable():
-        return right_sized(orjson.dumps(key))
+        return orjson.dumps(key)
     return store._encode_key(key)  # type: ignore[no-any-return]
 
 
@@ -48,7 +48,8 @@ def right_sized(data: bytes) -> bytes:
     """A copy of `data` in an allocation of its own length.
 
     orjson (3.12 on) returns bytes whose buffer stays at its initial capacity, at least 4 KiB, whatever
-    the length: a chunk's pending table keys and values held 8 KiB per event until sent (D245).
+    the length: a chunk's pending table keys and values held 8 KiB per event until sent (D245). Only
+    bytes that are kept need it (tables/changelog.py); a read's key is dropped at once.
     """
     return bytes(memoryview(data))
 
