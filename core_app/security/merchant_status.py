@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 
 import aiopg
-import psycopg2
 from cachetools import LRUCache, TTLCache
+
+from core_app.retry import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class MerchantStatus:
             async with self.pool.acquire() as conn, conn.cursor() as cur:
                 await cur.execute("SELECT status, shop_domain FROM merchants WHERE id = %s", (merchant_id,))
                 row = await cur.fetchone()
-        except (psycopg2.OperationalError, psycopg2.InterfaceError, OSError, TimeoutError) as exc:
+        except TRANSIENT_ERRORS as exc:
             last = self.last_read.get(merchant_id)
             if last is None:
                 raise
