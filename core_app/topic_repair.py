@@ -26,14 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiokafka.client
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.metadata import MetadataRequest
 from prometheus_client import Counter
 
 from core_app.kafka_security import client_options
 from core_app.settings import Settings
-from core_app.topics import BROADCAST, CONSUMED, INTERNAL, PRODUCED
+from core_app.topics import BROADCAST, CONSUMED, INTERNAL, PRODUCED, create_missing
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,6 @@ topics_recreated = Counter(
 )
 
 REPAIR_DEADLINE_SECONDS = 15.0
-COMPACTED = {"cleanup.policy": "compact"}
 
 
 class NoAutoCreateMetadataRequest(MetadataRequest):
@@ -94,10 +93,8 @@ async def _repair(settings: Settings, changelogs: Mapping[str, int]) -> TopicRep
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
-        existing = set(await admin.list_topics()) & set(wanted)
-        missing = [name for name in wanted if name not in existing]
+        missing, existing = await create_missing(admin, wanted, settings)
         if missing:
-            await admin.create_topics([new_topic(name, *wanted[name], settings) for name in missing])
             topics_recreated.inc(len(missing))
             log.warning("topics missing on the broker, created again", extra={"topics": missing})
         described: list[Any] = await admin.describe_topics(sorted(existing)) if existing else []
@@ -119,12 +116,3 @@ async def _repair(settings: Settings, changelogs: Mapping[str, int]) -> TopicRep
             extra={"topic": name},
         )
     return TopicRepair(missing, wrong)
-
-
-def new_topic(name: str, partitions: int, compacted: bool, settings: Settings) -> NewTopic:
-    return NewTopic(
-        name,
-        num_partitions=partitions,
-        replication_factor=settings.kafka_replication_factor,
-        topic_configs=COMPACTED if compacted else {},
-    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -10,6 +11,8 @@ from core_app.kafka_security import client_options
 from core_app.settings import Settings
 
 log = logging.getLogger(__name__)
+
+COMPACTED = {"cleanup.policy": "compact"}
 
 RFM_UPDATED = "rfm.updated"
 POINTS_UPDATED = "points.updated"
@@ -74,20 +77,31 @@ async def ensure_topics(
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = [name for name in names if name not in existing]
+        wanted = dict.fromkeys(names, (settings.kafka_topic_partitions, False))
+        missing, _ = await create_missing(admin, wanted, settings)
         if missing:
-            await admin.create_topics(
-                [
-                    NewTopic(
-                        name,
-                        num_partitions=settings.kafka_topic_partitions,
-                        replication_factor=settings.kafka_replication_factor,
-                    )
-                    for name in missing
-                ]
-            )
             log.info("created topics", extra={"topics": missing})
         return missing
     finally:
         await admin.close()
+
+
+async def create_missing(
+    admin: AIOKafkaAdminClient, wanted: Mapping[str, tuple[int, bool]], settings: Settings
+) -> tuple[list[str], set[str]]:
+    """Create the topics of `wanted` (name -> (partitions, compacted)) the broker does not have:
+    (the names created, the names it had)."""
+    existing = set(await admin.list_topics()) & set(wanted)
+    missing = [name for name in wanted if name not in existing]
+    if missing:
+        await admin.create_topics([new_topic(name, *wanted[name], settings) for name in missing])
+    return missing, existing
+
+
+def new_topic(name: str, partitions: int, compacted: bool, settings: Settings) -> NewTopic:
+    return NewTopic(
+        name,
+        num_partitions=partitions,
+        replication_factor=settings.kafka_replication_factor,
+        topic_configs=COMPACTED if compacted else {},
+    )
