@@ -165,6 +165,10 @@ class LimitedQueries:
     max_bytes = 20_000
     max_variables_depth = 40
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.checked_documents = CheckedDocuments()  # the view's own: its schema and limits
+
     def decode_json(self, data: str | bytes) -> object:
         """JSON nested deeper than the parser goes is bad JSON (a WebSocket message: close 4400)."""
         try:
@@ -194,14 +198,6 @@ class LimitedQueries:
             if message is not None:
                 raise GraphQLRequestError(400, message, "BAD_USER_INPUT", "variables")
         return await super().get_graphql_request_data(request, context, data, protocol)  # type: ignore[misc]
-
-    @property
-    def checked_documents(self) -> CheckedDocuments:
-        """This view's cache of checked documents (its schema and limits are the view's own)."""
-        checked = self.__dict__.get("_checked_documents")
-        if checked is None:
-            checked = self.__dict__["_checked_documents"] = CheckedDocuments()
-        return checked
 
     def refused_document(self, errors: list[GraphQLError]) -> None:
         """Called with the errors of a document refused by the caps (the view logs them)."""
