@@ -335,32 +335,20 @@ async def measure_worker(
         cold_ids[REDIS_CUSTOMERS + 1 :: 2],
     )
 
-    def rest(name: str, merchant_id: str, ids: list[str], expect: str) -> Load:
+    def rest(name: str, merchant_id: str, ids: list[str], expect: str, graphql: bool = False) -> Load:
+        """GET /core/v1/customers per id, or with `graphql` the getCustomer query POSTed to /graphql."""
         ids_file = write_ids(workdir / f"{name}.txt", ids)
-        prefix = rest_prefix.format(m=merchant_id)
+        prefix = "" if graphql else rest_prefix.format(m=merchant_id)
+        extra = wrk_arguments(ids_file, merchant_id, args.wrk_threads) if graphql else None
 
         async def load() -> dict:
             before = await read_sources(worker, "core_customer_reads_total")
-            report = await measured(
-                worker.process.pid, run_wrk(args, worker.url, prefix, ids_file, args.duration), name
-            )
-            check_sources(name, await sources_during(worker, "core_customer_reads_total", before), expect)
-            return report
-
-        return load
-
-    def graphql(name: str, merchant_id: str, ids: list[str]) -> Load:
-        ids_file = write_ids(workdir / f"{name}.txt", ids)
-        extra = wrk_arguments(ids_file, merchant_id, args.wrk_threads)
-
-        async def load() -> dict:
-            before = await read_sources(worker, "core_customer_reads_total")
-            calls = run_wrk(args, worker.url, "", ids_file, args.duration, script_args=extra)
+            calls = run_wrk(args, worker.url, prefix, ids_file, args.duration, script_args=extra)
             report = await measured(worker.process.pid, calls, name)
             sources = await sources_during(worker, "core_customer_reads_total", before)
-            check_sources(name, sources, "table")
-            if sources.get("table", 0) < report["requests"]:  # a GraphQL error is a 200 without a read
-                raise RuntimeError(f"{name}: {report['requests']:,} answers, table reads {sources}")
+            check_sources(name, sources, expect)
+            if graphql and sources.get(expect, 0) < report["requests"]:  # a GraphQL error is a 200
+                raise RuntimeError(f"{name}: {report['requests']:,} answers, reads {sources}")
             return report
 
         return load
@@ -390,7 +378,7 @@ async def measure_worker(
     )
     section("(a) bare aiohttp handler and (c2) GraphQL getCustomer (POST /graphql), from the table")
     await check_one_answer(worker, table_merchant, table_ids[0])
-    graphql_table = graphql("graphql_table", table_merchant, table_ids)
+    graphql_table = rest("graphql_table", table_merchant, table_ids, "table", graphql=True)
     bare_again = bare_rest(args, bare, table_merchant, bare_ids)
     await alternate(args, [("graphql_bare", bare_again), ("graphql_table", graphql_table)], results)
     section("(b) bare grpclib unary handler, constant reply, and (d) gRPC GetCustomerRFM, from the table")
