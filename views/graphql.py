@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from functools import wraps
+from inspect import iscoroutinefunction
 from typing import Any
 
 from aiohttp import web
@@ -29,7 +30,9 @@ from core_app.settings import REPO_ROOT, get_settings
 from views import graphql_customers, graphql_logging
 from views.customer_import import principal_of
 from views.graphql_customers import context_of
+from views.graphql_fast import QueryRunner, answer_checked_query
 from views.graphql_logging import RefusedError, graphql_request, log_graphql_refusal
+from views.graphql_projection import pure_resolver
 from views.graphql_subscriptions import event_payload, on_customer_update, on_import_progress
 from views.graphql_transport import CoreGraphQLView
 from views.refusals import log_refusal
@@ -37,6 +40,7 @@ from views.wiring import components_of
 
 SCHEMA_PATH = REPO_ROOT / "schema.graphql"
 query_duration = Histogram("graphql_query_duration_seconds", "GraphQL request latency", ["operation_type"])
+DURATIONS = {False: query_duration.labels("operation"), True: query_duration.labels("subscription")}
 
 Resolver = Callable[..., Awaitable[Any]]
 
@@ -54,7 +58,18 @@ def refused(exc: DomainError | SecurityError, merchant_id: object) -> RefusedErr
     return RefusedError(str(exc), {"code": "UNAVAILABLE"}, merchant_id)
 
 
-def domain_errors(resolver: Resolver) -> Resolver:
+def domain_errors(resolver: Callable[..., Any]) -> Callable[..., Any]:
+    if not iscoroutinefunction(resolver):
+
+        @wraps(resolver)
+        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return resolver(*args, **kwargs)
+            except (DomainError, SecurityError) as exc:
+                raise refused(exc, kwargs.get("merchant_id")) from None
+
+        return sync_wrapper
+
     @wraps(resolver)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -186,7 +201,8 @@ def build_graphql_schema() -> GraphQLSchema:
     # The settings view carries the segment counts (AdminFeatures', else local; D173), when selected.
     schema.type_map["ProgramSettings"].fields["segment_counts"].resolve = graphql_customers.settings_counts  # type: ignore[attr-defined]
     # `metadata(include: [...])`: the metadata keys to return, as REST's `include=` (Segment's traits).
-    schema.type_map["Customer"].fields["metadata"].resolve = domain_errors(graphql_customers.metadata)  # type: ignore[attr-defined]
+    metadata = schema.type_map["Customer"].fields["metadata"]  # type: ignore[attr-defined]
+    metadata.resolve = pure_resolver(domain_errors(graphql_customers.metadata))
     streams = {"onCustomerUpdate": on_customer_update, "onImportProgress": on_import_progress}
     for name, field in schema.type_map["Subscription"].fields.items():  # type: ignore[attr-defined]
         field.subscribe = domain_errors(streams[name])
@@ -203,6 +219,15 @@ class LimitedGraphQLView(SecuredSubscriptions, LimitedQueries, CoreGraphQLView):
     max_bytes = get_settings().graphql_max_query_bytes
     max_body_bytes = get_settings().graphql_max_body_bytes
     max_variables_depth = get_settings().graphql_max_variables_depth
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.query_runner = QueryRunner(self.schema)
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        """A plain POSTed query of a checked document takes the short path (views/graphql_fast.py)."""
+        answer = await answer_checked_query(self, request)
+        return answer if answer is not None else await super().__call__(request)
 
     def refused_connection(self, request: web.Request, exc: SecurityError) -> None:
         log_refusal(request, exc.http_status, exc.code)
@@ -235,9 +260,7 @@ def graphql_handler(
             return await view(request)
         finally:
             graphql_request.reset(token)
-            kind = (
-                "subscription" if request.headers.get("Upgrade", "").lower() == "websocket" else "operation"
-            )
-            query_duration.labels(kind).observe(time.perf_counter() - started)
+            websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+            DURATIONS[websocket].observe(time.perf_counter() - started)
 
     return handle

@@ -96,9 +96,7 @@ async def customer_timeline(
     return page
 
 
-async def metadata(
-    customer: dict[str, Any], _info: GraphQLResolveInfo, include: list[str] | None = None
-) -> Any:
+def metadata(customer: dict[str, Any], _info: GraphQLResolveInfo, include: list[str] | None = None) -> Any:
     return project_metadata(customer.get("metadata"), parse_include(include))
 
 

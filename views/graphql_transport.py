@@ -24,6 +24,7 @@ from graphql_server.subscriptions.protocols.graphql_transport_ws.handlers import
 )
 
 from core_app.security.graphql_limits import GraphQLRequestError, too_deep_variables
+from views.graphql_fast import BODY_KEY
 from views.graphql_logging import log_graphql_refusal
 from views.live import live_socket, open_live
 from views.refusals import code_of, error_response, log_refusal
@@ -38,6 +39,9 @@ class BoundedRequestAdapter(AiohttpHTTPRequestAdapter):
     max_bytes = DEFAULT_MAX_BODY_BYTES
 
     async def get_body(self) -> str:
+        already_read = self.request.get(BODY_KEY)
+        if already_read is not None:  # by views/graphql_fast.py, which declined the request
+            return already_read.decode()
         limit = self.max_bytes
         length = self.request.content_length
         if length is not None and length > limit:

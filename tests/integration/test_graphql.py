@@ -9,7 +9,7 @@ from core_app.events.codec import EventCodec
 from core_app.settings import Settings
 from tests.support.api import graphql
 from tests.support.events import at, insert_customers, new_merchant, produce, rfm
-from tests.support.processes import WorkerProcess, eventually
+from tests.support.processes import WorkerProcess, eventually, metric
 
 RFM_QUERY = """query($m: ID!, $c: ID!) {
   getCustomerRFM(merchant_id: $m, customer_id: $c) { recency frequency monetary }
@@ -56,3 +56,33 @@ async def test_graphiql_answers_get(worker: WorkerProcess) -> None:
     ):
         assert response.status == 200
         assert "graphiql" in (await response.text()).lower()
+
+
+CUSTOMER = """query($m: ID!, $c: ID!) {
+  getCustomer(merchant_id: $m, customer_id: $c) { id merchant_id rfm_score metadata(include: ["vip"]) email }
+}"""
+
+
+async def test_a_query_asked_again_gets_the_same_answer_from_the_short_path(
+    worker: WorkerProcess, settings: Settings
+) -> None:
+    """The first request of a text takes graphql-server's path (and checks the document); the same
+    text again is answered by views/graphql_fast.py. Both answer alike: data, refusals, errors."""
+    merchant_id = new_merchant(settings)
+    [(customer_id, _)] = insert_customers(settings, merchant_id, 1)
+    other = "00000000-0000-4000-8000-000000000000"
+    cases = [
+        (CUSTOMER, {"m": merchant_id, "c": customer_id}),  # data
+        (CUSTOMER, {"m": merchant_id, "c": other}),  # NOT_FOUND
+        (CUSTOMER, {"m": "nope", "c": customer_id}),  # BAD_USER_INPUT naming merchant_id
+        (CUSTOMER, {"m": merchant_id}),  # a variable missing: graphql-core's own message
+        (CUSTOMER, {"m": merchant_id, "c": 7}),  # an ID given as a number
+        (CUSTOMER.replace("email", "email __typename"), {"m": merchant_id, "c": customer_id}),  # not planned
+    ]
+    for query, variables in cases:
+        before = await metric(worker, "core_graphql_short_path_total")
+        first = await graphql(worker, query, variables)
+        again = await graphql(worker, query, variables)
+        assert again == first, (query, variables)
+        assert await metric(worker, "core_graphql_short_path_total") >= before + 1, "the second was short"
+    assert (await graphql(worker, CUSTOMER, cases[0][1]))["data"]["getCustomer"]["id"] == customer_id
