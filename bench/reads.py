@@ -72,6 +72,7 @@ from core_app.events.codec import EventCodec
 from core_app.migrate import migrate
 from core_app.schema_registry.run import start_registry
 from core_app.security.cli import change_allowlist, create_api_key, mint_token
+from core_app.security.gate import rate_key
 from core_app.security.principal import VIEW
 from core_app.security.signing import sign
 from core_app.settings import Settings
@@ -492,7 +493,7 @@ async def admission_entries(settings: Settings, merchant_id: str) -> dict[str, i
     client = aioredis.Redis.from_url(settings.redis_dsn)
     try:
         found = {}
-        head = f"{settings.redis_key_prefix}rate_limit:{merchant_id}:"
+        head = settings.redis_key_prefix + rate_key(merchant_id, "")  # the gate's key, hash tag and all
         async for key in client.scan_iter(match=f"{head}*"):
             found[key.decode().removeprefix(head)] = int(await client.zcard(key))
         return found
