@@ -106,6 +106,12 @@ def customers_in_postgres(settings: Settings, merchant_id: str) -> int:
         return int(cur.fetchone()[0])
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time, all threads (user + system): a load-independent cost."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -118,6 +124,7 @@ async def import_rate(
 ) -> tuple[float, float, float]:
     """(customers/s until all are in PostgreSQL, seconds until then, seconds until `completed`)."""
     rss_before = peak = rss_mib(worker.process.pid)
+    cpu_before = cpu_seconds(worker.process.pid)
     async with aiohttp.ClientSession() as http:
         started = time.perf_counter()
         async with http.post(
@@ -144,6 +151,8 @@ async def import_rate(
     assert (log["record_count"], log["error_count"]) == (expected, bad), log
     print(f"worker RSS {rss_before:.0f} MiB before, peak {peak:.0f} MiB (growth {peak - rss_before:.0f} MiB)")
     RSS_GROWTH.append(peak - rss_before)
+    cpu = cpu_seconds(worker.process.pid) - cpu_before
+    print(f"worker CPU {cpu:.1f}s to `completed` ({cpu * 1e6 / expected:.0f} us a customer)")
     print(f"{expected:,} customers in PostgreSQL after {in_postgres:.1f}s")
     print(f"the log said `completed` after {completed:.1f}s")
     return expected / in_postgres, in_postgres, completed
@@ -237,7 +246,7 @@ def round_line(r: dict[str, float]) -> str:
 
 
 def start_profile(worker: Worker, name: str) -> subprocess.Popen[bytes] | None:
-    """With BENCH_PROFILE_DIR set: py-spy samples the worker into {dir}/{name}.txt (flat, raw)."""
+    """With BENCH_PROFILE_DIR set: py-spy samples the worker into {dir}/{name}.txt (raw), during (b) and (c)."""
     where = os.environ.get("BENCH_PROFILE_DIR")
     if not where:
         return None
@@ -271,9 +280,11 @@ async def one_round(
         print(f"{result['a_raw']:,.0f} rows/s")
     section(f"round {round_no}: (b) the import: POST /core/v1/imports until every customer is in PostgreSQL")
     merchant_id = new_merchant(settings)
+    profile = start_profile(worker, f"import-{round_no}")
     result["b"], result["b_seconds"], _ = await import_rate(
         settings, worker, url, len(rows), bad, merchant_id
     )
+    stop_profile(profile)
     print(f"{result['b']:,.0f} customers/s")
     section(f"round {round_no}: (c) re-import of the same file (every customer exists) until `completed`")
     if args.skip_reimport:
