@@ -112,6 +112,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def database_cpu(settings: Settings) -> dict[int, float]:
+    """CPU seconds of each backend on the bench's database (the worker's and the sink's pools)."""
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        pids = [row[0] for row in cur.fetchall()]
+    seconds = {}
+    for pid in pids:
+        try:
+            seconds[pid] = cpu_seconds(pid)
+        except OSError:
+            pass  # PostgreSQL on another host, or the backend ended
+    return seconds
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -124,7 +140,7 @@ async def import_rate(
 ) -> tuple[float, float, float]:
     """(customers/s until all are in PostgreSQL, seconds until then, seconds until `completed`)."""
     rss_before = peak = rss_mib(worker.process.pid)
-    cpu_before = cpu_seconds(worker.process.pid)
+    cpu_before, db_before = cpu_seconds(worker.process.pid), database_cpu(settings)
     async with aiohttp.ClientSession() as http:
         started = time.perf_counter()
         async with http.post(
@@ -152,7 +168,12 @@ async def import_rate(
     print(f"worker RSS {rss_before:.0f} MiB before, peak {peak:.0f} MiB (growth {peak - rss_before:.0f} MiB)")
     RSS_GROWTH.append(peak - rss_before)
     cpu = cpu_seconds(worker.process.pid) - cpu_before
-    print(f"worker CPU {cpu:.1f}s to `completed` ({cpu * 1e6 / expected:.0f} us a customer)")
+    db_after = database_cpu(settings)
+    db = sum(value - db_before.get(pid, 0.0) for pid, value in db_after.items())
+    print(
+        f"worker CPU {cpu:.1f}s, its PostgreSQL backends' CPU {db:.1f}s to `completed`"
+        f" ({cpu * 1e6 / expected:.0f} + {db * 1e6 / expected:.0f} us a customer)"
+    )
     print(f"{expected:,} customers in PostgreSQL after {in_postgres:.1f}s")
     print(f"the log said `completed` after {completed:.1f}s")
     return expected / in_postgres, in_postgres, completed
@@ -246,7 +267,7 @@ def round_line(r: dict[str, float]) -> str:
 
 
 def start_profile(worker: Worker, name: str) -> subprocess.Popen[bytes] | None:
-    """With BENCH_PROFILE_DIR set: py-spy samples the worker into {dir}/{name}.txt (raw), during (b) and (c)."""
+    """With BENCH_PROFILE_DIR set: py-spy samples the worker into {dir}/{name}.txt (raw), in (b) and (c)."""
     where = os.environ.get("BENCH_PROFILE_DIR")
     if not where:
         return None

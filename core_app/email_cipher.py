@@ -47,8 +47,8 @@ def _packet(tag: int, body: bytes) -> bytes:
 
 def _s2k_key(passphrase: bytes, salt: bytes) -> bytes:
     """Salted S2K with SHA-1, stretched to 32 bytes by hashing again behind one zero byte."""
-    first = hashlib.sha1(salt + passphrase).digest()  # noqa: S324 (OpenPGP's S2K, not a signature)
-    second = hashlib.sha1(b"\x00" + salt + passphrase).digest()  # noqa: S324
+    first = hashlib.sha1(salt + passphrase).digest()  # OpenPGP's S2K: SHA-1 by definition
+    second = hashlib.sha1(b"\x00" + salt + passphrase).digest()
     return (first + second)[:_KEY]
 
 
@@ -60,7 +60,7 @@ def encrypt_email(email: str, key: str) -> str:
     session = _packet(3, bytes([4, _AES256, _S2K_SALTED, _SHA1]) + salt)
     literal = _packet(11, b"t\x00" + struct.pack(">I", 0) + email.encode())
     plain = prefix + prefix[-2:] + literal + _MDC_HEADER
-    plain += hashlib.sha1(plain).digest()  # noqa: S324 (the MDC is SHA-1 by definition)
+    plain += hashlib.sha1(plain).digest()  # the MDC is SHA-1 by definition
     encryptor = Cipher(algorithms.AES256(_s2k_key(passphrase, salt)), CFB(_ZERO_IV)).encryptor()
     sealed = encryptor.update(plain) + encryptor.finalize()
     message = session + _packet(18, b"\x01" + sealed)

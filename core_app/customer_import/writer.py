@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core_app.customer_import import metrics
-from core_app.email_cipher import encrypt_email
 from core_app.customer_import.ports import CustomerRows
 from core_app.customer_import.retries import Retries
 from core_app.customer_import.tally import Pending, Tally
 from core_app.domain.customer_import import ImportedRow, RowError, imported_metadata
 from core_app.domain.timeline import imported_entry
+from core_app.email_cipher import encrypt_email
 
 Assigned = list[tuple[Pending, str]]  # a row and its customer id
 PublishCreated = Callable[[list[dict[str, Any]]], Awaitable[None]]
