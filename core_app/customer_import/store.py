@@ -1,9 +1,9 @@
 """SQL of imports: import logs, and customers looked up and created in batches.
 
-New customers are inserted here in one statement per batch, their emails already encrypted and hashed
-by the worker (core_app/email_cipher.py, D253) in the `trg_encrypt_email` trigger's format; the
-trigger, which passes such values through, still encrypts any plain address (docs/decisions.md D7). Existing
-customers are never updated here: their changes go to the worker that owns them (D51).
+New customers are inserted here in one statement per batch, their emails already encrypted and
+hashed by the worker (core_app/email_cipher.py, D253) in the `trg_encrypt_email` trigger's format;
+the trigger passes such values through and still encrypts any plain address (docs/decisions.md D7).
+Existing customers are never updated here: their changes go to the worker that owns them (D51).
 """
 
 from __future__ import annotations

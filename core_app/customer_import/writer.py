@@ -1,12 +1,12 @@
 """The store writer of a run: one batch of rows to PostgreSQL, and `customer.created` for the new.
 
 One query finds the merchant's existing customers among the batch's email hashes, one statement
-inserts the new ones (the database encrypts and hashes their emails) with their `imported` timeline
-entries (D170). New customers get a deterministic id, uuid5(import_id, email_hash), so a re-run of
-the same import recognises the customers it created and announces them again with the same event id
-instead of treating them as updates. Each announcement carries the email sealed under the
-customer's own data key, as API creates do (D172). Existing customers are handed back: their owners
-change them (owner_updates.py, D51).
+inserts the new ones with their `imported` timeline entries (D170), their emails encrypted and
+hashed here in the trigger's format (D253). New customers get a deterministic id,
+uuid5(import_id, email_hash), so a re-run of the same import recognises the customers it created
+and announces them again with the same event id instead of treating them as updates. Each
+announcement carries the email sealed under the customer's own data key, as API creates do (D172).
+Existing customers are handed back: their owners change them (owner_updates.py, D51).
 """
 
 from __future__ import annotations
