@@ -100,8 +100,8 @@ def copy_rate(settings: Settings, rows: list[ImportedRow], table: str) -> float:
     return len(rows) / elapsed
 
 
-def customers_in_postgres(settings: Settings, merchant_id: str) -> int:
-    with connect(settings) as conn, conn.cursor() as cur:
+def customers_in_postgres(conn: Any, merchant_id: str) -> int:
+    with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM customers WHERE merchant_id = %s", (merchant_id,))
         return int(cur.fetchone()[0])
 
@@ -112,9 +112,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def database_cpu(settings: Settings) -> dict[int, float]:
-    """CPU seconds of each backend on the bench's database (the worker's and the sink's pools)."""
-    with connect(settings) as conn, conn.cursor() as cur:
+def database_cpu(conn: Any) -> dict[int, float]:
+    """CPU seconds of each backend on the bench's database (the worker's and the sink's pools), the
+    backend of `conn` (the bench's own) excluded."""
+    with conn.cursor() as cur:
         cur.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
@@ -140,7 +141,8 @@ async def import_rate(
 ) -> tuple[float, float, float]:
     """(customers/s until all are in PostgreSQL, seconds until then, seconds until `completed`)."""
     rss_before = peak = rss_mib(worker.process.pid)
-    cpu_before, db_before = cpu_seconds(worker.process.pid), database_cpu(settings)
+    poll = connect(settings)  # one connection for the bench's polling, not one a poll
+    cpu_before, db_before = cpu_seconds(worker.process.pid), database_cpu(poll)
     async with aiohttp.ClientSession() as http:
         started = time.perf_counter()
         async with http.post(
@@ -152,7 +154,7 @@ async def import_rate(
         in_postgres = completed = 0.0
         params = {"merchant_id": merchant_id, "import_id": log["import_id"]}
         while not completed:
-            if not in_postgres and customers_in_postgres(settings, merchant_id) >= expected:
+            if not in_postgres and customers_in_postgres(poll, merchant_id) >= expected:
                 in_postgres = time.perf_counter() - started
             async with http.get(f"{worker.url}/core/v1/imports", params=params) as response:
                 log = await response.json()
@@ -168,7 +170,8 @@ async def import_rate(
     print(f"worker RSS {rss_before:.0f} MiB before, peak {peak:.0f} MiB (growth {peak - rss_before:.0f} MiB)")
     RSS_GROWTH.append(peak - rss_before)
     cpu = cpu_seconds(worker.process.pid) - cpu_before
-    db_after = database_cpu(settings)
+    db_after = database_cpu(poll)
+    poll.close()
     db = sum(value - db_before.get(pid, 0.0) for pid, value in db_after.items())
     print(
         f"worker CPU {cpu:.1f}s, its PostgreSQL backends' CPU {db:.1f}s to `completed`"
