@@ -100,10 +100,33 @@ def copy_rate(settings: Settings, rows: list[ImportedRow], table: str) -> float:
     return len(rows) / elapsed
 
 
-def customers_in_postgres(settings: Settings, merchant_id: str) -> int:
-    with connect(settings) as conn, conn.cursor() as cur:
+def customers_in_postgres(conn: Any, merchant_id: str) -> int:
+    with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM customers WHERE merchant_id = %s", (merchant_id,))
         return int(cur.fetchone()[0])
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time, all threads (user + system): a load-independent cost."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def database_cpu(conn: Any) -> dict[int, float]:
+    """CPU seconds of each backend on the bench's database (the worker's and the sink's pools), the
+    backend of `conn` (the bench's own) excluded."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        pids = [row[0] for row in cur.fetchall()]
+    seconds = {}
+    for pid in pids:
+        try:
+            seconds[pid] = cpu_seconds(pid)
+        except OSError:
+            pass  # PostgreSQL on another host, or the backend ended
+    return seconds
 
 
 def rss_mib(pid: int) -> float:
@@ -118,6 +141,8 @@ async def import_rate(
 ) -> tuple[float, float, float]:
     """(customers/s until all are in PostgreSQL, seconds until then, seconds until `completed`)."""
     rss_before = peak = rss_mib(worker.process.pid)
+    poll = connect(settings)  # one connection for the bench's polling, not one a poll
+    cpu_before, db_before = cpu_seconds(worker.process.pid), database_cpu(poll)
     async with aiohttp.ClientSession() as http:
         started = time.perf_counter()
         async with http.post(
@@ -126,13 +151,18 @@ async def import_rate(
         ) as response:
             log = await response.json()
             assert response.status == 202, log
-        in_postgres = completed = 0.0
+        in_postgres = completed = next_count = 0.0
         params = {"merchant_id": merchant_id, "import_id": log["import_id"]}
         while not completed:
-            if not in_postgres and customers_in_postgres(settings, merchant_id) >= expected:
-                in_postgres = time.perf_counter() - started
             async with http.get(f"{worker.url}/core/v1/imports", params=params) as response:
                 log = await response.json()
+            # The count scans the merchant's customers: every 50 ms it took a core of PostgreSQL
+            # from the import at 1,000,000 rows. Once a second, and as soon as the log is final.
+            now = time.perf_counter()
+            if not in_postgres and (now >= next_count or log["status"] == "completed"):
+                next_count = now + 1.0
+                if customers_in_postgres(poll, merchant_id) >= expected:
+                    in_postgres = time.perf_counter() - started
             if log["status"] == "failed":
                 raise RuntimeError(f"the import failed: {log}")
             if log["status"] == "completed" and in_postgres:
@@ -144,6 +174,14 @@ async def import_rate(
     assert (log["record_count"], log["error_count"]) == (expected, bad), log
     print(f"worker RSS {rss_before:.0f} MiB before, peak {peak:.0f} MiB (growth {peak - rss_before:.0f} MiB)")
     RSS_GROWTH.append(peak - rss_before)
+    cpu = cpu_seconds(worker.process.pid) - cpu_before
+    db_after = database_cpu(poll)
+    poll.close()
+    db = sum(value - db_before.get(pid, 0.0) for pid, value in db_after.items())
+    print(
+        f"worker CPU {cpu:.1f}s, its PostgreSQL backends' CPU {db:.1f}s to `completed`"
+        f" ({cpu * 1e6 / expected:.0f} + {db * 1e6 / expected:.0f} us a customer)"
+    )
     print(f"{expected:,} customers in PostgreSQL after {in_postgres:.1f}s")
     print(f"the log said `completed` after {completed:.1f}s")
     return expected / in_postgres, in_postgres, completed
@@ -237,7 +275,7 @@ def round_line(r: dict[str, float]) -> str:
 
 
 def start_profile(worker: Worker, name: str) -> subprocess.Popen[bytes] | None:
-    """With BENCH_PROFILE_DIR set: py-spy samples the worker into {dir}/{name}.txt (flat, raw)."""
+    """With BENCH_PROFILE_DIR set: py-spy samples the worker into {dir}/{name}.txt (raw), in (b) and (c)."""
     where = os.environ.get("BENCH_PROFILE_DIR")
     if not where:
         return None
@@ -271,9 +309,11 @@ async def one_round(
         print(f"{result['a_raw']:,.0f} rows/s")
     section(f"round {round_no}: (b) the import: POST /core/v1/imports until every customer is in PostgreSQL")
     merchant_id = new_merchant(settings)
+    profile = start_profile(worker, f"import-{round_no}")
     result["b"], result["b_seconds"], _ = await import_rate(
         settings, worker, url, len(rows), bad, merchant_id
     )
+    stop_profile(profile)
     print(f"{result['b']:,.0f} customers/s")
     section(f"round {round_no}: (c) re-import of the same file (every customer exists) until `completed`")
     if args.skip_reimport:

@@ -23,8 +23,13 @@ def _jsonb_number(text: str) -> int | float:
     return int(text) if len(text.lstrip("-")) <= INT64_DIGITS else float(text)
 
 
+# One decoder for every value: json.loads with parse_int builds a new JSONDecoder per call, which
+# showed in the owners' first-touch fetch of a re-import (docs/benchmarks.md, imports).
+_JSONB_DECODER = json.JSONDecoder(parse_int=_jsonb_number)
+
+
 def load_jsonb(text: str) -> Any:
-    return json.loads(text, parse_int=_jsonb_number)
+    return _JSONB_DECODER.decode(text)
 
 
 psycopg2.extras.register_default_jsonb(globally=True, loads=load_jsonb)

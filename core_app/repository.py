@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import datetime
 from typing import Any
 
 import aiopg
+import orjson
 import psycopg2.extras
 
-from core_app.db import fetch_one
+from core_app.db import fetch_one, load_jsonb
 from core_app.domain.customer import CustomerState
 
 _COLUMNS = """
@@ -18,11 +20,20 @@ _COLUMNS = """
     version, applied_as_of, redacted_at, created_at, updated_at
 """
 _SELECT_CUSTOMER = f"SELECT {_COLUMNS} FROM customers WHERE merchant_id = %s AND id = %s"
-_SELECT_CUSTOMERS = f"""
-SELECT {_COLUMNS}
-  FROM customers
+# The batch fetch (first touch: the owners of a re-import read 500 at a time) returns one JSON text
+# a row, built by PostgreSQL and decoded at once, instead of a dict row with three jsonb values
+# decoded one by one; the timestamps come formatted as iso() formats them.
+_ISO = """'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'"""
+_SELECT_CUSTOMERS_JSON = f"""
+SELECT json_build_object(
+           'customer_id', c.id, 'merchant_id', c.merchant_id, 'email_hash', c.email_hash,
+           'rfm_score', c.rfm_score, 'metadata', c.metadata, 'version', c.version,
+           'applied_as_of', c.applied_as_of, 'redacted_at', to_char(c.redacted_at, {_ISO}),
+           'created_at', to_char(c.created_at, {_ISO}), 'updated_at', to_char(c.updated_at, {_ISO}))::text
+  FROM customers c
   JOIN unnest(%s::uuid[], %s::uuid[]) AS wanted(merchant_id, id) USING (merchant_id, id)
 """
+_LONG_NUMBER = re.compile(r"\d{19}")
 _AUDIT_NAMESPACE = uuid.UUID("6b1d4a8e-3c1f-4e8f-9b1e-5c0f8c6b2a10")
 
 
@@ -56,11 +67,34 @@ async def fetch_customers(pool: aiopg.Pool, keys: list[tuple[str, str]]) -> dict
     if not keys:
         return {}
     merchants, customers = zip(*keys, strict=True)
-    async with pool.acquire() as conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-        await cur.execute(_SELECT_CUSTOMERS, (list(merchants), list(customers)))
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(_SELECT_CUSTOMERS_JSON, (list(merchants), list(customers)))
         rows = await cur.fetchall()
-    states = (_state_from_row(dict(row)) for row in rows)
+    states = (_state_from_json(_decode_row(text)) for (text,) in rows)
     return {state.key: state for state in states}
+
+
+def _decode_row(text: str) -> dict[str, Any]:
+    """orjson, unless a number may have 19+ digits: load_jsonb reads those as floats (db.py)."""
+    if _LONG_NUMBER.search(text) is None:
+        return orjson.loads(text)  # type: ignore[no-any-return]
+    return load_jsonb(text)  # type: ignore[no-any-return]
+
+
+def _state_from_json(row: dict[str, Any]) -> CustomerState:
+    return CustomerState(
+        merchant_id=row["merchant_id"],
+        customer_id=row["customer_id"],
+        email=None,  # as _state_from_row
+        email_hash=row["email_hash"],
+        rfm_score=row["rfm_score"] or {},
+        metadata=row["metadata"] or {},
+        version=row["version"],
+        applied_as_of=row["applied_as_of"] or {},
+        redacted_at=row["redacted_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
 
 
 async def fetch_merchant_customers(pool: aiopg.Pool, merchant_id: str) -> dict[str, CustomerState]:

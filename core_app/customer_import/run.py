@@ -65,6 +65,7 @@ class ImportRun:
             self.tally,
             self.db_slots,
             io.seal_emails,
+            settings.email_encryption_key.get_secret_value(),
         )
         channel = io.reply_channel(job.import_id)
         self.owners = OwnerUpdates(

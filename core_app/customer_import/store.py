@@ -1,8 +1,9 @@
 """SQL of imports: import logs, and customers looked up and created in batches.
 
-New customers are inserted here in one statement per batch; the `trg_encrypt_email` trigger encrypts
-the email and computes `email_hash` exactly as for any other insert (docs/decisions.md D7). Existing
-customers are never updated here: their changes go to the worker that owns them (D51).
+New customers are inserted here in one statement per batch, their emails already encrypted and
+hashed by the worker (core_app/email_cipher.py, D253) in the `trg_encrypt_email` trigger's format;
+the trigger passes such values through and still encrypts any plain address (docs/decisions.md D7).
+Existing customers are never updated here: their changes go to the worker that owns them (D51).
 """
 
 from __future__ import annotations
@@ -85,15 +86,18 @@ _EXISTING = """
 SELECT email_hash, id::text FROM customers WHERE merchant_id = %s AND email_hash = ANY(%s)
 """
 
+# A row's email is either an address (the trigger encrypts and hashes it) or the worker's ciphertext
+# with its email_hash (core_app/email_cipher.py, D253), which the trigger passes through.
 # ON CONFLICT DO NOTHING without a target covers both the email hash (a customer created meanwhile)
 # and the primary key (a re-run of this import whose customer changed email since). The rows
 # inserted now get their `imported` timeline entry (a row's `entry`, D170) in the same statement.
 _INSERT_NEW = """
 WITH batch AS (
-    SELECT r.* FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(id uuid, email text, metadata jsonb, entry jsonb)
+    SELECT r.* FROM jsonb_to_recordset(%(rows)s::jsonb)
+        AS r(id uuid, email text, email_hash text, metadata jsonb, entry jsonb)
 ), inserted AS (
-    INSERT INTO customers (id, merchant_id, email, metadata)
-    SELECT b.id, %(merchant)s::uuid, b.email, b.metadata FROM batch b
+    INSERT INTO customers (id, merchant_id, email, email_hash, metadata)
+    SELECT b.id, %(merchant)s::uuid, b.email, b.email_hash, b.metadata FROM batch b
     ON CONFLICT DO NOTHING
     RETURNING email_hash, id
 ), history AS (
@@ -124,7 +128,7 @@ async def existing_customers(pool: aiopg.Pool, merchant_id: str, hashes: list[st
 
 
 async def insert_customers(pool: aiopg.Pool, merchant_id: str, rows: list[dict[str, Any]]) -> dict[str, str]:
-    """Insert `rows` ({id, email, metadata, entry?}) in one statement, each with its timeline
+    """Insert `rows` ({id, email, email_hash?, metadata, entry?}) in one statement, each with its timeline
     `entry` when it has one; email_hash -> id of those inserted."""
     if not rows:
         return {}

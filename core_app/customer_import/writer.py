@@ -1,12 +1,12 @@
 """The store writer of a run: one batch of rows to PostgreSQL, and `customer.created` for the new.
 
 One query finds the merchant's existing customers among the batch's email hashes, one statement
-inserts the new ones (the database encrypts and hashes their emails) with their `imported` timeline
-entries (D170). New customers get a deterministic id, uuid5(import_id, email_hash), so a re-run of
-the same import recognises the customers it created and announces them again with the same event id
-instead of treating them as updates. Each announcement carries the email sealed under the
-customer's own data key, as API creates do (D172). Existing customers are handed back: their owners
-change them (owner_updates.py, D51).
+inserts the new ones with their `imported` timeline entries (D170), their emails encrypted and
+hashed here in the trigger's format (D253). New customers get a deterministic id,
+uuid5(import_id, email_hash), so a re-run of the same import recognises the customers it created
+and announces them again with the same event id instead of treating them as updates. Each
+announcement carries the email sealed under the customer's own data key, as API creates do (D172).
+Existing customers are handed back: their owners change them (owner_updates.py, D51).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from core_app.customer_import.retries import Retries
 from core_app.customer_import.tally import Pending, Tally
 from core_app.domain.customer_import import ImportedRow, RowError, imported_metadata
 from core_app.domain.timeline import imported_entry
+from core_app.email_cipher import encrypt_email
 
 Assigned = list[tuple[Pending, str]]  # a row and its customer id
 PublishCreated = Callable[[list[dict[str, Any]]], Awaitable[None]]
@@ -48,8 +49,10 @@ class StoreWriter:
         tally: Tally,
         db_slots: asyncio.Semaphore,
         seal_emails: SealEmails,
+        email_key: str,
     ) -> None:
         self.seal_emails = seal_emails
+        self.email_key = email_key  # the key PostgreSQL connections carry as core.email_key
         self.db_slots = db_slots  # batches in PostgreSQL at once (the run's other batches announce)
         self.import_id = import_id
         self.merchant_id = merchant_id
@@ -100,7 +103,7 @@ class StoreWriter:
         rows = [
             {
                 "id": self.new_id(item.email_hash),
-                "email": item.row.email,
+                **self._email_columns(item),
                 "metadata": imported_metadata(
                     {}, self.tally.source, row_fields(item.row, self.import_id, self.created_at)
                 ),
@@ -113,6 +116,13 @@ class StoreWriter:
         if raced:  # created meanwhile by someone else (or an id clash): look them up again
             existing |= await self.retries.call("database", lambda: self.rows.existing(merchant_id, raced))
         return existing, inserted
+
+    def _email_columns(self, item: Pending) -> dict[str, str]:
+        """The stored email and hash, made here so PostgreSQL skips pgcrypto per row (D253)."""
+        email = item.row.email
+        if not email.isascii():  # PostgreSQL's lower() may fold it otherwise: the trigger hashes it
+            return {"email": email}
+        return {"email": encrypt_email(email, self.email_key), "email_hash": item.email_hash}
 
     async def _announce(self, created: Assigned) -> None:
         if not created:

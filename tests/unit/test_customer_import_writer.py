@@ -41,6 +41,7 @@ class World:
             self.tally,
             asyncio.Semaphore(2),
             lambda merchant, pairs: seal_all(self.keys, merchant, pairs),
+            SETTINGS.email_encryption_key.get_secret_value(),
         )
 
     async def publish(self, records: list[dict[str, object]]) -> None:
@@ -72,6 +73,18 @@ async def test_new_customers_are_inserted_and_announced_with_stable_ids() -> Non
     assert entry["kind"] == "imported" and entry["version"] == 0
     reason = describe(entry["kind"], entry["change"], entry["source"])
     assert reason == f"imported from custom (import {world.job.import_id}, row 2)"
+
+
+async def test_new_rows_carry_the_worker_made_ciphertext_and_hash() -> None:
+    # D253: PostgreSQL gets the trigger's `aes256:` ciphertext and the hash, never the address; an
+    # address outside ASCII goes as before, for the trigger to fold, hash and encrypt.
+    world = World()
+    batch = [pending(2, "a@example.com"), pending(3, "ünï@example.com")]
+    await world.writer.write(batch)
+    plain, folded = world.rows.inserted
+    assert plain["email"].startswith("aes256:") and "a@example.com" not in str(plain)
+    assert plain["email_hash"] == batch[0].email_hash
+    assert folded["email"] == "ünï@example.com" and "email_hash" not in folded
 
 
 async def test_an_erased_customer_is_announced_without_an_email() -> None:
