@@ -92,6 +92,10 @@ class Settings(KafkaSettings):
     recovery_batch_apply: bool = True
     # Net container allocations between young GC collections (Python's default is 700); D45.
     gc_gen0_threshold: int = Field(default=50_000, ge=100)
+    # glibc malloc (core_app/malloc_tuning.py, D258): arenas for all threads (0: glibc's 8 a core),
+    # and seconds between malloc_trim calls that return free memory to the OS (0: never).
+    malloc_arena_max: int = Field(default=2, ge=0)
+    malloc_trim_interval: float = Field(default=10.0, ge=0)
 
     schema_registry_url: str = "http://127.0.0.1:8081"
     # Ports `core dev` uses for the broker and registry it starts itself.
