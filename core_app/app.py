@@ -120,6 +120,7 @@ def create_app(settings: Settings) -> CoreApp:
         broker_heartbeat_interval=settings.kafka_heartbeat_interval,
         broker_request_timeout=settings.kafka_request_timeout,
         broker_max_poll_records=settings.kafka_max_poll_records,
+        consumer_max_fetch_size=settings.kafka_max_partition_fetch_bytes,
         producer_linger=settings.kafka_producer_linger,
         consumer_auto_offset_reset="earliest",
         # A topic the broker lost and a worker made again (D208) changes the group's subscription
