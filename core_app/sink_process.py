@@ -20,7 +20,7 @@ from core_app.dead_lettering import KafkaDeadLetters
 from core_app.gc_tuning import tune_gc
 from core_app.kafka_security import client_options
 from core_app.logs import configure_logging
-from core_app.malloc_tuning import limit_arenas
+from core_app.malloc_tuning import tune_malloc
 from core_app.redis_client import open_redis
 from core_app.settings import Settings
 from core_app.sink import PostgresSink, SinkResources
@@ -121,7 +121,7 @@ def run_sink(settings: Settings) -> None:
 
     configure_logging(settings)
     tune_gc(settings)
-    limit_arenas(settings.malloc_arena_max)  # before any thread starts (D258)
+    tune_malloc(settings)  # before any thread starts (D258)
     forbid_auto_creation()  # a changelog lost by the broker waits for a worker to make it right (D208)
 
     async def main() -> None:

@@ -28,15 +28,18 @@ def test_the_worker_imports_no_posthog_without_a_key() -> None:
     assert not loaded & {"posthog", "requests"}
 
 
-def test_the_defaults_cap_arenas_and_trim_every_ten_seconds() -> None:
+def test_the_defaults_cap_arenas_fix_the_mmap_threshold_and_trim_every_ten_seconds() -> None:
     settings = Settings()
-    assert (settings.malloc_arena_max, settings.malloc_trim_interval) == (2, 10.0)
+    assert settings.malloc_arena_max == 2
+    assert settings.malloc_mmap_threshold == 128 * 1024  # glibc's initial value, no longer sliding up
+    assert settings.malloc_trim_interval == 10.0
 
 
 @pytest.mark.skipif(not GLIBC, reason="glibc only")
-def test_arenas_are_limited_only_when_asked() -> None:
-    assert malloc_tuning.limit_arenas(0) is False
-    assert malloc_tuning.limit_arenas(8) is True  # glibc's own default on 1 core: changes nothing here
+def test_glibc_takes_the_settings() -> None:
+    # This process's own values: 8 arenas a core is glibc's default, 128 KiB its initial threshold.
+    assert malloc_tuning.tune_malloc(Settings(malloc_arena_max=8 * 64, malloc_mmap_threshold=128 * 1024))
+    assert malloc_tuning.tune_malloc(Settings(malloc_arena_max=0, malloc_mmap_threshold=0))
 
 
 def rss_anon_kib() -> int:
