@@ -18,6 +18,7 @@ from core_app.kafka_transport import CoreTransport, group_stable, in_group, set_
 from core_app.recovery import CoreTableManager
 from core_app.settings import Settings, get_settings
 from core_app.topics import ensure_topics
+from tables.rocksdb import STORE_URL
 
 if TYPE_CHECKING:
     from core_app.components import Components
@@ -110,7 +111,7 @@ def create_app(settings: Settings) -> CoreApp:
         settings.service_name,
         broker=settings.kafka_broker,
         broker_credentials=faust_credentials(settings),
-        store="rocksdb://",
+        store=STORE_URL,  # Faust's RocksDB store, one memory budget for all instances (D260)
         datadir=str(settings.worker_data_dir),
         topic_partitions=settings.kafka_topic_partitions,
         topic_replication_factor=settings.kafka_replication_factor,
