@@ -26,7 +26,7 @@ class KafkaSettings(BaseSettings):
     kafka_max_poll_records: int = Field(default=20_000, ge=1)
     # Bytes one fetch may bring per partition, for the worker's consumers (Faust's, the sink's, the
     # fan-out's): what aiokafka may hold buffered, per partition, before a poll takes it (D259).
-    kafka_max_partition_fetch_bytes: int = Field(default=1_048_576, ge=1024)
+    kafka_max_partition_fetch_bytes: int = Field(default=262_144, ge=1024)
     kafka_session_timeout: float = Field(default=60.0, gt=0)
     kafka_rebalance_timeout: float = Field(default=60.0, gt=0)
     kafka_heartbeat_interval: float = Field(default=3.0, gt=0)

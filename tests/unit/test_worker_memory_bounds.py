@@ -131,3 +131,14 @@ def test_the_tables_use_the_shared_budget_store() -> None:
 
     assert Settings().rocksdb_memory_mb == 24
     assert type(customers_table.data) is SharedMemoryStore
+
+
+async def test_each_consumer_fetches_at_most_kafka_max_partition_fetch_bytes_a_partition(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from core_app.app import create_app
+    from core_app.kafka_transport import TunedConsumerThread
+
+    assert Settings().kafka_max_partition_fetch_bytes == 256 * 1024  # aiokafka's default: 1 MiB
+    monkeypatch.setenv("KAFKA_MAX_PARTITION_FETCH_BYTES", "65536")
+    app = create_app(Settings())
+    thread = TunedConsumerThread(app.consumer, loop=None, beacon=None)
+    assert thread._create_worker_consumer(app.transport)._max_partition_fetch_bytes == 65536
