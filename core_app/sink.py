@@ -190,7 +190,6 @@ class PostgresSink(Service):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
-            max_partition_fetch_bytes=self.settings.kafka_max_partition_fetch_bytes,
             session_timeout_ms=int(self.settings.kafka_session_timeout * 1000),
             rebalance_timeout_ms=int(self.settings.kafka_rebalance_timeout * 1000),
             heartbeat_interval_ms=int(self.settings.kafka_heartbeat_interval * 1000),
