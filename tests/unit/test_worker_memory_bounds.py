@@ -137,7 +137,7 @@ async def test_each_consumer_fetches_at_most_kafka_max_partition_fetch_bytes_a_p
     from core_app.app import create_app
     from core_app.kafka_transport import TunedConsumerThread
 
-    assert Settings().kafka_max_partition_fetch_bytes == 256 * 1024  # aiokafka's default: 1 MiB
+    assert Settings().kafka_max_partition_fetch_bytes == 2**20  # aiokafka's default (D259)
     monkeypatch.setenv("KAFKA_MAX_PARTITION_FETCH_BYTES", "65536")
     app = create_app(Settings())
     thread = TunedConsumerThread(app.consumer, loop=None, beacon=None)
