@@ -18,6 +18,7 @@ from core_app.kafka_transport import CoreTransport, group_stable, in_group, set_
 from core_app.recovery import CoreTableManager
 from core_app.settings import Settings, get_settings
 from core_app.topics import ensure_topics
+from tables.rocksdb import STORE_URL
 
 if TYPE_CHECKING:
     from core_app.components import Components
@@ -110,7 +111,7 @@ def create_app(settings: Settings) -> CoreApp:
         settings.service_name,
         broker=settings.kafka_broker,
         broker_credentials=faust_credentials(settings),
-        store="rocksdb://",
+        store=STORE_URL,  # Faust's RocksDB store, one memory budget for all instances (D260)
         datadir=str(settings.worker_data_dir),
         topic_partitions=settings.kafka_topic_partitions,
         topic_replication_factor=settings.kafka_replication_factor,
@@ -120,6 +121,7 @@ def create_app(settings: Settings) -> CoreApp:
         broker_heartbeat_interval=settings.kafka_heartbeat_interval,
         broker_request_timeout=settings.kafka_request_timeout,
         broker_max_poll_records=settings.kafka_max_poll_records,
+        consumer_max_fetch_size=settings.kafka_max_partition_fetch_bytes,
         producer_linger=settings.kafka_producer_linger,
         consumer_auto_offset_reset="earliest",
         # A topic the broker lost and a worker made again (D208) changes the group's subscription

@@ -27,6 +27,7 @@ from core_app import consumer_metrics
 from core_app.app import CoreApp, app
 from core_app.components import Components, NotOpen
 from core_app.fanout.service import FanoutService
+from core_app.malloc_tuning import MallocTrim
 from core_app.ops.service import OpsService
 from core_app.rpc.core_service import CoreService
 from core_app.servers import GrpcServer, HttpServer
@@ -75,6 +76,7 @@ def build(settings: Settings | None = None) -> CoreApp:
             import_runner,
             ParkedEvents(components),  # events for customers that did not exist yet (D103)
             GdprRequestWatch(components),  # open, overdue and oldest GDPR requests (D160)
+            MallocTrim(components.settings),  # free memory back to the OS between chunks (D258)
             OpsService(components.settings),  # last: started after the servers, stopped (deregistered) first
         ]
         consumer_metrics.register(app)  # core_consumer_lag, core_worker_ready on /metrics

@@ -82,6 +82,9 @@ class Settings(KafkaSettings):
     # Per RocksDB instance (one per table per partition); see tables/rocksdb.py.
     rocksdb_write_buffer_mb: int = Field(default=2, ge=1)
     rocksdb_block_cache_mb: int = Field(default=2, ge=1)
+    # One block cache for every instance, holding their memtables, blocks, indexes and filters (D260);
+    # 0: a cache of ROCKSDB_BLOCK_CACHE_MB per instance, indexes and filters outside it (before D260).
+    rocksdb_memory_mb: int = Field(default=24, ge=0)
     # Decoded customers kept in front of RocksDB for reads (tables/read_memo.py); 0 turns it off.
     table_read_memo_keys: int = Field(default=20_000, ge=0)
     # The pipeline's source topics a fetch at a time, past Faust's per-message path (D234).
@@ -92,6 +95,12 @@ class Settings(KafkaSettings):
     recovery_batch_apply: bool = True
     # Net container allocations between young GC collections (Python's default is 700); D45.
     gc_gen0_threshold: int = Field(default=50_000, ge=100)
+    # glibc malloc (core_app/malloc_tuning.py, D258): arenas for all threads (0: glibc's 8 a core),
+    # blocks from this size up mmap'd (0: glibc's sliding threshold; a fixed one cost ~20 % more CPU
+    # an event), and seconds between malloc_trim calls returning free memory to the OS (0: never).
+    malloc_arena_max: int = Field(default=2, ge=0)
+    malloc_mmap_threshold: int = Field(default=0, ge=0, le=32 * 1024 * 1024)
+    malloc_trim_interval: float = Field(default=10.0, ge=0)
 
     schema_registry_url: str = "http://127.0.0.1:8081"
     # Ports `core dev` uses for the broker and registry it starts itself.

@@ -20,6 +20,7 @@ from core_app.dead_lettering import KafkaDeadLetters
 from core_app.gc_tuning import tune_gc
 from core_app.kafka_security import client_options
 from core_app.logs import configure_logging
+from core_app.malloc_tuning import tune_malloc
 from core_app.redis_client import open_redis
 from core_app.settings import Settings
 from core_app.sink import PostgresSink, SinkResources
@@ -120,6 +121,7 @@ def run_sink(settings: Settings) -> None:
 
     configure_logging(settings)
     tune_gc(settings)
+    tune_malloc(settings)  # before any thread starts (D258)
     forbid_auto_creation()  # a changelog lost by the broker waits for a worker to make it right (D208)
 
     async def main() -> None:

@@ -18,6 +18,7 @@ from mode.utils.futures import maybe_cancel
 
 from core_app.gc_tuning import tune_gc
 from core_app.logs import configure_logging, logging_config, one_line
+from core_app.malloc_tuning import tune_malloc
 from core_app.settings import Settings
 from core_app.tracing import configure_tracing
 
@@ -82,6 +83,7 @@ def run_worker(settings: Settings) -> None:
 
     configure_logging(settings)
     tune_gc(settings)
+    tune_malloc(settings)  # before any thread starts (D258)
     forbid_auto_creation()  # the broker never makes our topics with its defaults (D208)
     configure_tracing(settings)  # before build(): it wraps the web app
     app = build()

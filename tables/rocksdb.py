@@ -9,13 +9,19 @@ index and Bloom filter (about 2 bytes a key at 10 bits a key).
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import orjson
+import rocksdict
+from faust.stores import STORES
+from faust.stores import rocksdb as faust_rocksdb
 
 from core_app.settings import Settings
 
 BLOOM_BITS_PER_KEY = 10
+# The store every table uses (core_app/app.py): Faust's, its instances sharing one memory budget.
+STORE_URL = "core-rocksdb://"
 
 
 def rocksdb_options(settings: Settings) -> dict[str, Any]:
@@ -29,7 +35,52 @@ def rocksdb_options(settings: Settings) -> dict[str, Any]:
         # Bits per key. Faust's 3 let ~15 % of the lookups of absent keys (every first touch) through
         # to a data block of each table file, which filled the block caches; 10 lets ~1 % (D245).
         "bloom_filter_size": BLOOM_BITS_PER_KEY,
+        "memory_budget_mb": settings.rocksdb_memory_mb,
     }
+
+
+@cache
+def shared_memory(budget_mb: int) -> tuple[rocksdict.Cache, rocksdict.WriteBufferManager]:
+    """The process's one block cache of `budget_mb`, and a write buffer manager that charges every
+    memtable to it and flushes the largest past half of it (never stalls writers)."""
+    block_cache = rocksdict.Cache(budget_mb * 1024 * 1024)
+    memtables = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
+        budget_mb * 1024 * 1024 // 2, False, block_cache
+    )
+    return block_cache, memtables
+
+
+class SharedMemoryOptions(faust_rocksdb.RocksDBOptions):
+    """Faust's options, plus: with `memory_budget_mb`, every instance (one per table per partition)
+    shares one block cache, which holds the memtables, data blocks, and index and filter blocks, so
+    RocksDB's memory is that budget however many instances and files there are (D260)."""
+
+    def as_options(self) -> Any:
+        options = super().as_options()
+        budget_mb = int(self.extra_options.get("memory_budget_mb") or 0)
+        if not self.use_rocksdict or budget_mb <= 0:
+            return options
+        block_cache, memtables = shared_memory(budget_mb)
+        table = rocksdict.BlockBasedOptions()
+        table.set_bloom_filter(self.bloom_filter_size, True)
+        table.set_block_cache(block_cache)
+        table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        table.set_cache_index_and_filter_blocks(True)
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)  # the files every read checks first
+        options.set_block_based_table_factory(table)
+        options.set_write_buffer_manager(memtables)
+        return options
+
+
+class SharedMemoryStore(faust_rocksdb.Store):
+    """Faust's RocksDB store with `SharedMemoryOptions`; everything else is Faust's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rocksdb_options = SharedMemoryOptions(**self.options, use_rocksdict=self.use_rocksdict)
+
+
+STORES.aliases.setdefault(STORE_URL.split(":")[0], f"{__name__}:SharedMemoryStore")
 
 
 def encode_key(store: Any, key: Any) -> bytes:

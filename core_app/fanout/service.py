@@ -54,6 +54,7 @@ class FanoutService(Service):
             enable_auto_commit=False,
             auto_offset_reset="latest",
             fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+            max_partition_fetch_bytes=self.settings.kafka_max_partition_fetch_bytes,
         )
         await self.consumer.start()
         await self.consumer.topics()  # loads the partition metadata of every topic

@@ -8,11 +8,12 @@ only allow-listed, non-personal properties are sent; anything else is dropped be
 from __future__ import annotations
 
 import logging
-from typing import Any
-
-from posthog import Posthog
+from typing import TYPE_CHECKING, Any
 
 from core_app.settings import Settings
+
+if TYPE_CHECKING:
+    from posthog import Posthog
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,9 @@ def configure(settings: Settings) -> bool:
     global _client
     key = settings.posthog_api_key.get_secret_value()
     if _client is None and key:
+        # Imported only with a key: the SDK and its requests/urllib3 stack cost a worker ~5 MiB (D257).
+        from posthog import Posthog
+
         _client = Posthog(
             key,
             host=settings.posthog_host,

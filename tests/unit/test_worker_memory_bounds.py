@@ -93,3 +93,52 @@ def test_rocksdb_options_bound_memory_and_open(tmp_path: Path) -> None:
     db[b"k"] = b"v"
     assert db[b"k"] == b"v"
     db.close()
+
+
+def test_every_rocksdb_instance_shares_one_budget_for_memtables_blocks_indexes_and_filters(
+    tmp_path: Path,
+) -> None:
+    from tables.rocksdb import SharedMemoryOptions
+
+    options = rocksdb_options(Settings(rocksdb_memory_mb=7))
+    first, second = (SharedMemoryOptions(**options, use_rocksdict=True).open(tmp_path / n) for n in "ab")
+    try:
+        assert second.property_int_value("rocksdb.block-cache-capacity") == 7 * 2**20
+        idle = second.property_int_value("rocksdb.block-cache-usage")
+        for n in range(2000):
+            first[f"k{n}".encode()] = bytes(500)
+        # The first instance's memtable is charged to the cache the second one reads through.
+        assert second.property_int_value("rocksdb.block-cache-usage") > idle + 2**20
+    finally:
+        first.close()
+        second.close()
+
+
+def test_without_a_budget_each_instance_has_its_own_cache(tmp_path: Path) -> None:
+    from tables.rocksdb import SharedMemoryOptions
+
+    options = rocksdb_options(Settings(rocksdb_memory_mb=0, rocksdb_block_cache_mb=3))
+    db = SharedMemoryOptions(**options, use_rocksdict=True).open(tmp_path / "db")
+    try:
+        assert db.property_int_value("rocksdb.block-cache-capacity") == 3 * 2**20
+    finally:
+        db.close()
+
+
+def test_the_tables_use_the_shared_budget_store() -> None:
+    from tables.customers import customers_table
+    from tables.rocksdb import SharedMemoryStore
+
+    assert Settings().rocksdb_memory_mb == 24
+    assert type(customers_table.data) is SharedMemoryStore
+
+
+async def test_each_consumer_fetches_at_most_kafka_max_partition_fetch_bytes_a_partition(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from core_app.app import create_app
+    from core_app.kafka_transport import TunedConsumerThread
+
+    assert Settings().kafka_max_partition_fetch_bytes == 2**20  # aiokafka's default (D259)
+    monkeypatch.setenv("KAFKA_MAX_PARTITION_FETCH_BYTES", "65536")
+    app = create_app(Settings())
+    thread = TunedConsumerThread(app.consumer, loop=None, beacon=None)
+    assert thread._create_worker_consumer(app.transport)._max_partition_fetch_bytes == 65536
