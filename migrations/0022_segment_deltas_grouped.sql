@@ -27,11 +27,16 @@ BEGIN
 END
 $$;
 
+-- As 0019's: the rows of a merchant being purged (core.purging_merchant) count nowhere; the purge
+-- deletes that merchant's counts itself.
 CREATE OR REPLACE FUNCTION core_segment_counts_on_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM core_apply_segment_deltas(
         (SELECT jsonb_agg(jsonb_build_object('m', merchant_id, 'r', rfm_score, 'd', -n))
-           FROM (SELECT merchant_id, rfm_score, count(*) AS n FROM old_rows GROUP BY 1, 2) AS g));
+           FROM (SELECT merchant_id, rfm_score, count(*) AS n FROM old_rows
+                  WHERE merchant_id IS DISTINCT FROM
+                        NULLIF(current_setting('core.purging_merchant', true), '')::uuid
+                  GROUP BY 1, 2) AS g));
     RETURN NULL;
 END
 $$;

@@ -96,3 +96,30 @@ async def test_the_purge_store_deletes_one_merchant_in_chunks_and_nothing_else(s
     with pg(settings) as conn, conn.cursor() as cur:
         cur.execute("SELECT sum(customers) FROM customer_segment_counts WHERE merchant_id = %s", (kept,))
         assert cur.fetchone()[0] == 3
+
+
+def segment_total(settings: Settings, merchant: str) -> int:
+    with pg(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT sum(customers) FROM customer_segment_counts WHERE merchant_id = %s", (merchant,))
+        return int(cur.fetchone()[0] or 0)
+
+
+def test_a_merchant_being_purged_leaves_its_counts_to_the_purge_and_others_count(settings: Settings) -> None:
+    """The delete trigger (0019, kept by 0022's grouped deltas) skips the merchant named by
+    core.purging_merchant, whose counts the purge deletes at the end; any other merchant's deleted
+    rows still count."""
+    purged, other = shop(settings, 4), shop(settings, 4)
+    with pg(settings) as conn, conn.cursor() as cur:
+        # For the session, not the transaction: pg() commits each statement (the store sets it per
+        # transaction, around its chunks).
+        cur.execute("SELECT set_config('core.purging_merchant', %s, false)", (purged,))
+        cur.execute(
+            "DELETE FROM customers WHERE id IN (SELECT id FROM customers WHERE merchant_id = %s LIMIT 2)",
+            (purged,),
+        )
+        cur.execute(
+            "DELETE FROM customers WHERE id IN (SELECT id FROM customers WHERE merchant_id = %s LIMIT 1)",
+            (other,),
+        )
+    assert segment_total(settings, purged) == 4
+    assert segment_total(settings, other) == 3
