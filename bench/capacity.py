@@ -234,10 +234,13 @@ INGEST_CPU = re.compile(r"us CPU per event: worker (\d+), sink (\d+)")
 READ_CPU = re.compile(r"^rest_table \[\d+/\d+\]: .* server CPU (\d+) us/req")
 
 
-def cpu_inputs(results: Path = RESULTS) -> dict[str, Any]:
-    """CPU per event and per read: the medians of the newest recorded ingest and read benches."""
-    ingest_file, ingest = _newest(results, "ingest", INGEST_CPU)
-    reads_file, reads = _newest(results, "reads", READ_CPU)
+def cpu_inputs(
+    results: Path = RESULTS, ingest_from: Path | None = None, reads_from: Path | None = None
+) -> dict[str, Any]:
+    """CPU per event and per read: the medians of the given recorded ingest and read benches, else
+    of the newest ones."""
+    ingest_file, ingest = _newest(results, "ingest", INGEST_CPU, ingest_from)
+    reads_file, reads = _newest(results, "reads", READ_CPU, reads_from)
     return {
         "worker_us_per_event": median(int(m.group(1)) for m in ingest),
         "sink_us_per_event": median(int(m.group(2)) for m in ingest),
@@ -246,8 +249,11 @@ def cpu_inputs(results: Path = RESULTS) -> dict[str, Any]:
     }
 
 
-def _newest(results: Path, bench: str, pattern: re.Pattern[str]) -> tuple[str, list[re.Match[str]]]:
-    runs = [(path, json.loads(path.read_text())) for path in results.glob("*.json")]
+def _newest(
+    results: Path, bench: str, pattern: re.Pattern[str], only: Path | None = None
+) -> tuple[str, list[re.Match[str]]]:
+    paths = [only] if only is not None else list(results.glob("*.json"))
+    runs = [(path, json.loads(path.read_text())) for path in paths]
     runs = [(path, run) for path, run in runs if run.get("bench") == f"bench/{bench}.py"]
     for path, recorded in sorted(runs, key=lambda run: str(run[1].get("finished") or ""), reverse=True):
         section, matches = "", []
@@ -311,12 +317,18 @@ def main() -> None:
     parser.add_argument(
         "--recovery-from", type=Path, help="an earlier run's recovery input (implies --skip-recovery)"
     )
+    parser.add_argument(
+        "--ingest-from", type=Path, help="the recorded ingest bench for CPU per event (default: the newest)"
+    )
+    parser.add_argument(
+        "--reads-from", type=Path, help="the recorded reads bench for CPU per read (default: the newest)"
+    )
     parser.add_argument("--json", type=Path, help="also write the measured inputs here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (worker logs)")
     args = parser.parse_args()
     settings = Settings()
     workdir = Path(tempfile.mkdtemp(prefix="core-capacity-"))
-    measured: dict[str, Any] = {"storage": [], "cpu": cpu_inputs()}
+    measured: dict[str, Any] = {"storage": [], "cpu": cpu_inputs(RESULTS, args.ingest_from, args.reads_from)}
     print(f"cpu (from bench/results): {json.dumps(measured['cpu'])}", flush=True)
     try:
         if args.storage_from:
