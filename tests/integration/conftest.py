@@ -2,10 +2,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import aiopg
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from core_app import db
 from core_app.rpc.generated.core.v1.core_grpc import CoreServiceStub
+from core_app.settings import Settings
 from tests.support.processes import WorkerProcess, start_worker, stop_process, wait_ready
 
 
@@ -35,3 +38,12 @@ async def stub(worker: WorkerProcess) -> AsyncIterator[CoreServiceStub]:
     channel = Channel("127.0.0.1", worker.grpc_port)
     yield CoreServiceStub(channel)
     channel.close()
+
+
+@pytest.fixture
+async def pool(settings: Settings) -> AsyncIterator[aiopg.Pool]:
+    """A small aiopg pool on the session database, for tests of the PostgreSQL adapters."""
+    created = await db.create_pool(settings, minsize=0, maxsize=2)
+    yield created
+    created.close()
+    await created.wait_closed()

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 
 import aiopg
-import pytest
 
-from core_app import db
 from core_app.repository import fetch_customer, fetch_customers
 from core_app.settings import Settings
 from tests.support.db import pg
@@ -23,14 +20,6 @@ METADATA = [
     {"big": 123456789012345678, "bigger": 1234567890123456789, "huge": 123456789012345678901234},
     {"id_text": "12345678901234567890", "float": 0.1, "neg": -42, "exp": 1e30},
 ]
-
-
-@pytest.fixture
-async def pool(settings: Settings) -> AsyncIterator[aiopg.Pool]:
-    created = await db.create_pool(settings, minsize=0, maxsize=2)
-    yield created
-    created.close()
-    await created.wait_closed()
 
 
 def insert(settings: Settings, merchant: str, metadata: dict[str, object], redacted: bool) -> str:

@@ -8,13 +8,11 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import aiopg
 import pytest
 
-from core_app import db
 from core_app.domain.errors import Conflict, ValidationFailed
 from core_app.security.crypto import kek_from_setting
 from core_app.services import merchants
@@ -39,14 +37,6 @@ def audit_actions(settings: Settings, merchant_id: str) -> list[tuple[str, str]]
             "SELECT action, actor FROM audit_logs WHERE merchant_id = %s ORDER BY created_at", (merchant_id,)
         )
         return cur.fetchall()
-
-
-@pytest.fixture(scope="module")
-async def pool(settings: Settings) -> AsyncIterator[aiopg.Pool]:
-    created = await db.create_pool(settings, minsize=0, maxsize=2)
-    yield created
-    created.close()
-    await created.wait_closed()
 
 
 def test_the_merchant_commands_create_list_and_show_and_are_audited(settings: Settings) -> None:

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 
 import aiopg
-import pytest
 
-from core_app import db
 from core_app.customer_import.store import insert_customers
 from core_app.domain.timeline import imported_entry
 from core_app.settings import Settings
@@ -23,14 +20,6 @@ from tests.support.events import new_merchant
 
 NOW = "2026-12-01T10:00:00.000Z"
 NOW_MS = 1_796_119_200_000  # NOW in epoch ms
-
-
-@pytest.fixture
-async def pool(settings: Settings) -> AsyncIterator[aiopg.Pool]:
-    created = await db.create_pool(settings, minsize=0, maxsize=2)
-    yield created
-    created.close()
-    await created.wait_closed()
 
 
 def versions(settings: Settings, merchant: str, customer: str) -> list[tuple[int, str]]:
