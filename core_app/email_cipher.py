@@ -1,8 +1,9 @@
 """The `customers.email` ciphertext made in the worker, byte-compatible with `trg_encrypt_email`.
 
 The trigger (migrations/0003_email_s2k.sql) stores `'aes256:' || base64(pgp_sym_encrypt(email, key,
-'cipher-algo=aes256, s2k-mode=1'))` and `email_hash = hex(hmac_sha256(email, hash_key))`, and passes
-a value that is already `aes256:<base64>` through with the `email_hash` it was given. An import
+'cipher-algo=aes256, s2k-mode=1'))` and `email_hash = hex(hmac_sha256(email, hash_key))` (the
+worker's is core_app.domain.email.email_hash), and passes a value that is already `aes256:<base64>`
+through with the `email_hash` it was given. An import
 encrypts its batch here (docs/decisions.md D253), so PostgreSQL's per-row pgcrypto work is skipped;
 `core_decrypt_email` (pgp_sym_decrypt) opens these messages like the trigger's. The trigger stays
 the safety net for every other writer.
@@ -18,14 +19,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import os
 import struct
 
 from cryptography.hazmat.decrepit.ciphers.modes import CFB  # OpenPGP's mode; deprecated elsewhere
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
-
-from core_app.domain.email import normalize_email
 
 PREFIX = "aes256:"
 _AES256, _SHA1, _S2K_SALTED = 9, 2, 1
@@ -65,21 +63,3 @@ def encrypt_email(email: str, key: str) -> str:
     sealed = encryptor.update(plain) + encryptor.finalize()
     message = session + _packet(18, b"\x01" + sealed)
     return PREFIX + base64.b64encode(message).decode()
-
-
-def hash_email(email: str, hash_key: str) -> str:
-    """The trigger's `email_hash` of an already normalised email."""
-    return hmac.new(hash_key.encode(), email.encode(), hashlib.sha256).hexdigest()
-
-
-class EmailCipher:
-    """Both of the trigger's values for an import row, under the keys the PG connections carry."""
-
-    def __init__(self, encryption_key: str, hash_key: str) -> None:
-        self.encryption_key = encryption_key
-        self.hash_key = hash_key
-
-    def seal(self, email: str) -> tuple[str, str]:
-        """(ciphertext, email_hash); `email` is normalised here as the trigger does (lower, trim)."""
-        normal = normalize_email(email)
-        return encrypt_email(normal, self.encryption_key), hash_email(normal, self.hash_key)
