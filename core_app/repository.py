@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -41,7 +42,11 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="milliseconds") + "Z" if value is not None else None
 
 
-def _state_from_row(row: dict[str, Any]) -> CustomerState:
+def _as_is(value: str | None) -> str | None:
+    return value  # already formatted as iso() formats, by PostgreSQL (_SELECT_CUSTOMERS_JSON)
+
+
+def _state_from_row(row: dict[str, Any], timestamp: Callable[[Any], str | None] = iso) -> CustomerState:
     return CustomerState(
         merchant_id=row["merchant_id"],
         customer_id=row["customer_id"],
@@ -51,9 +56,9 @@ def _state_from_row(row: dict[str, Any]) -> CustomerState:
         metadata=row["metadata"] or {},
         version=row["version"],
         applied_as_of=row["applied_as_of"] or {},
-        redacted_at=iso(row["redacted_at"]),
-        created_at=iso(row["created_at"]),
-        updated_at=iso(row["updated_at"]),
+        redacted_at=timestamp(row["redacted_at"]),
+        created_at=timestamp(row["created_at"]),
+        updated_at=timestamp(row["updated_at"]),
     )
 
 
@@ -70,7 +75,7 @@ async def fetch_customers(pool: aiopg.Pool, keys: list[tuple[str, str]]) -> dict
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute(_SELECT_CUSTOMERS_JSON, (list(merchants), list(customers)))
         rows = await cur.fetchall()
-    states = (_state_from_json(_decode_row(text)) for (text,) in rows)
+    states = (_state_from_row(_decode_row(text), _as_is) for (text,) in rows)
     return {state.key: state for state in states}
 
 
@@ -79,22 +84,6 @@ def _decode_row(text: str) -> dict[str, Any]:
     if _LONG_NUMBER.search(text) is None:
         return orjson.loads(text)  # type: ignore[no-any-return]
     return load_jsonb(text)  # type: ignore[no-any-return]
-
-
-def _state_from_json(row: dict[str, Any]) -> CustomerState:
-    return CustomerState(
-        merchant_id=row["merchant_id"],
-        customer_id=row["customer_id"],
-        email=None,  # as _state_from_row
-        email_hash=row["email_hash"],
-        rfm_score=row["rfm_score"] or {},
-        metadata=row["metadata"] or {},
-        version=row["version"],
-        applied_as_of=row["applied_as_of"] or {},
-        redacted_at=row["redacted_at"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
 
 
 async def fetch_merchant_customers(pool: aiopg.Pool, merchant_id: str) -> dict[str, CustomerState]:
